@@ -1,0 +1,5 @@
+import sys
+
+from vidkit.cli import main
+
+sys.exit(main())

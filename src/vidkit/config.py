@@ -1,0 +1,244 @@
+"""Typed configs: a training `Config` (configs/*.yaml) and a `Competition` spec (competition/*.yaml).
+
+Both are plain dataclasses filled from YAML, then from `key=value` overrides; an unknown key or a value
+of the wrong type is a `VidkitError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vidkit.errors import VidkitError
+
+
+@dataclass
+class Config:
+    name: str = ""                          # config name (the yaml file's stem)
+    model: str = "r3d_18"                   # a name from vidkit.models.list_models()
+    model_args: dict = field(default_factory=dict)  # extra builder kwargs (size variants)
+    pretrained: str | None = None           # local weights: file or from_pretrained folder
+    comp: str = "competition/demo.yaml"
+    out_dir: str | None = None              # default: weights/<competition>/<config name>
+    fold: int = 0                           # -1: train on all training data
+    # clip sampling; None means "what the model declares"
+    num_frames: int | None = None
+    image_size: int | None = None
+    resize_short: int | None = None         # short side before cropping; default image_size * 8/7
+    frame_stride: int = 2                   # stride of the `random`/`multi` samplers
+    train_sampler: str = "random"           # random | uniform
+    pad_mode: str = "repeat"                # videos shorter than a clip: repeat last frame | loop
+    # augmentation (train only)
+    crop_scale: float = 0.4                 # RandomResizedCrop min area fraction
+    hflip: float = 0.5                      # set 0 for direction-sensitive classes
+    color_jitter: float = 0.8               # probability of a colour jitter draw
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_ratio: float = 0.1
+    label_smoothing: float = 0.1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"             # no | fp16 | bf16
+    patience: int = 5                       # epochs without improvement before stopping
+    max_steps: int | None = None            # stop after this many optimiser steps (debugging)
+    num_workers: int = 2
+    seed: int = 42
+    # evaluation / TTA
+    val_clips: int = 1                      # clips per video for the per-epoch validation
+    tta_clips: int = 3                      # clips per video for OOF and test predictions
+    eval_batch_size: int | None = None      # default: 2 * batch_size
+    debug: bool = False                     # show tracebacks for user errors
+
+
+@dataclass
+class Competition:
+    name: str = "competition"
+    train_dir: str | None = None
+    train_csv: str | None = None
+    test_dir: str | None = None
+    sample_submission: str | None = None
+    id_column: str = "id"
+    target_column: str = "label"
+    submission: str = "label"               # label | probability | probabilities | topk
+    positive_class: str | None = None
+    metric: str = "accuracy"
+    classes: list | None = None
+    group_regex: str | None = None
+    n_folds: int = 5
+    path: str | None = None                 # the yaml file itself (set on load)
+
+    def resolve(self, value: str | None) -> Path | None:
+        """A path from the yaml, relative to the yaml's folder."""
+        if value is None:
+            return None
+        base = Path(self.path).parent if self.path else Path(".")
+        return (base / value).resolve()
+
+
+
+
+def _coerce(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except VidkitError as e:
+                errors.append(str(e))
+        raise VidkitError(errors[0] if errors else f"{key}: bad value {value!r}")
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+        if tp in (dict, list) or origin in (dict, list):
+            want = origin or tp
+            if isinstance(value, str):
+                value = yaml.safe_load(value) if want is dict else _parse_list(value)
+            if not isinstance(value, want):
+                raise ValueError
+            return value
+    except (ValueError, TypeError, yaml.YAMLError):
+        pass
+    name = getattr(tp, "__name__", str(tp))
+    raise VidkitError(f"{key}: expected {name}, got {value!r}")
+
+
+def _parse_list(text: str) -> list:
+    parsed = yaml.safe_load(text)
+    if isinstance(parsed, list):
+        return parsed
+    return [yaml.safe_load(t) for t in text.split(",") if t.strip()]
+
+
+def apply(obj, values: dict, where: str = ""):
+    """Set dataclass fields from a mapping; dotted keys reach into dict fields (`model_args.depth=2`)."""
+    hints = typing.get_type_hints(type(obj))
+    for key, value in values.items():
+        top, _, rest = key.partition(".")
+        if top not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(obj))
+            raise VidkitError(f"{where}unknown key {top!r} (known: {known})")
+        if rest:
+            current = getattr(obj, top)
+            if not isinstance(current, dict):
+                raise VidkitError(f"{where}{top} is not a nested field; cannot set {key}")
+            current = dict(current)
+            current[rest] = yaml.safe_load(value) if isinstance(value, str) else value
+            setattr(obj, top, current)
+        else:
+            setattr(obj, top, _coerce(hints[top], value, f"{where}{key}"))
+    return obj
+
+
+def parse_overrides(args: list[str]) -> dict:
+    out = {}
+    for arg in args:
+        if "=" not in arg:
+            raise VidkitError(f"expected key=value, got {arg!r}")
+        key, value = arg.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VidkitError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise VidkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise VidkitError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def config_path(name_or_path: str) -> Path:
+    """`r3d18`, `configs/r3d18.yaml` and `/abs/x.yaml` all name a config."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return Path("configs") / f"{name_or_path}.yaml"
+
+
+def load_config(name_or_path: str | None, overrides: dict | None = None) -> Config:
+    """Load a config yaml (`_base_: other.yaml` inherits from a sibling file), then apply overrides."""
+    cfg = Config()
+    if name_or_path:
+        path = config_path(name_or_path)
+        chain = []
+        while path is not None:
+            data = read_yaml(path)
+            chain.append((path, data))
+            base = data.pop("_base_", None)
+            path = path.parent / base if base else None
+        for p, data in reversed(chain):
+            apply(cfg, data, where=f"{p}: ")
+        cfg.name = config_path(name_or_path).stem
+    apply(cfg, overrides or {})
+    _check_choices(cfg)
+    return cfg
+
+
+def _check_choices(cfg: Config):
+    choices = {"mixed_precision": ("no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
+               "train_sampler": ("random", "uniform")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    for key in ("epochs", "batch_size", "grad_accum", "tta_clips", "val_clips"):
+        if getattr(cfg, key) < 1:
+            raise VidkitError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
+
+
+def load_competition(path: str | Path) -> Competition:
+    data = read_yaml(path)
+    comp = apply(Competition(), data, where=f"{path}: ")
+    comp.path = str(Path(path).resolve())
+    if comp.submission not in ("label", "probability", "probabilities", "topk"):
+        raise VidkitError(f"{path}: submission: {comp.submission!r} is not one of label, probability, probabilities, topk")
+    if not comp.train_dir and not comp.train_csv:
+        raise VidkitError(f"{path}: train_dir is required")
+    if comp.n_folds < 2:
+        raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
+    return comp
+
+
+def save_config(obj, path: str | Path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
+
+
+def run_dir(cfg: Config, comp: Competition) -> Path:
+    return Path(cfg.out_dir) if cfg.out_dir else Path("weights") / comp.name / (cfg.name or cfg.model)

@@ -1,0 +1,54 @@
+"""`vidkit frames`: extract frame folders from raw videos once (optionally at a lower fps and size)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+from tqdm.auto import tqdm
+
+from vidkit.data.media import is_video
+from vidkit.errors import VidkitError
+
+
+def extract_frames(video: Path, out: Path, fps: float | None = None, size: int | None = None,
+                   quality: int = 95) -> int:
+    """Write video's frames as out/00001.jpg ...; keep every frame, or resample to `fps`;
+    `size` resizes the short side. Returns the number of frames written."""
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise VidkitError(f"{video}: cannot open video")
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    step = src_fps / fps if fps else 1.0
+    out.mkdir(parents=True, exist_ok=True)
+    written, index, next_keep = 0, 0, 0.0
+    while True:
+        ok = cap.grab()
+        if not ok:
+            break
+        if index >= next_keep - 1e-6:
+            _, frame = cap.retrieve()
+            if size:
+                h, w = frame.shape[:2]
+                scale = size / min(h, w)
+                frame = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            written += 1
+            cv2.imwrite(str(out / f"{written:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            next_keep += step
+        index += 1
+    cap.release()
+    if written == 0:
+        raise VidkitError(f"{video}: no frames could be decoded")
+    return written
+
+
+def extract_tree(videos: str, out: str, fps: float | None = None, size: int | None = None) -> int:
+    """Every video under `videos` becomes a frame folder at the same relative place under `out`."""
+    src = Path(videos)
+    if not src.is_dir():
+        raise VidkitError(f"{src}: videos folder not found")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and is_video(p))
+    if not files:
+        raise VidkitError(f"{src}: no video files (.mp4 .avi .mkv .webm .mov)")
+    for f in tqdm(files, desc="frames"):
+        extract_frames(f, Path(out) / f.relative_to(src).with_suffix(""), fps, size)
+    return len(files)

@@ -1,0 +1,61 @@
+"""Video-level metrics on class probabilities (sklearn where it has them)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn import metrics as skm
+
+from vidkit.errors import VidkitError
+
+
+def _top_k(y, p, k=5):
+    k = min(k, p.shape[1])
+    return skm.top_k_accuracy_score(y, p, k=k, labels=np.arange(p.shape[1]))
+
+
+def _auc(y, p):
+    if p.shape[1] == 2:
+        return skm.roc_auc_score(y, p[:, 1])
+    present = np.unique(y)
+    return skm.roc_auc_score(y, p[:, present] / p[:, present].sum(1, keepdims=True), multi_class="ovr",
+                             labels=present) if len(present) > 2 else float("nan")
+
+
+METRICS = {  # name: (fn(y_true, probs), higher is better)
+    "accuracy": (lambda y, p: skm.accuracy_score(y, p.argmax(1)), True),
+    "top5": (_top_k, True),
+    "f1_macro": (lambda y, p: skm.f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1])), True),
+    "logloss": (lambda y, p: skm.log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])), False),
+    "auc": (_auc, True),
+    "mcc": (lambda y, p: skm.matthews_corrcoef(y, p.argmax(1)), True),
+}
+
+
+def check_metric(name: str) -> None:
+    if name not in METRICS:
+        raise VidkitError(f"metric: {name!r} is not one of {', '.join(METRICS)}")
+
+
+def score(name: str, y_true, probs) -> float:
+    check_metric(name)
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums drift from 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. sklearn on top-5 of <= 5 classes
+        return float(METRICS[name][0](np.asarray(y_true), probs))
+
+
+def higher_is_better(name: str) -> bool:
+    check_metric(name)
+    return METRICS[name][1]
+
+
+def all_scores(y_true, probs) -> dict[str, float]:
+    out = {}
+    for name in METRICS:
+        try:
+            out[name] = score(name, y_true, probs)
+        except ValueError:  # e.g. AUC with one class present
+            out[name] = float("nan")
+    return out

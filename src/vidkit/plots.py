@@ -1,0 +1,74 @@
+"""CV plots (matplotlib, Agg): confusion matrix, per-class accuracy, training curves."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+
+def plot_confusion(y, pred, classes: list[str], path: Path) -> None:
+    cm = confusion_matrix(y, pred, labels=np.arange(len(classes)), normalize="true")
+    n = len(classes)
+    size = min(4 + 0.25 * n, 40)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(np.nan_to_num(cm), cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(n)
+    font = max(4, 10 - n // 15)
+    ax.set_xticks(ticks, classes, rotation=90, fontsize=font)
+    ax.set_yticks(ticks, classes, fontsize=font)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=font,
+                        color="white" if cm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (row-normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_per_class(y, pred, classes: list[str], path: Path) -> None:
+    acc = np.array([(pred[y == i] == i).mean() if (y == i).any() else np.nan for i in range(len(classes))])
+    order = np.argsort(np.nan_to_num(acc, nan=-1))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(classes))))
+    ax.barh(np.arange(len(classes)), acc[order], color="tab:blue")
+    ax.set_yticks(np.arange(len(classes)), [classes[i] for i in order], fontsize=max(4, 9 - len(classes) // 20))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("out-of-fold accuracy")
+    ax.set_title("per-class accuracy (worst first)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(metric_files: list[Path], path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for f in metric_files:
+        records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if not records:
+            continue
+        epochs = [r["epoch"] for r in records]
+        name = f"fold {records[0]['fold']}"
+        axes[0].plot(epochs, [r["train_loss"] for r in records], label=f"{name} train")
+        if "val_loss" in records[0]:
+            axes[0].plot(epochs, [r["val_loss"] for r in records], "--", label=f"{name} val")
+            axes[1].plot(epochs, [r["val_score"] for r in records], label=name)
+            axes[1].set_ylabel(records[0]["metric"])
+        axes[2].plot(epochs, [r["lr"] for r in records], label=name)
+    for ax, title in zip(axes, ("loss", "validation metric", "learning rate")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

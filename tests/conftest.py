@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from vidkit.demo import make_demo
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY = ["num_frames=4", "image_size=32", "model_args.width=8", "batch_size=8", "num_workers=0", "tta_clips=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_comp(tmp_path_factory) -> Path:
+    """A small synthetic competition: 4 classes x 6 groups, 32 px frames, 3 folds."""
+    root = tmp_path_factory.mktemp("tiny")
+    return make_demo(root / "data", root / "competition" / "tiny.yaml", n_groups=6, per_group=4, n_test=6,
+                     size=48, n_folds=3)
+
+
+@pytest.fixture(scope="session")
+def demo_comp(tmp_path_factory) -> Path:
+    """The demo-sized synthetic competition (160 training videos, 40 test videos)."""
+    root = tmp_path_factory.mktemp("demo")
+    return make_demo(root / "data", root / "competition" / "demo.yaml")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found")
+    return SHARED

@@ -1,0 +1,51 @@
+import pytest
+
+from vidkit.config import Config, load_competition, load_config, parse_overrides
+from vidkit.errors import VidkitError
+
+
+def test_overrides_are_typed():
+    cfg = load_config("r3d18", parse_overrides(["epochs=3", "lr=1e-3", "mixed_precision=bf16",
+                                                "pretrained=none", "model_args.width=16"]))
+    assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
+    assert cfg.lr == pytest.approx(1e-3) and isinstance(cfg.lr, float)
+    assert cfg.pretrained is None
+    assert cfg.model_args["width"] == 16
+    assert cfg.name == "r3d18"
+
+
+def test_base_config_is_inherited():
+    cfg = load_config("configs/r3d18_demo.yaml")
+    assert cfg.model == "r3d_18" and cfg.num_frames == 8 and cfg.model_args["width"] == 16
+    assert cfg.tta_clips == 2 and cfg.frame_stride == 2
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("epoch=3", "unknown key 'epoch'"),
+    ("epochs=three", "epochs: expected int"),
+    ("lr=fast", "lr: expected float"),
+    ("mixed_precision=fp8", "mixed_precision: 'fp8' is not one of"),
+    ("batch_size=0", "batch_size: must be >= 1"),
+])
+def test_bad_overrides_name_the_key(arg, message):
+    with pytest.raises(VidkitError, match=message):
+        load_config("r3d18", parse_overrides([arg]))
+
+
+def test_contract_keys_always_work():
+    keys = ["comp", "out_dir", "fold", "epochs", "batch_size", "lr", "num_frames", "image_size", "tta_clips",
+            "seed", "mixed_precision", "pretrained"]
+    assert set(keys) <= set(Config.__dataclass_fields__)
+
+
+def test_competition_paths_resolve_relative_to_yaml(tiny_comp):
+    comp = load_competition(tiny_comp)
+    assert comp.resolve(comp.train_dir).is_dir()
+    assert comp.n_folds == 3
+
+
+def test_competition_unknown_field(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("name: x\ntrain_dir: t\nmetrics: accuracy\n")
+    with pytest.raises(VidkitError, match=r"c.yaml: unknown key 'metrics'"):
+        load_competition(bad)
