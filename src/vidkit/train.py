@@ -31,7 +31,9 @@ def make_accelerator(cfg: Config) -> Accelerator:
     if precision == "fp16" and not torch.cuda.is_available():
         log.warning("mixed_precision=fp16 needs a GPU; using no mixed precision on CPU")
         precision = "no"
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
+    # cpu=True on GPU-less machines is what lets torchrun/accelerate launch start a gloo group of CPU processes
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+                       cpu=not torch.cuda.is_available())
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
