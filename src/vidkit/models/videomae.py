@@ -26,7 +26,7 @@ class LogitsOnly(nn.Module):
 def videomae(num_classes: int, pretrained: str | None = None, num_frames: int | None = None,
              image_size: int | None = None, hidden_size: int = 768, num_hidden_layers: int = 12,
              num_attention_heads: int = 12, intermediate_size: int = 3072, patch_size: int = 16,
-             tubelet_size: int = 2, attn_implementation: str = "sdpa"):
+             tubelet_size: int = 2, initializer_range: float = 0.02, attn_implementation: str = "sdpa"):
     """VideoMAE; `pretrained`: a `from_pretrained` folder (config.json + model.safetensors), e.g. a
     saved MCG-NJU/videomae-base-finetuned-kinetics. The head is resized to `num_classes`."""
     if pretrained:
@@ -43,7 +43,7 @@ def videomae(num_classes: int, pretrained: str | None = None, num_frames: int | 
             image_size=image_size or 224, num_frames=num_frames or 16, patch_size=patch_size,
             tubelet_size=tubelet_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
             num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
-            num_labels=num_classes)
+            initializer_range=initializer_range, num_labels=num_classes)
         config._attn_implementation = attn_implementation
         hf = VideoMAEForVideoClassification(config)
     model = LogitsOnly(hf)
