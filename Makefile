@@ -11,11 +11,15 @@ FOLD ?= 0
 ARGS ?=
 RUNS ?=
 RUNS_ARG := $(if $(strip $(RUNS)),runs="$(strip $(RUNS))",)
+# `make submit` first re-searches the blend weights on OOF (ENSEMBLE=0 keeps ensemble.yaml as it is);
+# ENSEMBLE_ARGS go to `vidkit ensemble`, e.g. "method=logit search=scipy"
+ENSEMBLE ?= 1
+ENSEMBLE_ARGS ?=
 
-.PHONY: install demo test train cv submit kernel bench push clean help
+.PHONY: install demo test train cv report ensemble submit kernel bench push clean help
 
 help:
-	@echo "make demo | test | train MODEL=r3d18 FOLD=0 | cv MODEL=... | submit [RUNS=...] | kernel | bench"
+	@echo "make demo | test | train MODEL=r3d18 FOLD=0 | cv MODEL=... | report | ensemble | submit [RUNS=...] | kernel | push | bench"
 
 # reinstall only when requirements.txt or pyproject.toml change
 $(STAMP): requirements.txt pyproject.toml
@@ -40,14 +44,25 @@ train: $(STAMP)
 cv: $(STAMP)
 	$(PY) -m vidkit cv configs/$(MODEL).yaml comp=$(COMP) $(ARGS)
 
+report: $(STAMP)
+	$(PY) -m vidkit report comp=$(COMP) $(RUNS_ARG)
+
+ensemble: $(STAMP)
+	$(PY) -m vidkit ensemble comp=$(COMP) $(RUNS_ARG) $(ENSEMBLE_ARGS)
+
 submit: $(STAMP)
+	$(if $(filter 1,$(ENSEMBLE)),$(PY) -m vidkit ensemble comp=$(COMP) $(RUNS_ARG) $(ENSEMBLE_ARGS))
 	$(PY) -m vidkit submit comp=$(COMP) $(RUNS_ARG) $(ARGS)
 
 kernel: $(STAMP)
 	$(PY) -m vidkit kernel comp=$(COMP) $(RUNS_ARG) $(ARGS)
 
+# rebuilds the kernel, then `kaggle datasets version|create -r zip` + `kaggle kernels push` (or prints them)
+push: $(STAMP)
+	$(PY) -m vidkit kernel comp=$(COMP) $(RUNS_ARG) push=true $(ARGS)
+
 bench: $(STAMP)
-	@ls benchmarks/*.py >/dev/null 2>&1 && for f in benchmarks/*.py; do $(PY) $$f || exit 1; done || echo "no benchmarks yet"
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done  # results: benchmarks/README.md
 
 clean:
 	rm -rf data/demo weights/demo submissions/*.csv submissions/*.json competition/demo.folds.csv

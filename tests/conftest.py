@@ -30,3 +30,13 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not found")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_comp, tmp_path_factory) -> Path:
+    """A cross-validated tiny r3d_18 run on `tiny_comp` (1 epoch; TTA: 2 clips, each also flipped)."""
+    from vidkit.config import load_config, parse_overrides
+    from vidkit.cv import run_cv
+    overrides = {**parse_overrides(TINY), "comp": str(tiny_comp), "epochs": "1", "tta_flip": "true",
+                 "out_dir": str(tmp_path_factory.mktemp("tiny_run"))}
+    return run_cv(load_config("configs/r3d18_demo.yaml", overrides))

@@ -24,3 +24,13 @@ def test_r3d_learns_the_demo_through_cv(demo_comp, tmp_path):
     assert accuracy == pytest.approx(report["score"])
     assert report["score"] >= 0.9, report
     assert len(report["fold_scores"]) == 5 and report["protocol"] == "8x2x1 video-level"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["r2plus1d_demo", "cnn_rnn_demo", "videomae_demo"])
+def test_zoo_models_learn_the_demo_through_cv(demo_comp, tmp_path, config):
+    """(2+1)D convs, a per-frame CNN with a BiLSTM, and a tiny VideoMAE must all use time: >= 85% OOF."""
+    cfg = load_config(config, {"comp": str(demo_comp), "out_dir": str(tmp_path / "run"), "num_workers": "0"})
+    report = json.loads((run_cv(cfg) / "cv_report.json").read_text())
+    assert len(pd.read_csv(tmp_path / "run" / "oof.csv")) == 160
+    assert report["score"] >= 0.85, report["fold_scores"]

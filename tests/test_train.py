@@ -31,3 +31,151 @@ def test_two_processes_predict_every_validation_video_once(tiny_comp, tmp_path):
     assert sorted(oof["video_id"]) == sorted(folds.loc[folds["fold"] == 0, "video_id"])
     probs = oof[["down", "left", "right", "up"]].sum(1)
     assert ((probs - 1).abs() < 1e-4).all()
+
+
+# --- training features (issue: model zoo and full training features) ---------------------------------------
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from timm.data import Mixup  # noqa: E402
+
+from vidkit.config import load_config  # noqa: E402
+from vidkit.cv import run_train  # noqa: E402
+from vidkit.errors import VidkitError  # noqa: E402
+from vidkit.models import create_model, registry  # noqa: E402
+from vidkit.optim import EpochSampler, balanced_weights, class_weights, param_groups  # noqa: E402
+from vidkit.train import mix  # noqa: E402
+
+
+def _cfg(tiny_comp, out, **kw):
+    overrides = dict(a.split("=", 1) for a in TINY)
+    overrides.update({"comp": str(tiny_comp), "out_dir": str(out), "fold": "0", "epochs": "2", "mixed_precision": "no"})
+    overrides.update({k: str(v) for k, v in kw.items()})
+    return load_config("r3d18_demo", overrides)
+
+
+def _records(run_dir, fold="fold0"):
+    return [json.loads(line) for line in (run_dir / fold / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("fold", [0, -1])
+def test_resume_mid_epoch_equals_uninterrupted(tiny_comp, tmp_path, fold):
+    """fold 0: validation metrics and early-stopping state; fold -1: the last epoch's weights are saved."""
+    name = "fold0" if fold == 0 else "full"
+    run_train(_cfg(tiny_comp, tmp_path / "a", epochs=3, fold=fold, num_workers=1))
+    # 16 (fold 0) or 24 (all) training videos at batch 8: step 3 stops in the middle of epoch 1
+    run_train(_cfg(tiny_comp, tmp_path / "b", epochs=3, fold=fold, max_steps=3 if fold == 0 else 4))
+    progress = json.loads((tmp_path / "b" / name / "state" / "progress.json").read_text())
+    assert (progress["epoch"], progress["batch"]) == (1, 1) and len(_records(tmp_path / "b", name)) == 1
+    run_train(_cfg(tiny_comp, tmp_path / "b", epochs=3, fold=fold, resume=True))
+    a, b = load_file(str(tmp_path / "a" / name / "model.safetensors")), \
+        load_file(str(tmp_path / "b" / name / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    ra, rb = _records(tmp_path / "a", name), _records(tmp_path / "b", name)
+    assert [r["epoch"] for r in rb] == [0, 1, 2]
+    for x, y in zip(ra, rb):
+        assert x["step"] == y["step"] and abs(x["train_loss"] - y["train_loss"]) < 1e-4
+        assert abs(x.get("val_loss", 0) - y.get("val_loss", 0)) < 1e-4
+    assert not (tmp_path / "b" / name / "state").exists()  # a finished fold drops its optimiser state
+
+
+def oom_probe(num_classes, pretrained=None, num_frames=None, image_size=None, **kw):
+    """An r3d that fails like CUDA does when a training batch is larger than 2."""
+    model = create_model("r3d_18", num_classes, num_frames=num_frames, image_size=image_size, **kw)
+    forward = model.forward
+
+    def guarded(x):
+        if model.training and x.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x)
+    model.forward = guarded
+    return model
+
+
+def test_oom_fallback_halves_batch_and_doubles_accumulation(tiny_comp, tmp_path, caplog, monkeypatch):
+    monkeypatch.setitem(registry._builders, "oom_probe", oom_probe)
+    run_train(_cfg(tiny_comp, tmp_path, model="oom_probe", epochs=1, batch_size=8))
+    assert "restarts with batch_size=4, grad_accum=2" in caplog.text
+    assert "restarts with batch_size=2, grad_accum=4" in caplog.text
+    assert (tmp_path / "fold0" / "model.safetensors").is_file() and _records(tmp_path)[0]["step"] == 2
+
+
+def _init_file(tmp_path):
+    model = create_model("r3d_18", num_classes=4, num_frames=4, image_size=32, width=8, layers=(1, 1, 1, 1))
+    save_file(model.state_dict(), str(tmp_path / "init.safetensors"))
+    return str(tmp_path / "init.safetensors"), model.state_dict()
+
+
+def test_ema_is_what_gets_evaluated_and_saved(tiny_comp, tmp_path):
+    init, state = _init_file(tmp_path)
+    run_train(_cfg(tiny_comp, tmp_path / "ema", pretrained=init, ema=True, ema_decay=1.0, epochs=1))
+    run_train(_cfg(tiny_comp, tmp_path / "raw", pretrained=init, epochs=1))
+    ema, raw = (load_file(str(tmp_path / d / "fold0" / "model.safetensors")) for d in ("ema", "raw"))
+    assert torch.equal(ema["layer1.0.conv1.0.weight"], state["layer1.0.conv1.0.weight"])  # decay 1: never moves
+    assert not torch.equal(raw["layer1.0.conv1.0.weight"], state["layer1.0.conv1.0.weight"])
+
+
+def test_progressive_unfreezing(tiny_comp, tmp_path):
+    init, state = _init_file(tmp_path)
+    # fold=-1 (no validation) saves the last epoch: epoch 0 trains the head only, epoch 1 adds layer4
+    run_train(_cfg(tiny_comp, tmp_path, pretrained=init, fold=-1, freeze_epochs=1, unfreeze="layer4"))
+    got = load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert torch.equal(got["stem.0.weight"], state["stem.0.weight"])
+    assert torch.equal(got["layer3.0.conv1.0.weight"], state["layer3.0.conv1.0.weight"])
+    assert not torch.equal(got["layer4.0.conv1.0.weight"], state["layer4.0.conv1.0.weight"])
+    assert not torch.equal(got["fc.weight"], state["fc.weight"])
+
+
+def test_mixup_and_cutmix_train_and_cut_one_box_for_all_frames(tiny_comp, tmp_path):
+    video = torch.arange(4.0).view(4, 1, 1, 1, 1).expand(4, 3, 5, 16, 16).clone()
+    original = video.clone()
+    mixed, target = mix(Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, prob=1.0, num_classes=3), video,
+                        torch.tensor([0, 1, 2, 0]))
+    assert target.shape == (4, 3) and torch.allclose(target.sum(1), torch.ones(4))
+    assert all(torch.equal(mixed[:, :, t], mixed[:, :, 0]) for t in range(5))  # the same box in every frame
+    assert not torch.equal(mixed, original) and mixed.shape == original.shape
+    run_train(_cfg(tiny_comp, tmp_path, mixup=0.2, cutmix=1.0, epochs=1))
+    assert np.isfinite(_records(tmp_path)[0]["train_loss"])
+
+
+def test_class_weights_and_balanced_sampler():
+    labels = np.array([0, 0, 0, 1])
+    assert class_weights(labels, 2, "inverse").tolist() == pytest.approx([0.5, 1.5])
+    assert class_weights(labels, 2, "sqrt").tolist() == pytest.approx([0.732, 1.268], abs=1e-3)
+    assert class_weights(labels, 2, "none") is None
+    skewed = np.array([0] * 90 + [1] * 10)
+    sampler = EpochSampler(100, seed=3, weights=balanced_weights(skewed))
+    drawn = skewed[list(sampler)]
+    assert 0.35 < drawn.mean() < 0.65  # minority class drawn about half the time
+    plain = EpochSampler(100, seed=3)
+    first = list(plain)
+    assert list(plain) == first and sorted(first) == list(range(100))  # same (seed, epoch): same order
+    plain.set_epoch(1)
+    assert list(plain) != first
+
+
+def test_layer_decay_and_head_lr():
+    model = create_model("videomae", num_classes=3, num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)
+    groups = param_groups(model, 0.05, lr=1.0, layer_decay=0.5, head_lr_scale=10.0)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["hf.videomae.embeddings.patch_embeddings.projection.weight"])] == pytest.approx(0.125)
+    assert lr_of[id(named["hf.videomae.encoder.layer.0.attention.attention.query.weight"])] == pytest.approx(0.25)
+    assert lr_of[id(named["hf.videomae.encoder.layer.1.output.dense.weight"])] == pytest.approx(0.5)
+    assert lr_of[id(named["hf.classifier.weight"])] == pytest.approx(10.0)
+    no_decay = [g for g in groups if g["weight_decay"] == 0.0]
+    assert any(p is named["hf.classifier.bias"] for g in no_decay for p in g["params"])
+    with pytest.raises(VidkitError, match="layer_decay: the model has no numbered transformer blocks"):
+        param_groups(create_model("r3d_18", 3, width=8, layers=(1, 1, 1, 1)), 0.05, 1.0, layer_decay=0.5)
+
+
+def test_tensorboard_and_seed_ensemble(tiny_comp, tmp_path):
+    run_train(_cfg(tiny_comp, tmp_path / "tb", epochs=1, log_with="tensorboard"))
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    run_train(_cfg(tiny_comp, tmp_path / "s", epochs=1, seed="1,2"))
+    for s in (1, 2):
+        assert (tmp_path / f"s-seed{s}" / "fold0" / "model.safetensors").is_file()
+        assert f"seed: {s}" in (tmp_path / f"s-seed{s}" / "config.yaml").read_text()

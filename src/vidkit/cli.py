@@ -36,9 +36,32 @@ def cmd_folds(positional, kv):
 
 def cmd_submit(positional, kv):
     from vidkit.submit import run_submit
-    runs = [r for r in kv.get("runs", "").replace(" ", ",").split(",") if r] or None
-    tta = int(kv["tta_clips"]) if kv.get("tta_clips") else None
-    run_submit(kv.get("comp", "competition/demo.yaml"), runs, kv.get("out", "submissions/submission.csv"), tta)
+    _only("submit", positional, kv, ("comp", "runs", "out", "tta_clips", "budget", "scale"))
+    run_submit(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("out", "submissions/submission.csv"),
+               _number(kv, "tta_clips", int), kv.get("budget"), _number(kv, "scale", float) or 1.0)
+
+
+def cmd_predict(positional, kv):
+    _only("predict", positional, kv, ("run", "runs", "video", "topk", "tta_clips"))
+    if "video" not in kv:
+        raise VidkitError("predict: video=VIDEO_FILE_OR_FRAME_DIR is required")
+    from vidkit.predict import run_predict
+    runs = [r for r in kv.get("run", kv.get("runs", "")).split(",") if r]
+    run_predict(runs, kv["video"], _number(kv, "topk", int) or 5, _number(kv, "tta_clips", int))
+
+
+def cmd_export(positional, kv):
+    _only("export", positional, kv, ("run", "format", "fold", "out", "atol"))
+    if "run" not in kv:
+        raise VidkitError("export: run=RUN_DIR is required")
+    from vidkit.export import run_export
+    run_export(kv["run"], kv.get("format", "torchscript"), _number(kv, "fold", int), kv.get("out"),
+               _number(kv, "atol", float) or 1e-4)
+
+
+def _number(kv, key: str, tp):
+    from vidkit.config import _coerce
+    return _coerce(tp, kv[key], key) if kv.get(key) else None
 
 
 def cmd_validate(positional, kv):
@@ -60,9 +83,79 @@ def cmd_frames(positional, kv):
     print(f"extracted {n} videos into {kv['out']}")
 
 
+def _runs(kv) -> list[str] | None:
+    return [r for r in kv.get("runs", "").replace(" ", ",").split(",") if r] or None
+
+
+def _only(verb: str, positional, kv, keys: tuple[str, ...]) -> None:
+    unknown = [k for k in kv if k not in keys]
+    if unknown or positional:
+        raise VidkitError(f"{verb}: unknown key {unknown[0]!r} (known: {', '.join(keys)})" if unknown
+                          else f"{verb}: takes only key=value arguments, got {positional[0]!r}")
+
+
+def cmd_cache(positional, kv):
+    from vidkit.config import load_competition
+    from vidkit.data import short_side
+    from vidkit.data.cache import cache_competition
+    from vidkit.train import build_model
+    cfg = load_config(positional[0] if positional else None, kv)
+    size = cfg.image_size or build_model(cfg, 2).input_spec.size
+    root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
+                                            cfg.cache_dir, cfg.num_workers if cfg.num_workers > 0 else None)
+    print(f"frame cache: {n} videos, {size_bytes / 2**30:.2f} GiB "
+          f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
+
+
+def cmd_check(positional, kv):
+    from vidkit.config import load_competition
+    from vidkit.data.check import run_check
+    _only("check", positional, kv, ("comp", "config", "num_frames", "exclude_out"))
+    clip_len = _number(kv, "num_frames", int)
+    if clip_len is None and kv.get("config"):
+        cfg = load_config(kv["config"])
+        clip_len = cfg.num_frames
+        if clip_len is None:  # what the model declares
+            from vidkit.train import build_model
+            clip_len = build_model(cfg, 2).input_spec.num_frames
+    return run_check(load_competition(kv.get("comp", "competition/demo.yaml")), clip_len or 16, kv.get("exclude_out"))
+
+
+def cmd_report(positional, kv):
+    from vidkit.report import run_report
+    _only("report", positional, kv, ("comp", "runs", "out"))
+    run_report(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("out"))
+
+
+def cmd_ensemble(positional, kv):
+    from vidkit.config import _coerce
+    from vidkit.ensemble import run_ensemble
+    _only("ensemble", positional, kv, ("comp", "runs", "method", "search", "temperature", "out"))
+    temperature = _coerce(bool, kv["temperature"], "temperature") if "temperature" in kv else None
+    run_ensemble(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("method", "mean"), kv.get("out"),
+                 kv.get("search", "hill"), temperature)
+
+
+def cmd_kernel(positional, kv):
+    from vidkit.config import _coerce
+    from vidkit.kernel import run_kernel
+    _only("kernel", positional, kv, KERNEL_KEYS)
+    flag = lambda key: _coerce(bool, kv[key], key) if kv.get(key) else None  # noqa: E731
+    options = {k: kv[k] for k in ("user", "slug", "competition", "title", "out", "budget", "kernel_type",
+                                  "wheels", "license", "layout") if kv.get(k)}
+    run_kernel(kv.get("comp", "competition/demo.yaml"), _runs(kv), bool(flag("dry_run")), bool(flag("push")),
+               tta_clips=_number(kv, "tta_clips", int), gpu=flag("gpu"),
+               private=flag("private") is not False, **options)
+
+
+KERNEL_KEYS = ("comp", "runs", "dry_run", "push", "user", "slug", "competition", "title", "gpu", "private", "out",
+               "tta_clips", "budget", "kernel_type", "wheels", "license", "layout")
+
+
 def cmd_demo(positional, kv):
     from vidkit.cv import run_cv
     from vidkit.demo import make_demo, test_accuracy
+    from vidkit.ensemble import run_ensemble
     from vidkit.submit import run_submit
     start = time.time()
     comp, data = Path(kv.get("comp", "competition/demo.yaml")), Path(kv.get("data", "data/demo"))
@@ -72,6 +165,7 @@ def cmd_demo(positional, kv):
     runs = []
     for name in kv.get("models", "r3d18_demo,videomae_demo").split(","):
         runs.append(run_cv(load_config(name, {"comp": str(comp)})))
+    run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
     out = run_submit(str(comp), [str(r) for r in runs], kv.get("out", "submissions/submission.csv"))
     for r in runs:
         print(f"{r}: {(r / 'cv_report.json').read_text().splitlines()[1:3]}")
@@ -86,11 +180,29 @@ VERBS = {
     "train": (cmd_train, "train one fold: train CONFIG [fold=k] key=value ...", CONFIG_KEYS),
     "cv": (cmd_cv, "train every fold, write oof.csv, cv_report.json and plots: cv CONFIG key=value ...", CONFIG_KEYS),
     "submit": (cmd_submit, "ensemble + TTA over the test set, write and validate the submission",
-               "comp=... runs=A,B out=submissions/submission.csv tta_clips=N"),
+               "comp=... runs=A,B out=submissions/submission.csv tta_clips=N budget=9h scale=1.0"),
+    "predict": (cmd_predict, "top classes of one video file or frame folder: predict run=RUN video=PATH",
+                "run=RUN[,RUN2] video=PATH topk=5 tta_clips=N"),
+    "export": (cmd_export, "write a run's model as TorchScript or ONNX, checked against PyTorch",
+               "run=RUN format=torchscript|onnx fold=0 out=DIR atol=1e-4"),
     "validate": (cmd_validate, "check a submission against the sample: validate SUB sample=SAMPLE", "sample=... id_column=id"),
     "frames": (cmd_frames, "extract frame folders from raw videos", "videos=DIR out=DIR [fps=F] [size=S]"),
+    "cache": (cmd_cache, "decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=...",
+              CONFIG_KEYS),
+    "check": (cmd_check, "scan train and test media for corrupt, empty, short, odd-sized or mislabelled items; "
+              "exit 1 when any", "comp=... config=CONFIG num_frames=16 exclude_out=FILE"),
+    "report": (cmd_report, "table of a competition's cross-validated runs, best first (runs.md, runs.csv)",
+               "comp=competition/demo.yaml runs=A,B out=DIR"),
+    "kernel": (cmd_kernel, "build an offline Kaggle kernel (bundle dataset + notebook) under kernels/; "
+               "dry_run=true runs it locally on a fake /kaggle, push=true uploads it",
+               "comp=... runs=A,B dry_run=true push=true user=NAME competition=SLUG slug=... title=... "
+               "gpu=true|false private=true out=kernels tta_clips=N budget=9h kernel_type=notebook|script "
+               "wheels=DIR license=CC0-1.0 layout=new|old"),
+    "ensemble": (cmd_ensemble, "search blend weights + calibration on OOF predictions, write ensemble.yaml",
+                 "comp=... runs=A,B method=mean|logit|rank search=hill|scipy temperature=true|false "
+                 "out=weights/<comp>/ensemble.yaml"),
 }
-NOT_YET = ("report", "ensemble", "predict", "export", "kernel", "cache", "check")
+NOT_YET = ()
 
 
 def _one(positional: list[str], what: str) -> str:
@@ -129,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in ("train", "cv"):
         kv.pop("debug", None)
     try:
-        fn(positional, kv)
+        rc = fn(positional, kv)  # a verb may return an exit code (check: 1 when it found problems)
     except VidkitError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0

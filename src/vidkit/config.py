@@ -6,6 +6,7 @@ of the wrong type is a `VidkitError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,12 +48,36 @@ class Config:
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"             # no | fp16 | bf16
     patience: int = 5                       # epochs without improvement before stopping
-    max_steps: int | None = None            # stop after this many optimiser steps (debugging)
-    num_workers: int = 2
-    seed: int = 42
+    max_steps: int | None = None            # stop after this many optimiser steps; the schedule still spans `epochs`
+    num_workers: int = -1                   # DataLoader workers; -1: one per core (per process), fewer for tiny sets
+    cache: bool = False                     # read clips from the frame cache (built on first use; `vidkit cache`)
+    cache_dir: str | None = None            # frame cache root; default data/cache (then <competition>/<short side>/)
+    seed: int | list = 42                   # a list (seed=1,2,3) trains a seed ensemble: one run folder per seed
+    # training features (all off by default)
+    layer_decay: float = 1.0                # layer-wise lr decay for transformer backbones (e.g. 0.75)
+    head_lr_scale: float = 1.0              # classifier lr = lr * head_lr_scale
+    ema: bool = False                       # evaluate and save an EMA of the weights (timm ModelEmaV3)
+    ema_decay: float = 0.999
+    mixup: float = 0.0                      # mixup alpha (timm Mixup on clips, soft-target loss)
+    cutmix: float = 0.0                     # cutmix alpha
+    mixup_prob: float = 1.0
+    freeze_epochs: int = 0                  # backbone frozen (only the classifier trains) for the first N epochs
+    unfreeze: list | None = None            # then unfreeze only these modules (e.g. [layer3, layer4]); None: all
+    class_weights: str = "none"             # none | inverse | sqrt (inverse-frequency class weights in the loss)
+    balanced_sampler: bool = False          # sample training videos with probability 1 / class frequency
+    resume: bool = False                    # continue each fold from its last saved state (mid-epoch included)
+    save_every: int = 0                     # also save the resumable state every N optimiser steps (0: epoch ends)
+    log_with: str | None = None             # tensorboard: accelerate tracker next to metrics.jsonl
+    max_bad_steps: int = 5                  # NaN/inf losses in a row (each step skipped) before a fold stops
+    trust_pickle: bool = False              # allow pickled (non-tensor) .pth checkpoints: only for files you trust
+    exclude: str | None = None              # file of training video ids to leave out (`vidkit check exclude_out=`)
     # evaluation / TTA
     val_clips: int = 1                      # clips per video for the per-epoch validation
     tta_clips: int = 3                      # clips per video for OOF and test predictions
+    tta_offsets: list | None = None         # clip start frames, e.g. [0, 4, 8] (instead of tta_clips)
+    tta_crops: int = 1                      # 1: centre crop | 3: three crops along the long side
+    tta_flip: bool = False                  # also each view flipped (not for direction-sensitive classes)
+    tta_reduce: str = "mean"                # views averaged as probabilities (mean) | logits
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
 
@@ -72,6 +97,9 @@ class Competition:
     classes: list | None = None
     group_regex: str | None = None
     n_folds: int = 5
+    kaggle_user: str | None = None          # `kernel`: owner of the bundle dataset and the kernel (or user=)
+    kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
+    kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -213,13 +241,16 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 
 def _check_choices(cfg: Config):
     choices = {"mixed_precision": ("no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
-               "train_sampler": ("random", "uniform")}
+               "train_sampler": ("random", "uniform"), "tta_reduce": ("mean", "logits"),
+               "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
     for key in ("epochs", "batch_size", "grad_accum", "tta_clips", "val_clips"):
         if getattr(cfg, key) < 1:
             raise VidkitError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
+    if cfg.tta_crops not in (1, 3):
+        raise VidkitError(f"tta_crops: must be 1 (centre) or 3 (along the long side), got {cfg.tta_crops}")
 
 
 def load_competition(path: str | Path) -> Competition:
@@ -232,6 +263,13 @@ def load_competition(path: str | Path) -> Competition:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
+    from vidkit.metrics import METRICS  # sklearn: loaded only with a competition
+    if comp.metric not in METRICS:
+        raise VidkitError(f"{path}: metric: {comp.metric!r} is not one of {', '.join(METRICS)}")
+    try:
+        re.compile(comp.group_regex or "")
+    except re.error as e:
+        raise VidkitError(f"{path}: group_regex: {comp.group_regex!r} is not a valid regular expression ({e})") from None
     return comp
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ import pandas as pd
 from vidkit import metrics, plots
 from vidkit.config import Config, load_competition, run_dir, save_config
 from vidkit.data import classes_of, index_train
+from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
 from vidkit.folds import folds_path, load_or_make_folds
 from vidkit.train import build_model, make_accelerator, train_fold
+from vidkit.tta import tta_spec
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +27,27 @@ def prepare_run(cfg: Config, accelerator):
     """Index the data, load (or draw once) the competition's folds, write the run's config and folds."""
     comp = load_competition(cfg.comp)
     metrics.check_metric(comp.metric)
-    table = index_train(comp)
+    full = index_train(comp)
+    table = drop_bad(full, cfg.exclude)  # unreadable or excluded videos leave before the folds are drawn
     classes = classes_of(comp, table)
     canonical = folds_path(comp.path)
+    # folds drawn while the left-out videos were still in keep them: their rows are dropped, nothing redrawn
+    drawn = full if len(table) < len(full) and _folds_hold(canonical, full) else table
     if accelerator.is_main_process:
-        load_or_make_folds(canonical, table, comp.n_folds)
+        load_or_make_folds(canonical, drawn, comp.n_folds)
     accelerator.wait_for_everyone()
-    folds = load_or_make_folds(canonical, table, comp.n_folds)
+    folds = load_or_make_folds(canonical, drawn, comp.n_folds)
+    folds = folds[folds["video_id"].isin(table["video_id"])].reset_index(drop=True)
     table = table.assign(fold=folds["fold"].to_numpy())
     out = run_dir(cfg, comp)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
+        model = build_model(cfg, len(classes))
+        n_bytes = 4 * sum(p.numel() for p in model.parameters())
+        # best weights per fold, plus one resumable state (weights + AdamW moments) at a time
+        check_output(out, n_bytes * (comp.n_folds + 3) + 50_000_000)
         save_config(cfg, out / "config.yaml")
         folds.to_csv(out / "folds.csv", index=False)
-        spec = build_model(cfg, len(classes)).input_spec
+        spec = model.input_spec
         (out / "run.json").write_text(json.dumps(
             {"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
              "protocol": protocol(cfg, spec)}, indent=1))
@@ -45,13 +55,44 @@ def prepare_run(cfg: Config, accelerator):
     return comp, table, classes, out
 
 
+def _folds_hold(path: Path, table: pd.DataFrame) -> bool:
+    return path.is_file() and set(pd.read_csv(path, dtype=str)["video_id"]) == set(table["video_id"])
+
+
+def check_output(out: Path, need_bytes: int) -> None:
+    """Fail before training, not at the first checkpoint: the run folder must be writable and have room."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise VidkitError(f"out_dir: cannot write to {out} ({e.strerror or type(e).__name__})") from None
+    free = shutil.disk_usage(out).free
+    if free < need_bytes:
+        raise VidkitError(f"out_dir: {out} has {free / 1e9:.2f} GB free; this run needs about "
+                          f"{need_bytes / 1e9:.2f} GB (checkpoints and optimiser state)")
+
+
 def protocol(cfg: Config, spec) -> str:
-    return f"{spec.num_frames}x{cfg.tta_clips}x1 video-level"
+    return tta_spec(cfg).protocol(spec.num_frames)
+
+
+def per_seed(cfg: Config) -> list[Config]:
+    """`seed=1,2,3` is a seed ensemble: one run folder per seed (`<out>-seed<s>`), each a complete run."""
+    if not isinstance(cfg.seed, list):
+        return [cfg]
+    base = run_dir(cfg, load_competition(cfg.comp))
+    return [replace(cfg, seed=int(s), out_dir=f"{base}-seed{s}") for s in cfg.seed]
 
 
 def run_train(cfg: Config) -> Path:
-    """`train`: one fold (or all data with fold=-1)."""
-    accelerator = make_accelerator(cfg)
+    """`train`: one fold (or all data with fold=-1); every seed of a seed list."""
+    return [_train_one(c) for c in per_seed(cfg)][-1]
+
+
+def _train_one(cfg: Config) -> Path:
+    accelerator = make_accelerator(cfg, run_dir(cfg, load_competition(cfg.comp)))
     comp, table, classes, out = prepare_run(cfg, accelerator)
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
@@ -66,34 +107,77 @@ def run_train(cfg: Config) -> Path:
 
 
 def run_cv(cfg: Config) -> Path:
-    """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder."""
-    accelerator = make_accelerator(cfg)
+    """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder; every seed of a seed list."""
+    return [_cv_one(c) for c in per_seed(cfg)][-1]
+
+
+def _fold_done(fold_dir: Path) -> bool:
+    return (fold_dir / "oof.csv").is_file() and not (fold_dir / "state").exists()
+
+
+def _cv_one(cfg: Config) -> Path:
+    accelerator = make_accelerator(cfg, run_dir(cfg, load_competition(cfg.comp)))
     comp, table, classes, out = prepare_run(cfg, accelerator)
     start = time.time()
-    parts = [train_fold(cfg, comp, table, classes, k, out / f"fold{k}", accelerator) for k in range(comp.n_folds)]
+    parts = []
+    for k in range(comp.n_folds):
+        fold_dir = out / f"fold{k}"
+        if cfg.resume and _fold_done(fold_dir):
+            accelerator.print(f"fold {k}: done earlier, reusing {fold_dir / 'oof.csv'}")
+            parts.append(pd.read_csv(fold_dir / "oof.csv", dtype={"video_id": str, "label": str}))
+        else:
+            parts.append(train_fold(cfg, comp, table, classes, k, fold_dir, accelerator))
+    if any(p is None for p in parts):  # max_steps stopped a fold early: resume=true finishes the run
+        accelerator.print(f"stopped at max_steps={cfg.max_steps}; run again with resume=true to finish")
+        return out
     if accelerator.is_main_process:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
         oof.to_csv(out / "oof.csv", index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
-                          f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})")
+                          f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +
+                          (f"; {report['clip_score']:.4f} ({report['clip_protocol']}, mean of folds)"
+                           if "clip_score" in report else ""))
+        accelerator.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in report["all_metrics"].items()))
     accelerator.wait_for_everyone()
     accelerator.print(out)
     return out
 
 
 def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path, cfg: Config, seconds: float) -> dict:
+    """cv_report.json (competition metric + every other metric, per-class, clip vs video level) and the plots."""
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[classes].to_numpy()
     folds = sorted(oof["fold"].unique())
     fold_scores = [metrics.score(metric, y[oof["fold"] == k], probs[oof["fold"] == k]) for k in folds]
+    run = json.loads((out / "run.json").read_text())
     report = {"metric": metric, "score": metrics.score(metric, y, probs), "fold_scores": fold_scores,
-              "protocol": json.loads((out / "run.json").read_text())["protocol"],
+              "fold_std": float(np.std(fold_scores)), "protocol": run["protocol"],
               "model": cfg.model, "config": cfg.name, "n_videos": len(oof), "n_classes": len(classes),
-              "all_metrics": metrics.all_scores(y, probs), "train_time_s": round(seconds, 1)}
+              "all_metrics": metrics.all_scores(y, probs), "train_time_s": round(seconds, 1),
+              **clip_level(out, folds, run["input_spec"]["num_frames"], cfg.val_clips),
+              "per_class": metrics.per_class(y, probs, classes)}
     (out / "cv_report.json").write_text(json.dumps(report, indent=1))
     pred = probs.argmax(1)
     plots.plot_confusion(y, pred, classes, out / "confusion_matrix.png")
     plots.plot_per_class(y, pred, classes, out / "per_class.png")
     plots.plot_curves(sorted(out.glob("fold*/metrics.jsonl")), out / "curves.png")
+    plots.plot_fold_distribution(oof, classes, out / "class_distribution.png")
     return report
+
+
+def clip_level(out: Path, folds: list[int], num_frames: int, val_clips: int) -> dict:
+    """The best epoch's validation score of each fold: `val_clips` clips per video (1 = clip level), no TTA.
+
+    Read from fold*/metrics.jsonl, so it costs nothing; side by side with the TTA video-level OOF score.
+    """
+    scores = []
+    for k in folds:
+        f = out / f"fold{k}" / "metrics.jsonl"
+        records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+        best = [r["val_score"] for r in records if r.get("best") and "val_score" in r]
+        if not best:
+            return {}
+        scores.append(best[-1])
+    return {"clip_protocol": f"{num_frames}x{val_clips}x1 " + ("clip-level" if val_clips == 1 else "video-level"),
+            "clip_fold_scores": scores, "clip_score": float(np.mean(scores))}

@@ -1,29 +1,58 @@
-"""Test-set probabilities: every fold checkpoint of every run, N temporal clips per video, averaged."""
+"""Test-set probabilities of an ensemble: members (runs) one at a time, each with all its fold (and seed)
+checkpoints, its own input size, frames and TTA views; then blended with the members' weights.
+
+A runtime budget is met by measuring each member's speed on a few test videos and cutting TTA views, then
+members, until the estimate for the whole test set fits.
+"""
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from safetensors.torch import load_file
 
 from vidkit.config import Competition, Config, apply, read_yaml
+from vidkit.data import normalize
+from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
 from vidkit.errors import VidkitError
-from vidkit.train import build_model, eval_dataset, loader, make_accelerator, predict
+from vidkit.train import build_model, make_accelerator
+from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict, tta_spec
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Member:
+    run: Path
+    weight: float
+    cfg: Config
+    classes: list[str]
+    checkpoints: list[Path]
+    tta: TTASpec
+    num_frames: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+
 def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
-    """A run folder's config, classes and checkpoints (fold*/ and full/ model.safetensors)."""
+    """A run folder's config, classes and checkpoints: fold*/, full/ and seed sub-runs seed*/fold*/."""
     run = Path(run)
     if not (run / "config.yaml").is_file() or not (run / "run.json").is_file():
         raise VidkitError(f"{run}: not a run folder (no config.yaml/run.json); run `make cv` first")
     cfg = apply(Config(), read_yaml(run / "config.yaml"), where=f"{run / 'config.yaml'}: ")
     classes = json.loads((run / "run.json").read_text())["classes"]
-    weights = sorted(run.glob("fold*/model.safetensors")) + sorted(run.glob("full/model.safetensors"))
+    weights = [w for pattern in ("fold*/model.safetensors", "full/model.safetensors", "seed*/fold*/model.safetensors",
+                                 "seed*/full/model.safetensors") for w in sorted(run.glob(pattern))]
     if not weights:
         raise VidkitError(f"{run}: no fold*/model.safetensors checkpoints")
     return cfg, classes, weights
@@ -37,28 +66,140 @@ def default_runs(comp: Competition, root: Path = Path("weights")) -> list[Path]:
     return runs
 
 
-def predict_run(run: Path, table: pd.DataFrame, classes: list[str], tta_clips: int | None = None) -> np.ndarray:
-    """(n_videos, len(classes)) mean probabilities over the run's checkpoints and TTA clips."""
-    cfg, run_classes, weights = load_run(run)
-    if sorted(run_classes) != sorted(classes):
-        raise VidkitError(f"{run}: classes differ from the competition's ({len(run_classes)} vs {len(classes)})")
-    clips = tta_clips or cfg.tta_clips
-    accelerator = make_accelerator(cfg)
-    total = np.zeros((len(table), len(run_classes)))
-    for path in weights:
-        model = build_model(cfg, len(run_classes))
+def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
+    cfg, classes, checkpoints = load_run(run)
+    frames = json.loads((Path(run) / "run.json").read_text()).get("input_spec", {}).get("num_frames", 0)
+    return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips), frames)
+
+
+def resolve_members(comp: Competition, runs: list | None = None,
+                    tta_clips: int | None = None) -> tuple[list[Member], dict]:
+    """The ensemble's members and its spec (method, temperature, threshold, clip; {} when equal weights).
+
+    weights/<comp>/ensemble.yaml gives the weights when `runs` is not given or names exactly its members;
+    other `runs` get equal weights; neither: every finished run of the competition, equal weights.
+    """
+    path = default_ensemble_path(comp)
+    spec = load_ensemble(path) if path.is_file() else None
+    weights = {}
+    if spec:
+        for m in spec["members"]:
+            run = Path(m["run"])
+            weights[(run if run.is_dir() or run.is_absolute() else path.parent / run).resolve()] = m["weight"]
+    given = [Path(r) for r in runs] if runs else None
+    if spec and (given is None or {g.resolve() for g in given} == set(weights)):
+        members = [load_member(run, w, tta_clips) for run, w in weights.items() if w > 0]
+        log.info("ensemble from %s: %s", path, ", ".join(f"{m.name} ({m.weight:.3f})" for m in members))
+        return members, spec
+    return [load_member(r, 1.0, tta_clips) for r in (given or default_runs(comp))], {}
+
+
+def load_models(member: Member, device) -> list[torch.nn.Module]:
+    models = []
+    for path in member.checkpoints:
+        model = build_model(member.cfg, len(member.classes))
         model.load_state_dict(load_file(str(path)))
-        data = loader(cfg, eval_dataset(cfg, model.input_spec, table, num_clips=clips), train=False)
-        model, data = accelerator.prepare(model, data)
-        total += predict(model, data, accelerator, len(table), desc=f"{run.name}/{path.parent.name}")
-        accelerator.free_memory(model)
-    order = [run_classes.index(c) for c in classes]
-    log.info("%s: %d checkpoints x %d clips", run, len(weights), clips)
-    return total[:, order] / len(weights)
+        models.append(model.to(device).eval())
+    return models
 
 
-def ensemble(runs: list[Path], table: pd.DataFrame, classes: list[str], tta_clips: int | None = None,
-             weights: list[float] | None = None) -> np.ndarray:
-    weights = weights or [1.0] * len(runs)
-    probs = sum(w * predict_run(r, table, classes, tta_clips) for r, w in zip(runs, weights))
-    return probs / sum(weights)
+def free(models: list, accelerator) -> None:
+    """Drop a member's models before the next is loaded."""
+    accelerator.free_memory()
+    models.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """(n_videos, len(classes)) probabilities, averaged over the member's checkpoints; NaN rows: unreadable.
+
+    Each batch is decoded once and goes through every checkpoint of the member.
+    """
+    if sorted(member.classes) != sorted(classes):
+        raise VidkitError(f"{member.run}: classes differ from the competition's "
+                          f"({len(member.classes)} vs {len(classes)})")
+    accelerator = make_accelerator(member.cfg)
+    models = load_models(member, accelerator.device)
+    dataset = eval_dataset(member.cfg, models[0].input_spec, table, tta=member.tta, skip_errors=True)
+    data = accelerator.prepare(eval_loader(member.cfg, dataset))
+    start = time.time()
+    probs = predict(models, data, accelerator, len(table), desc=member.name, reduce=member.tta.reduce)
+    log.info("%s: %d checkpoints x %s in %.0fs", member.run, len(models),
+             member.tta.protocol(models[0].input_spec.num_frames), time.time() - start)
+    free(models, accelerator)
+    return probs[:, [member.classes.index(c) for c in classes]]
+
+
+def predict_run(run: Path, table: pd.DataFrame, classes: list[str], tta_clips: int | None = None) -> np.ndarray:
+    return predict_member(load_member(Path(run), 1.0, tta_clips), table, classes)
+
+
+def ensemble(members: list[Member | Path], table: pd.DataFrame, classes: list[str], tta_clips: int | None = None,
+             weights: list[float] | None = None, method: str = "mean") -> np.ndarray:
+    """Blend of the members' probabilities (members loaded one at a time); NaN rows where any member failed."""
+    members = [m if isinstance(m, Member) else load_member(Path(m), 1.0, tta_clips) for m in members]
+    weights = weights or [m.weight for m in members]
+    probs_list = [predict_member(m, table, classes) for m in members]
+    ok = np.all([np.isfinite(p).all(1) for p in probs_list], axis=0)
+    out = np.full((len(table), len(classes)), np.nan)
+    if ok.any():
+        out[ok] = blend([p[ok] for p in probs_list], weights, method)
+    return out
+
+
+# ---------------------------------------------------------------- runtime budget
+
+@torch.no_grad()
+def measure_speed(member: Member, table: pd.DataFrame, n_sample: int = 4) -> dict:
+    """Seconds to read one clip and to run one view through one checkpoint, timed on a few test videos."""
+    accelerator = make_accelerator(member.cfg)
+    models = load_models(member, accelerator.device)
+    spec = models[0].input_spec
+    dataset = eval_dataset(member.cfg, spec, table, tta=member.tta)
+    picks = np.unique(np.linspace(0, len(table) - 1, min(n_sample, len(table)) + 1).round().astype(int))
+    read_s = forward_s = 0.0
+    for k, i in enumerate(picks):  # the first pick warms up and is not counted
+        start = time.perf_counter()
+        x = normalize(dataset[int(i)]["video"].to(accelerator.device), spec.mean, spec.std, spec.layout)
+        read = time.perf_counter() - start
+        with accelerator.autocast():
+            for m in models:
+                m(x)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if k or len(picks) == 1:
+            read_s, forward_s = read_s + read, forward_s + time.perf_counter() - start - read
+    n = max(1, len(picks) - 1)
+    free(models, accelerator)
+    return {"read_s": read_s / (n * member.tta.n_clips),
+            "view_s": forward_s / (n * member.tta.n_views * len(member.checkpoints))}
+
+
+def estimate_s(member: Member, speed: dict, n_videos: float) -> float:
+    return n_videos * (member.tta.n_clips * speed["read_s"]
+                       + member.tta.n_views * len(member.checkpoints) * speed["view_s"])
+
+
+def fit_budget(members: list[Member], speeds: list[dict], n_videos: float,
+               budget_s: float) -> tuple[list[Member], list[str]]:
+    """Cut TTA views (flip, crops, clips; the slowest member first), then members (lowest weight first),
+    until the estimated time fits `budget_s`. Returns the members kept and what was dropped, in order."""
+    members, speeds, dropped = list(members), list(speeds), []
+    while sum(estimate_s(m, s, n_videos) for m, s in zip(members, speeds)) > budget_s:
+        cuttable = [(estimate_s(m, s, n_videos), i) for i, (m, s) in enumerate(zip(members, speeds)) if m.tta.fewer()]
+        if cuttable:
+            i = max(cuttable)[1]
+            tta, what = members[i].tta.fewer()
+            members[i] = dataclasses.replace(members[i], tta=tta)
+            dropped.append(f"{members[i].name}: {what}")
+        elif len(members) > 1:
+            i = min(range(len(members)), key=lambda j: (members[j].weight, -j))
+            dropped.append(f"member {members[i].name} (weight {members[i].weight:.3g})")
+            del members[i], speeds[i]
+        else:
+            total = estimate_s(members[0], speeds[0], n_videos)
+            dropped.append(f"nothing left to cut: {members[0].name} alone needs ~{total:.0f}s")
+            break
+    return members, dropped

@@ -51,6 +51,35 @@ def higher_is_better(name: str) -> bool:
     return METRICS[name][1]
 
 
+def better(name: str, a: float, b: float) -> bool:
+    """True when score `a` is strictly better than `b` for metric `name` (NaN is never better)."""
+    if np.isnan(a):
+        return False
+    return np.isnan(b) or (a > b if higher_is_better(name) else a < b)
+
+
+LABEL_METRICS = {  # metrics that only see the predicted label: a decision threshold can change them
+    "accuracy": skm.accuracy_score,
+    "f1_macro": lambda y, pred: skm.f1_score(y, pred, average="macro"),
+    "mcc": skm.matthews_corrcoef,
+}
+
+
+def score_labels(name: str, y_true, pred) -> float:
+    """A label metric on hard predictions (e.g. after a tuned binary threshold)."""
+    if name not in LABEL_METRICS:
+        raise VidkitError(f"metric: {name!r} is not a label metric ({', '.join(LABEL_METRICS)})")
+    return float(LABEL_METRICS[name](np.asarray(y_true), np.asarray(pred)))
+
+
+def per_class(y_true, probs, classes: list[str]) -> dict[str, dict]:
+    """Precision, recall (= per-class accuracy), F1 and support of every class, from the argmax."""
+    pred = np.asarray(probs).argmax(1)
+    p, r, f, n = skm.precision_recall_fscore_support(y_true, pred, labels=np.arange(len(classes)), zero_division=0)
+    return {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+            for i, c in enumerate(classes)}
+
+
 def all_scores(y_true, probs) -> dict[str, float]:
     out = {}
     for name in METRICS:

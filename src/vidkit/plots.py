@@ -1,4 +1,4 @@
-"""CV plots (matplotlib, Agg): confusion matrix, per-class accuracy, training curves."""
+"""CV plots (matplotlib, Agg): confusion matrix, per-class accuracy, training curves, classes per fold."""
 from __future__ import annotations
 
 import json
@@ -19,7 +19,7 @@ def plot_confusion(y, pred, classes: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(np.nan_to_num(cm), cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(n)
-    font = max(4, 10 - n // 15)
+    font = float(np.clip(0.6 * size * 0.8 * 72 / n, 4, 10))  # ~60% of the points each row gets: 100+ names legible
     ax.set_xticks(ticks, classes, rotation=90, fontsize=font)
     ax.set_yticks(ticks, classes, fontsize=font)
     if n <= 20:
@@ -41,7 +41,7 @@ def plot_per_class(y, pred, classes: list[str], path: Path) -> None:
     order = np.argsort(np.nan_to_num(acc, nan=-1))
     fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(classes))))
     ax.barh(np.arange(len(classes)), acc[order], color="tab:blue")
-    ax.set_yticks(np.arange(len(classes)), [classes[i] for i in order], fontsize=max(4, 9 - len(classes) // 20))
+    ax.set_yticks(np.arange(len(classes)), [classes[i] for i in order], fontsize=8)  # 0.22 in (16 pt) per row
     ax.set_xlim(0, 1)
     ax.set_xlabel("out-of-fold accuracy")
     ax.set_title("per-class accuracy (worst first)")
@@ -69,6 +69,25 @@ def plot_curves(metric_files: list[Path], path: Path) -> None:
         ax.set_xlabel("epoch")
         if ax.lines:
             ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_fold_distribution(folds, classes: list[str], path: Path) -> None:
+    """Stacked bars: how many videos of each class every fold validates on (folds.csv: label, fold)."""
+    counts = folds.groupby(["fold", "label"]).size().unstack(fill_value=0).reindex(columns=classes, fill_value=0)
+    fig, ax = plt.subplots(figsize=(min(6 + 0.6 * len(counts), 20), 4.5))
+    bottom = np.zeros(len(counts))
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    for i, c in enumerate(classes):
+        ax.bar([f"fold {k}" for k in counts.index], counts[c].to_numpy(), bottom=bottom, color=cmap(i % cmap.N),
+               label=c if len(classes) <= 20 else None)
+        bottom += counts[c].to_numpy()
+    ax.set_ylabel("videos")
+    ax.set_title(f"class distribution per fold ({len(classes)} classes, {len(folds)} videos)")
+    if len(classes) <= 20:
+        ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -12,38 +14,94 @@ import pandas as pd
 
 from vidkit.config import Competition, load_competition
 from vidkit.data import classes_of, index_test, index_train
+from vidkit.ensemble import calibrate, predict_labels
 from vidkit.errors import VidkitError
-from vidkit.infer import default_runs, ensemble
+from vidkit.infer import ensemble, estimate_s, fit_budget, measure_speed, resolve_members
 
 log = logging.getLogger(__name__)
 
 
-def format_submission(comp: Competition, sample: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """`probs` rows follow the sample's ids."""
+def format_submission(comp: Competition, sample: pd.DataFrame, probs: np.ndarray, classes: list[str],
+                      spec: dict | None = None) -> pd.DataFrame:
+    """`probs` rows follow the sample's ids; `spec` (ensemble.yaml) may hold a binary `threshold`."""
     sub = pd.DataFrame({comp.id_column: sample[comp.id_column].to_numpy()})
     if comp.submission == "label":
-        sub[comp.target_column] = [classes[i] for i in probs.argmax(1)]
+        spec = spec or {}
+        labels = predict_labels(probs, {**spec, "positive_class": spec.get("positive_class") or comp.positive_class},
+                                classes)
+        sub[comp.target_column] = [classes[i] for i in labels]
     elif comp.submission == "probability":
         if comp.positive_class is None or str(comp.positive_class) not in classes:
             raise VidkitError(f"positive_class: {comp.positive_class!r} must be one of {', '.join(classes)}")
         sub[comp.target_column] = probs[:, classes.index(str(comp.positive_class))]
     elif comp.submission == "probabilities":
-        columns = [c for c in sample.columns if c != comp.id_column]
-        missing = [c for c in columns if c not in classes]
-        if missing:
-            raise VidkitError(f"sample submission columns are not class names: {', '.join(missing[:5])}")
-        for c in columns:
-            sub[c] = probs[:, classes.index(c)]
-    else:  # topk: space-separated best labels
-        k = min(5, len(classes))
-        sub[comp.target_column] = [" ".join(classes[i] for i in row[::-1][:k]) for row in probs.argsort(1)]
+        for column, c in class_columns([c for c in sample.columns if c != comp.id_column], classes).items():
+            sub[column] = probs[:, classes.index(c)]
+    else:
+        k, pairs = topk_style(sample[comp.target_column], len(classes))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        sub[comp.target_column] = [" ".join(f"{classes[i]} {p[i]:.4f}" if pairs else classes[i] for i in row)
+                                   for row, p in zip(order, probs)]
+    missing = [c for c in sample.columns if c not in sub.columns]
+    if missing:
+        raise VidkitError(f"sample submission column {missing[0]!r} is neither the id nor {comp.target_column!r}; "
+                          f"check id_column/target_column/submission in the competition yaml")
     return sub[list(sample.columns)]
 
 
-def validate(sub: pd.DataFrame, sample: pd.DataFrame, id_column: str, source: str = "submission") -> None:
-    """Raise a one-line VidkitError if `sub` is not a valid submission for `sample`."""
+def _norm(name) -> str:
+    return re.sub(r"[\s_\-]+", "_", str(name).strip().lower())
+
+
+def class_columns(columns: list[str], classes: list[str]) -> dict[str, str]:
+    """Sample column -> class: exact names, else case/separator-insensitive, else after a shared prefix/suffix
+    (`prob_cat`, `cat_prob`)."""
+    by_norm = {_norm(c): c for c in classes}
+    prefix = os.path.commonprefix([_norm(c) for c in columns]) if len(columns) > 1 else ""
+    suffix = os.path.commonprefix([_norm(c)[::-1] for c in columns])[::-1] if len(columns) > 1 else ""
+    mapping = {}
+    for col in columns:
+        n = _norm(col)
+        trimmed = n[len(prefix):len(n) - len(suffix)] if len(n) > len(prefix) + len(suffix) else n
+        match = col if col in classes else by_norm.get(n) or by_norm.get(trimmed)
+        if match is None:
+            raise VidkitError(f"sample submission column {col!r} does not name a class "
+                              f"(classes: {', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
+        mapping[col] = match
+    if len(set(mapping.values())) < len(mapping):
+        raise VidkitError("sample submission: two columns name the same class")
+    left = [c for c in classes if c not in mapping.values()]
+    if left:
+        log.warning("%d classes have no column in the sample submission: %s", len(left), ", ".join(left[:5]))
+    return mapping
+
+
+def _is_conf(token: str) -> bool:
+    try:
+        return any(ch in token for ch in ".eE") and 0 <= float(token) <= 1
+    except ValueError:
+        return False
+
+
+def topk_style(column: pd.Series, n_classes: int) -> tuple[int, bool]:
+    """(k, pairs) as the sample's first row shows: "a b c" -> (3, False), "a 0.9 b 0.1" -> (2, True).
+    A first row with one label (a placeholder) means k = 5."""
+    first = str(column.iloc[0]) if len(column) and pd.notna(column.iloc[0]) else ""
+    tokens = first.split()
+    pairs = len(tokens) >= 2 and len(tokens) % 2 == 0 and all(_is_conf(t) for t in tokens[1::2])
+    k = len(tokens) // 2 if pairs else len(tokens)
+    return min(n_classes, k if k > 1 else 5), pairs
+
+
+def validate(sub: pd.DataFrame, sample: pd.DataFrame, id_column: str, source: str = "submission",
+             classes: list[str] | None = None) -> None:
+    """Raise a one-line VidkitError if `sub` is not a valid submission for `sample`: columns, ids (all, once,
+    in order), NaN/inf, numbers where the sample has numbers, probabilities in [0, 1], labels (in `classes`
+    when given) and "label conf" pairs as the sample writes them."""
     if list(sub.columns) != list(sample.columns):
         raise VidkitError(f"{source}: columns {list(sub.columns)} differ from the sample's {list(sample.columns)}")
+    if id_column not in sample.columns:
+        raise VidkitError(f"{source}: no id column {id_column!r} in the sample (columns: {', '.join(sample.columns)})")
     ids, want = sub[id_column].astype(str), sample[id_column].astype(str)
     if ids.duplicated().any():
         raise VidkitError(f"{source}: duplicate ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
@@ -55,48 +113,122 @@ def validate(sub: pd.DataFrame, sample: pd.DataFrame, id_column: str, source: st
     if not (ids.to_numpy() == want.to_numpy()).all():
         raise VidkitError(f"{source}: ids are not in the sample's order")
     values = sub.drop(columns=[id_column])
-    if values.isna().any().any():
-        col = values.columns[values.isna().any()][0]
-        raise VidkitError(f"{source}: empty/NaN values in column {col!r}")
-    numeric = values.select_dtypes("number")
-    if len(numeric.columns):
-        arr = numeric.to_numpy(dtype=float)
-        if not np.isfinite(arr).all():
-            raise VidkitError(f"{source}: inf values")
-        sample_numeric = [c for c in numeric.columns if pd.api.types.is_numeric_dtype(sample[c])]
-        if sample_numeric and ((numeric[sample_numeric] < 0) | (numeric[sample_numeric] > 1)).any().any():
-            raise VidkitError(f"{source}: probabilities outside [0, 1]")
+    bad = values.isna() | (values.astype(str).apply(lambda c: c.str.strip()) == "")
+    if bad.any().any():
+        raise VidkitError(f"{source}: empty/NaN values in column {values.columns[bad.any()][0]!r}")
+    for column in values.columns:
+        if pd.api.types.is_numeric_dtype(sample[column]):
+            _check_numeric(sub[column], sample[column], f"{source}: column {column!r}")
+        else:
+            _check_tokens(sub[column], sample[column], classes, f"{source}: column {column!r}")
 
 
-def validate_file(path: str, sample_path: str, id_column: str = "id") -> None:
+def _check_numeric(values: pd.Series, sample: pd.Series, where: str) -> None:
+    arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(arr).any():
+        raise VidkitError(f"{where}: non-numeric value {values[np.isnan(arr)].iloc[0]!r} (the sample has numbers)")
+    if not np.isfinite(arr).all():
+        raise VidkitError(f"{where}: inf values")
+    probabilities = pd.api.types.is_float_dtype(sample) or (arr != np.round(arr)).any()
+    if probabilities and ((arr < 0) | (arr > 1)).any():
+        raise VidkitError(f"{where}: probabilities outside [0, 1]")
+
+
+def _check_tokens(values: pd.Series, sample: pd.Series, classes: list[str] | None, where: str) -> None:
+    _, pairs = topk_style(sample, len(classes) if classes else 5)
+    known = set(map(str, classes)) if classes else None
+    for value in values.astype(str):
+        if known is not None and value in known:  # a label, possibly with spaces in it
+            continue
+        tokens = value.split()
+        labels = tokens[0::2] if pairs else tokens
+        if pairs and (len(tokens) % 2 or not all(_is_conf(t) for t in tokens[1::2])):
+            raise VidkitError(f"{where}: {value!r} is not \"label confidence\" pairs with confidences in [0, 1]")
+        unknown = [t for t in labels if known is not None and t not in known]
+        if unknown:
+            raise VidkitError(f"{where}: unknown label {unknown[0]!r}")
+
+
+def validate_file(path: str, sample_path: str, id_column: str = "id", classes: list[str] | None = None) -> None:
     for p in (path, sample_path):
         if not Path(p).is_file():
             raise VidkitError(f"{p}: file not found")
     validate(pd.read_csv(path, dtype={id_column: str}), pd.read_csv(sample_path, dtype={id_column: str}),
-             id_column, source=path)
+             id_column, source=path, classes=classes)
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """`9h`, `90m`, `45s`, `1.5h` or plain seconds -> seconds."""
+    if text is None or text == "":
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([hms]?)\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise VidkitError(f"budget: expected a duration such as 9h, 90m or 600s, got {text!r}")
+    return float(m.group(1)) * {"h": 3600, "m": 60, "s": 1, "": 1}[m.group(2)]
+
+
+def _hms(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f}h"
+    return f"{seconds / 60:.1f}m" if seconds >= 120 else f"{seconds:.1f}s"
+
+
+def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
+    """Time each member on a few test videos, then cut views and members until the estimate fits."""
+    readable = test[test["n_frames"] > 0].reset_index(drop=True)
+    if readable.empty:
+        return members, {}
+    speeds = [measure_speed(m, readable) for m in members]
+    n_videos = len(test) * scale
+    before = sum(estimate_s(m, sp, n_videos) for m, sp in zip(members, speeds))
+    kept, dropped = fit_budget(members, speeds, n_videos, budget_s)
+    speed_of = {m.run: sp for m, sp in zip(members, speeds)}
+    after = sum(estimate_s(k, speed_of[k.run], n_videos) for k in kept)
+    print(f"budget {_hms(budget_s)} for {n_videos:.0f} test videos: estimated {_hms(before)}"
+          + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
+    return kept, {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
 
 
 def run_submit(comp_path: str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
-               tta_clips: int | None = None) -> Path:
+               tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0) -> Path:
+    """Ensemble + TTA over the test set; write the submission in the sample's ids and columns, validated."""
     comp = load_competition(comp_path)
     if not comp.sample_submission:
         raise VidkitError(f"{comp_path}: sample_submission is required to submit")
-    sample = pd.read_csv(comp.resolve(comp.sample_submission), dtype={comp.id_column: str})
+    if scale <= 0:
+        raise VidkitError(f"scale: must be > 0, got {scale}")
+    sample_path = comp.resolve(comp.sample_submission)
+    test = index_test(comp)  # checks the sample's file and id column
+    sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
     train = index_train(comp)
     classes = classes_of(comp, train)
-    test = index_test(comp)
-    run_paths = [Path(r) for r in runs] if runs else default_runs(comp)
+    members, spec = resolve_members(comp, runs, tta_clips)
+    budget_s, plan = parse_duration(budget), {}
+    if budget_s:
+        members, plan = fit_to_budget(members, test, budget_s, scale)
     have = test["path"].notna().to_numpy()
-    prior = train["label"].value_counts(normalize=True).reindex(classes).fillna(0).to_numpy()
-    probs = np.tile(prior, (len(test), 1))
-    if (~have).any():
-        log.warning("%d test ids have no media and get the training prior: %s", (~have).sum(),
-                    ", ".join(test["video_id"][~have].head(10)))
+    probs = np.full((len(test), len(classes)), np.nan)
     if have.any():
-        probs[have] = ensemble(run_paths, test[have].reset_index(drop=True), classes, tta_clips)
-    sub = format_submission(comp, sample, probs, classes)
-    validate(sub, sample, comp.id_column)
-    return write(sub, out, {"competition": comp.name, "runs": [str(r) for r in run_paths], "tta_clips": tta_clips})
+        probs[have] = ensemble(members, test[have].reset_index(drop=True), classes, method=spec.get("method", "mean"))
+    ok = np.isfinite(probs).all(1)
+    if spec and ok.any():
+        probs[ok] = calibrate(probs[ok], spec)
+    prior = train["label"].value_counts(normalize=True).reindex(classes).fillna(0).to_numpy()
+    probs[~ok] = prior
+    unread = test["video_id"][~ok].tolist()
+    if unread:
+        log.warning("%d test ids have no readable media and get the training prior: %s", len(unread),
+                    ", ".join(unread[:10]) + (", ..." if len(unread) > 10 else ""))
+    sub = format_submission(comp, sample, probs, classes, spec)
+    validate(sub, sample, comp.id_column, classes=classes)
+    meta = {"competition": comp.name, "runs": [str(m.run) for m in members],
+            "weights": [round(m.weight, 6) for m in members], "method": spec.get("method", "mean"),
+            "tta": {m.name: m.tta.protocol(m.num_frames) for m in members},
+            "calibration": {k: spec.get(k) for k in ("temperature", "threshold", "clip")} if spec else None,
+            "prior_ids": unread, **plan}
+    path = write(sub, out, meta)
+    validate_file(str(path), str(sample_path), comp.id_column, classes)
+    return path
 
 
 def write(sub: pd.DataFrame, out: str, meta: dict) -> Path:

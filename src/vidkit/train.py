@@ -1,50 +1,60 @@
-"""Train one fold with Accelerate: AdamW, warmup + cosine, label smoothing, early stopping on the metric."""
+"""Train one fold with Accelerate: AdamW, warmup + cosine, label smoothing, early stopping on the metric,
+EMA, mixup/cutmix, progressive unfreezing, class weights, OOM fallback and mid-epoch resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
+import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, find_executable_batch_size, set_seed
 from safetensors.torch import load_file, save_file
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from vidkit import metrics
 from vidkit.config import Competition, Config
-from vidkit.data import VideoDataset, eval_transform, make_sampler, short_side, train_transform
+from vidkit.errors import VidkitError
+from vidkit.data import VideoDataset, make_sampler, short_side, train_transform
+from vidkit.data.dataset import loader_settings
 from vidkit.models import create_model
+from vidkit.models.weights import trusting_pickles
+from vidkit.optim import EpochSampler, balanced_weights, class_weights, param_groups, set_trainable
+from vidkit.tta import eval_dataset, fold_oof, predict
 
 log = logging.getLogger(__name__)
 
 
-def make_accelerator(cfg: Config) -> Accelerator:
+def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:
     precision = cfg.mixed_precision
     if precision == "fp16" and not torch.cuda.is_available():
         log.warning("mixed_precision=fp16 needs a GPU; using no mixed precision on CPU")
         precision = "no"
+    # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.freeze_epochs else []
     # cpu=True on GPU-less machines is what lets torchrun/accelerate launch start a gloo group of CPU processes
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                       cpu=not torch.cuda.is_available())
+                       cpu=not torch.cuda.is_available(), log_with=cfg.log_with,
+                       project_dir=str(project_dir) if project_dir else None, kwargs_handlers=handlers)
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
-    return create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, num_frames=cfg.num_frames,
-                        image_size=cfg.image_size, **cfg.model_args)
-
-
-def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips: int = 1) -> VideoDataset:
-    sampler = make_sampler("multi", spec.num_frames, cfg.frame_stride, num_clips, cfg.pad_mode)
-    return VideoDataset(table, sampler, eval_transform(spec.size, cfg.resize_short), spec,
-                        short_side(spec.size, cfg.resize_short), labels, num_clips)
+    with trusting_pickles(cfg.trust_pickle):
+        return create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, num_frames=cfg.num_frames,
+                            image_size=cfg.image_size, **cfg.model_args)
 
 
 def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDataset:
@@ -53,27 +63,18 @@ def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDatase
     return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels)
 
 
-def loader(cfg: Config, dataset, train: bool) -> DataLoader:
-    workers = cfg.num_workers
-    return DataLoader(dataset, batch_size=cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size),
-                      shuffle=train, drop_last=train and len(dataset) > cfg.batch_size, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
-
-
-@torch.no_grad()
-def predict(model, data: DataLoader, accelerator: Accelerator, n_videos: int, desc: str = "predict") -> np.ndarray:
-    """Video-level probabilities (n_videos, C): softmax averaged over each video's clips, all processes."""
-    model.eval()
-    total, count = None, np.zeros(n_videos)
-    for batch in tqdm(data, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
-        probs = model(batch["video"]).float().softmax(-1)
-        probs, index = accelerator.gather_for_metrics((probs, batch["index"]))
-        probs, index = probs.cpu().numpy(), index.cpu().numpy()
-        if total is None:
-            total = np.zeros((n_videos, probs.shape[1]))
-        np.add.at(total, index, probs)
-        np.add.at(count, index, 1)
-    return total / np.maximum(count, 1)[:, None]
+def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
+    """Workers, pinning and prefetch from the machine (`num_workers=-1`, see `loader_settings`); with
+    `cache=true` the dataset's clips come from the frame cache, built here first where missing or stale."""
+    batch = cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size)
+    if cfg.cache:
+        from vidkit.config import load_competition
+        from vidkit.data.cache import attach_cache, cache_root
+        short = short_side(dataset.spec.size, cfg.resize_short)
+        dataset.rows = attach_cache(dataset.rows, short, cache_root(load_competition(cfg.comp).name, short, cfg.cache_dir))
+    settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
+    return DataLoader(dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
+                      drop_last=train and len(dataset) > cfg.batch_size, **settings)
 
 
 def save_weights(accelerator: Accelerator, model, path: Path) -> None:
@@ -84,14 +85,6 @@ def save_weights(accelerator: Accelerator, model, path: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
         os.replace(tmp, path)
     accelerator.wait_for_everyone()
-
-
-def param_groups(model, weight_decay: float):
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class EarlyStopping:
@@ -112,82 +105,223 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def train_one_epoch(model, data, optimizer, scheduler, criterion, accelerator, cfg, epoch, step) -> tuple[float, int]:
-    model.train()
-    losses = []
-    bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if accelerator.is_local_main_process else True)
-    for batch in bar:
-        with accelerator.accumulate(model):
-            loss = criterion(model(batch["video"]), batch["label"])
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        if accelerator.sync_gradients:
-            step += 1
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if cfg.max_steps and step >= cfg.max_steps:
-            break
-    mean = accelerator.gather(torch.tensor([np.mean(losses) if losses else 0.0], device=accelerator.device))
-    return float(mean.mean()), step
+@dataclass
+class Progress:
+    """Where a fold is, beyond what accelerate's save_state keeps (model, optimiser, scheduler, scaler, RNG)."""
+    epoch: int = 0
+    batch: int = 0          # batches done in `epoch`
+    step: int = 0           # optimiser steps done
+    best: float | None = None
+    bad_epochs: int = 0
+    loss_sum: float = 0.0   # this epoch's training loss so far, so a resumed epoch reports the whole-epoch mean
+    loss_batches: int = 0
+    bad_streak: int = 0     # consecutive NaN/inf losses (steps skipped)
+    bad_total: int = 0
 
 
-def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-               out_dir: Path, accelerator: Accelerator) -> pd.DataFrame | None:
-    """Train fold `fold` (rows of `table` with table.fold == fold validate; -1: no validation).
+@dataclass
+class Fold:
+    """Everything one fold's loop touches, prepared by accelerate."""
+    cfg: Config
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_dl: DataLoader
+    val_dl: DataLoader | None
+    sampler: EpochSampler
+    loss_fn: object
+    mixup: Mixup | None
+    ema: ModelEmaV3 | None
+    progress: Progress
+    stopper: EarlyStopping
+    out_dir: Path
 
-    Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table.
-    """
-    set_seed(cfg.seed + max(fold, 0))
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def make_loss(cfg: Config, weights: torch.Tensor | None):
+    hard = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+    soft = SoftTargetCrossEntropy()
+    return lambda logits, target: soft(logits, target) if target.ndim == 2 else hard(logits, target)
+
+
+def make_mixup(cfg: Config, num_classes: int) -> Mixup | None:
+    if not (cfg.mixup or cfg.cutmix):
+        return None
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                 label_smoothing=cfg.label_smoothing, num_classes=num_classes)
+
+
+def mix(mixup: Mixup | None, video: torch.Tensor, labels: torch.Tensor):
+    """timm's Mixup on clips: time is folded into channels so cutmix cuts the same box out of every frame."""
+    if mixup is None or len(video) % 2:
+        return video, labels
+    flat, target = mixup(video.flatten(1, 2), labels)
+    return flat.view_as(video), target
+
+
+def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, out_dir: Path,
+               accelerator: Accelerator, higher_is_better: bool) -> tuple[Fold, pd.DataFrame, np.ndarray]:
     labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     is_val = (table["fold"] == fold).to_numpy()
     model = build_model(cfg, len(classes), cfg.pretrained)
     spec = model.input_spec
-    train_dl = loader(cfg, train_dataset(cfg, spec, table[~is_val], labels[~is_val]), train=True)
+    train_labels = labels[~is_val]
+    sampler = EpochSampler(int((~is_val).sum()), cfg.seed * 1000 + fold,
+                           balanced_weights(train_labels) if cfg.balanced_sampler else None)
+    dataset = train_dataset(cfg, spec, table[~is_val], train_labels)
+    dataset.seed = sampler.seed
+    train_dl = loader(cfg, dataset, train=True, sampler=sampler)
     val_table = table[is_val]
     val_dl = loader(cfg, eval_dataset(cfg, spec, val_table, num_clips=cfg.val_clips), False) if is_val.any() else None
-
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay, cfg.head_lr_scale),
+                                  lr=cfg.lr)
     total = cfg.epochs * math.ceil(len(train_dl) / cfg.grad_accum)
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    weights = class_weights(train_labels, len(classes), cfg.class_weights)
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay) if cfg.ema else None
+    run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler,
+               make_loss(cfg, weights.to(accelerator.device) if weights is not None else None),
+               make_mixup(cfg, len(classes)), ema, Progress(), EarlyStopping(cfg.patience, higher_is_better), out_dir)
+    return run, val_table, labels[is_val]
 
-    stopper = EarlyStopping(cfg.patience, metrics.higher_is_better(comp.metric))
-    step, start, weights = 0, time.time(), out_dir / "model.safetensors"
-    log_file = out_dir / "metrics.jsonl"
-    if accelerator.is_main_process:
-        log_file.unlink(missing_ok=True)
-    for epoch in range(cfg.epochs):
-        train_loss, step = train_one_epoch(model, train_dl, optimizer, scheduler, criterion, accelerator, cfg, epoch, step)
-        record = {"fold": fold, "epoch": epoch, "step": step, "train_loss": round(train_loss, 5),
-                  "lr": scheduler.get_last_lr()[0]}
-        best = True
-        if val_dl is not None:
-            probs = predict(model, val_dl, accelerator, len(val_table), desc="validate")
-            y = labels[is_val]
-            record.update(val_loss=metrics.score("logloss", y, probs), val_score=metrics.score(comp.metric, y, probs),
-                          metric=comp.metric)
-            best = stopper.step(record["val_score"])
-        record.update(best=best, time_s=round(time.time() - start, 1))
-        if best:
-            save_weights(accelerator, model, weights)
-        if accelerator.is_main_process:
+
+def save_state(run: Fold) -> None:
+    """accelerate's save_state into state.tmp/, then swapped in, so a kill mid-save leaves the last state whole."""
+    acc, state = run.accelerator, run.out_dir / "state"
+    tmp, old = state.with_name("state.tmp"), state.with_name("state.old")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        progress = {**asdict(run.progress), "best": run.stopper.best, "bad_epochs": run.stopper.bad_epochs}
+        (tmp / "progress.json").write_text(json.dumps(progress))
+        if run.ema is not None:
+            save_file({k: v.contiguous() for k, v in run.ema.module.state_dict().items()}, str(tmp / "ema.safetensors"))
+        if state.exists():
+            os.replace(state, old)
+        os.replace(tmp, state)
+        shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def load_state(run: Fold) -> bool:
+    """Restore the last saved state of this fold, if any (state/, or state.old/ if a kill hit the swap)."""
+    for state in (run.out_dir / "state", run.out_dir / "state.old"):
+        if (state / "progress.json").is_file():
+            run.accelerator.load_state(str(state))
+            run.progress = Progress(**json.loads((state / "progress.json").read_text()))
+            run.stopper.best, run.stopper.bad_epochs = run.progress.best, run.progress.bad_epochs
+            if run.ema is not None:
+                run.ema.module.load_state_dict(load_file(str(state / "ema.safetensors")))
+            log.info("resumed %s at epoch %d, batch %d (step %d)", run.out_dir, run.progress.epoch,
+                     run.progress.batch, run.progress.step)
+            return True
+    return False
+
+
+def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
+    """One pass over the training data (from `progress.batch` on); returns (mean loss, stopped at max_steps)."""
+    cfg, acc, model, progress = run.cfg, run.accelerator, run.model, run.progress
+    model.train()
+    data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
+    data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
+    bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
+    for batch in bar:
+        with acc.accumulate(model):
+            video, target = mix(run.mixup, batch["video"], batch["label"])
+            loss = run.loss_fn(model(video), target)
+            if not _finite(acc, loss):
+                _skip_bad_step(run)
+                continue
+            progress.bad_streak = 0
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.max_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad()
+        progress.batch += 1
+        progress.loss_sum += loss.item()
+        progress.loss_batches += 1
+        bar.set_postfix(loss=f"{progress.loss_sum / progress.loss_batches:.3f}")
+        if acc.sync_gradients:
+            progress.step += 1
+            if run.ema is not None:
+                run.ema.update(acc.unwrap_model(model))
+            if cfg.save_every and progress.step % cfg.save_every == 0:
+                save_state(run)
+            if cfg.max_steps and progress.step >= cfg.max_steps:
+                return _mean_loss(run), True
+    return _mean_loss(run), False
+
+
+def _finite(acc: Accelerator, loss: torch.Tensor) -> bool:
+    """All processes agree, so none of them steps into a backward the others skip."""
+    ok = torch.isfinite(loss.detach()).float().reshape(1)
+    return bool(acc.gather(ok).min() > 0) if acc.num_processes > 1 else bool(ok.item())
+
+
+def _skip_bad_step(run: Fold) -> None:
+    """A NaN/inf loss: no backward, no optimiser step; too many in a row stops the fold."""
+    p = run.progress
+    run.optimizer.zero_grad()
+    p.batch += 1
+    p.bad_streak += 1
+    p.bad_total += 1
+    log.warning("non-finite loss at epoch %d batch %d: step skipped (%d in a row)", p.epoch, p.batch, p.bad_streak)
+    if p.bad_streak >= run.cfg.max_bad_steps:
+        raise VidkitError(f"training stopped: {p.bad_streak} consecutive NaN/inf losses at epoch {p.epoch} "
+                          f"(step {p.step}); the last good checkpoint is {run.out_dir / 'model.safetensors'}. "
+                          "Lower lr, or use mixed_precision=bf16/no instead of fp16")
+
+
+def _mean_loss(run: Fold) -> float:
+    p, acc = run.progress, run.accelerator
+    mean = p.loss_sum / max(p.loss_batches, 1)
+    return float(acc.gather(torch.tensor([mean], device=acc.device)).mean())
+
+
+def validate(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str) -> dict:
+    model = run.ema.module if run.ema is not None else run.model
+    with run.accelerator.autocast():
+        probs = predict(model, run.val_dl, run.accelerator, len(val_table), desc="validate")
+    return {"val_loss": metrics.score("logloss", y, probs), "val_score": metrics.score(metric, y, probs),
+            "metric": metric}
+
+
+def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int) -> None:
+    cfg, acc, progress = run.cfg, run.accelerator, run.progress
+    weights, log_file, start = run.out_dir / "model.safetensors", run.out_dir / "metrics.jsonl", time.time()
+    for epoch in range(progress.epoch, cfg.epochs):
+        progress.epoch = epoch
+        if cfg.freeze_epochs:
+            thawed = epoch >= cfg.freeze_epochs
+            set_trainable(acc.unwrap_model(run.model), backbone=thawed, only=cfg.unfreeze if thawed else None)
+        train_loss, interrupted = train_one_epoch(run, epoch)
+        if interrupted:  # max_steps: stop as a kill would, leaving a resumable state
+            save_state(run)
+            return
+        record = {"fold": fold, "epoch": epoch, "step": progress.step, "train_loss": round(train_loss, 5),
+                  "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total}
+        if run.val_dl is not None:
+            record.update(validate(run, val_table, y, metric))
+        record.update(best=run.stopper.step(record["val_score"]) if "val_score" in record else True,
+                      time_s=round(time.time() - start, 1))
+        if record["best"]:
+            save_weights(acc, run.ema.module if run.ema is not None else run.model, weights)
+        if acc.is_main_process:
             with open(log_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
-        accelerator.print(_epoch_line(record))
-        if stopper.stop or (cfg.max_steps and step >= cfg.max_steps):
+        acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=epoch)
+        acc.print(_epoch_line(record))
+        progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch + 1, 0, 0.0, 0
+        if run.stopper.stop:
             break
-    if val_dl is None:
-        return None
-    return fold_oof(cfg, accelerator.unwrap_model(model), weights, val_table, classes, fold, accelerator, out_dir)
+        save_state(run)
+    progress.epoch = cfg.epochs
 
 
 def _epoch_line(r: dict) -> str:
@@ -197,14 +331,59 @@ def _epoch_line(r: dict) -> str:
     return line
 
 
-def fold_oof(cfg, model, weights: Path, val_table, classes, fold, accelerator, out_dir: Path) -> pd.DataFrame:
-    """Reload the best weights and predict the fold's validation videos with the TTA clips."""
-    model.load_state_dict(load_file(str(weights)))
-    data = accelerator.prepare(loader(cfg, eval_dataset(cfg, model.input_spec, val_table, num_clips=cfg.tta_clips), False))
-    probs = predict(model, data, accelerator, len(val_table), desc="oof")
-    oof = pd.DataFrame({"video_id": val_table["video_id"].to_numpy(), "fold": fold,
-                        "label": val_table["label"].to_numpy()})
-    oof = pd.concat([oof, pd.DataFrame(probs, columns=classes)], axis=1)
+def _trim_log(log_file: Path, before_epoch: int) -> None:
+    """Drop epoch records a resumed run will write again."""
+    if log_file.is_file():
+        keep = [line for line in log_file.read_text().splitlines() if json.loads(line)["epoch"] < before_epoch]
+        log_file.write_text("".join(line + "\n" for line in keep))
+
+
+def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
+                out_dir: Path, accelerator: Accelerator) -> pd.DataFrame | None:
+    set_seed(cfg.seed + max(fold, 0))
+    accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
+    run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator,
+                                   metrics.higher_is_better(comp.metric))
+    resumed = cfg.resume and load_state(run)
     if accelerator.is_main_process:
-        oof.to_csv(out_dir / "oof.csv", index=False)
-    return oof
+        if resumed:
+            _trim_log(out_dir / "metrics.jsonl", run.progress.epoch)
+        else:
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if cfg.log_with:
+        accelerator.init_trackers(f"fold{fold}", config={k: v for k, v in asdict(cfg).items()
+                                                          if isinstance(v, (int, float, str, bool))})
+    fit(run, val_table, y, comp.metric, fold)
+    if cfg.log_with:
+        accelerator.end_training()
+    if cfg.max_steps and run.progress.step >= cfg.max_steps and run.progress.epoch < cfg.epochs:
+        return None  # interrupted on purpose: resume=true finishes it
+    if accelerator.is_main_process:
+        shutil.rmtree(out_dir / "state", ignore_errors=True)  # optimiser state is large; the fold is done
+    accelerator.wait_for_everyone()
+    if run.val_dl is None:
+        return None
+    model = accelerator.unwrap_model(run.ema.module if run.ema is not None else run.model)
+    return fold_oof(cfg, model, out_dir / "model.safetensors", val_table, classes, fold, accelerator, out_dir)
+
+
+def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
+               out_dir: Path, accelerator: Accelerator) -> pd.DataFrame | None:
+    """Train fold `fold` (rows of `table` with table.fold == fold validate; -1: no validation).
+
+    Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table. On an
+    out-of-memory error the fold restarts with half the batch and twice the accumulation, down to batch 1.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    @find_executable_batch_size(starting_batch_size=cfg.batch_size)
+    def attempt(batch_size: int):
+        run_cfg = cfg
+        if batch_size != cfg.batch_size:
+            accum = cfg.grad_accum * max(1, cfg.batch_size // batch_size)
+            log.warning("out of memory: fold %d restarts with batch_size=%d, grad_accum=%d", fold, batch_size, accum)
+            run_cfg = dataclasses.replace(cfg, batch_size=batch_size, grad_accum=accum)
+            accelerator.gradient_accumulation_steps = accum
+        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator)
+
+    return attempt()

@@ -1,36 +1,62 @@
 """A clip Dataset over an index table: item i is clip (i % num_clips) of video (i // num_clips)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from vidkit.data.media import read_clip
-from vidkit.data.transforms import to_tensor
+from vidkit.data.transforms import ClipTransform, to_tensor
 
 
 class VideoDataset(Dataset):
     def __init__(self, table: pd.DataFrame, sampler, transform, spec, short_side: int,
-                 labels: np.ndarray | None = None, num_clips: int = 1):
+                 labels: np.ndarray | None = None, num_clips: int = 1, normalize: bool = True):
         self.rows = table.to_dict("records")
         self.sampler, self.transform, self.spec = sampler, transform, spec
         self.short_side, self.num_clips = short_side, num_clips
+        self.normalize = normalize  # False: uint8 clips, for `vidkit.data.normalize` on the device
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
+        # set `seed` and index with `epoch * len(self) + i` (vidkit.optim.EpochSampler does) to make each item's
+        # clip and augmentation a function of (seed, epoch, i) alone, whatever the workers or a resume did
+        self.seed: int | None = None
 
     def __len__(self):
         return len(self.rows) * self.num_clips
 
     def __getitem__(self, i):
+        epoch, i = divmod(i, len(self))
         video, clip = divmod(i, self.num_clips)
         row = self.rows[video]
-        # one seed per item from torch's RNG, which accelerate/DataLoader seed per process and worker:
-        # the same (seed, epoch) gives the same clips and augmentations
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        if self.seed is not None:
+            seed = int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0] >> 1)
+        else:  # torch's RNG, which accelerate/DataLoader seed per process and worker
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
         indices = self.sampler(row["n_frames"], clip, np.random.default_rng(seed))
         frames = read_clip(row, indices, self.short_side)
         self.transform.set_random_seed(seed)
-        frames = self.transform(images=frames)["images"]
-        return {"video": to_tensor(np.asarray(frames), self.spec.mean, self.spec.std, self.spec.layout),
+        if isinstance(self.transform, ClipTransform):
+            frames = self.transform(images=frames, source_shape=(row["height"], row["width"]))["images"]
+        else:
+            frames = self.transform(images=frames)["images"]
+        return {"video": to_tensor(frames, self.spec.mean, self.spec.std, self.spec.layout, self.normalize),
                 "label": int(self.labels[video]), "video_id": row["video_id"],
                 "index": video, "clip_index": clip}
+
+
+def loader_settings(n_batches: int, gpu: bool, workers: int = -1) -> dict:
+    """DataLoader settings; `workers=-1` picks them from the machine. With a GPU: a worker per core available
+    to this process (cores shared among `accelerate launch` processes, at most 16), pinned memory, deeper
+    prefetch when workers are few. Without one the model computes on the same cores, and worker processes
+    beside its threads slow it down more than they save (benchmarks/README.md): a worker per 4 cores.
+    Never more workers than batches, none for a single batch."""
+    if workers < 0:
+        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        workers = min(16, cores if gpu else cores // 4, n_batches if n_batches > 1 else 0)
+    settings = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": gpu}
+    if workers:
+        settings["prefetch_factor"] = 4 if workers <= 4 else 2
+    return settings

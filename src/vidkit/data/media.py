@@ -1,11 +1,15 @@
 """Reading frames: image folders (natural order) and raw video files (only the frames a clip needs)."""
 from __future__ import annotations
 
+import ctypes
+import itertools
+import logging
 import re
 from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from vidkit.errors import VidkitError
@@ -15,7 +19,23 @@ VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
 
+log = logging.getLogger(__name__)
 cv2.setNumThreads(1)  # DataLoader workers supply the parallelism
+
+
+def _keep_freed_clips_in_the_heap():
+    """glibc hands freed multi-MB blocks (a decoded clip, its float tensor) back to the OS and page-faults
+    fresh ones in for the next clip, which costs as much as decoding it (benchmarks/README.md). Serve
+    blocks under 64 MiB from the heap and trim it only past 128 MiB: a little resident memory per process."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_keep_freed_clips_in_the_heap()
 
 
 def natural_key(name: str):
@@ -65,20 +85,64 @@ def reduce_factor(height: int, width: int, short_side: int) -> int:
     return factor
 
 
-def read_images(folder: str | Path, names: list[str], indices, reduce: int = 1) -> np.ndarray:
-    """Frames `indices` of a folder as uint8 RGB (T, H, W, 3), decoded at 1/reduce size."""
+def _decode(path: Path, short_side: int, reduce: int, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB frame. JPEGs use libjpeg-turbo's DCT scaling (simplejpeg): the smallest M/8 scale whose short
+    side is still >= `short_side` (0: full size), decoded into `out` when it fits; anything else goes
+    through cv2 at 1/reduce."""
+    data = path.read_bytes()
+    if data[:2] == b"\xff\xd8":
+        for buffer in (out, None) if out is not None else (None,):
+            try:
+                return simplejpeg.decode_jpeg(data, "RGB", min_height=short_side, min_width=short_side, buffer=buffer)
+            except ValueError:
+                pass  # `out` too small, or a JPEG libjpeg-turbo rejects in strict mode: cv2 tries last
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduce])
+    if img is None:
+        raise VidkitError(f"{path}: cannot decode image")
+    return img[..., ::-1]
+
+
+_BAD_FRAMES: set[Path] = set()  # frames that failed to decode in this process: each warned about once
+
+
+def _decode_or_neighbour(folder: Path, names: list[str], i: int, short_side: int, reduce: int,
+                         out: np.ndarray | None = None) -> np.ndarray:
+    """Frame i; when it cannot be decoded, its nearest readable neighbour in the folder (i-1, i+1, i-2, ...),
+    with a warning naming the bad file (once per file) and the count so far."""
+    near = (j for d in range(1, len(names)) for j in (i - d, i + d) if 0 <= j < len(names))
+    for j in itertools.chain([i], near):  # lazy: a good frame costs one try
+        path = folder / names[j]
+        if path in _BAD_FRAMES:
+            continue
+        try:
+            return _decode(path, short_side, reduce, out)
+        except (VidkitError, OSError, cv2.error) as e:
+            _BAD_FRAMES.add(path)
+            why = e.strerror if isinstance(e, OSError) else "cannot be decoded"
+            log.warning("%s: corrupt frame (%s), using its nearest readable neighbour instead (%d corrupt frames "
+                        "so far; `vidkit check` lists them all)", path, why, len(_BAD_FRAMES))
+    raise VidkitError(f"{folder}: no frame can be decoded")
+
+
+def read_images(folder: str | Path, names: list[str], indices, reduce: int = 1, short_side: int = 0) -> np.ndarray:
+    """Frames `indices` of a folder as uint8 RGB (T, H, W, 3), decoded straight into the clip, each file
+    once, at reduced size when `short_side` (or, for non-JPEGs, `reduce`) allows."""
     folder = Path(folder)
-    cache: dict[int, np.ndarray] = {}
-    frames = []
-    for i in indices:
-        if i not in cache:
-            path = folder / names[i]
-            img = cv2.imread(str(path), _REDUCED[reduce])
-            if img is None:
-                raise VidkitError(f"{path}: cannot decode image")
-            cache[i] = img
-        frames.append(cache[i])
-    return _stack_rgb(frames, folder)
+    indices = [int(i) for i in indices]
+    first = _decode_or_neighbour(folder, names, indices[0], short_side, reduce)
+    clip = np.empty((len(indices), *first.shape), np.uint8)
+    clip[0], done = first, {indices[0]: 0}
+    for t, i in enumerate(indices[1:], 1):
+        if i in done:  # padding repeats a frame: copy it
+            clip[t] = clip[done[i]]
+            continue
+        img = _decode_or_neighbour(folder, names, i, short_side, reduce, out=clip[t])
+        if img.shape != clip.shape[1:]:  # a frame of another size: fit it to the first
+            clip[t] = cv2.resize(np.array(img), (clip.shape[2], clip.shape[1]), interpolation=cv2.INTER_AREA)
+        elif not np.shares_memory(img, clip[t]):
+            clip[t] = img
+        done[i] = t
+    return clip
 
 
 def read_video(path: str | Path, indices) -> np.ndarray:
@@ -112,20 +176,24 @@ def read_video(path: str | Path, indices) -> np.ndarray:
     last = got[max(got)]
     # frame counts in headers can overstate the real count: past the end, repeat the last frame
     frames = [got.get(int(i), last) for i in indices]
-    return _stack_rgb(frames, path)
+    return _stack([f[..., ::-1] for f in frames])  # BGR -> RGB
 
 
-def _stack_rgb(frames: list[np.ndarray], source) -> np.ndarray:
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        h, w = frames[0].shape[:2]
-        frames = [f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h)) for f in frames]
-    return np.ascontiguousarray(np.stack(frames)[..., ::-1])
+def _stack(frames: list[np.ndarray]) -> np.ndarray:
+    h, w = frames[0].shape[:2]
+    if any(f.shape[:2] != (h, w) for f in frames):
+        frames = [f if f.shape[:2] == (h, w) else cv2.resize(np.ascontiguousarray(f), (w, h)) for f in frames]
+    return np.stack(frames)
 
 
 def read_clip(row, indices, short_side: int = 0) -> np.ndarray:
-    """A clip from an index row (see vidkit.data.index): frame folder or video file."""
+    """A clip from an index row (see vidkit.data.index): its frame cache when the row has one (see
+    vidkit.data.cache), else its frame folder or video file. Frames come at a short side >= `short_side`
+    where the decoder can scale for free, else at full size."""
+    if isinstance(row.get("cache"), str):
+        frames = np.load(row["cache"], mmap_mode="r")
+        return frames[np.minimum(np.asarray(indices, dtype=np.int64), len(frames) - 1)]
     if row["kind"] == "frames":
         reduce = reduce_factor(row["height"], row["width"], short_side) if short_side else 1
-        return read_images(row["path"], row["files"], indices, reduce)
+        return read_images(row["path"], row["files"], indices, reduce, short_side)
     return read_video(row["path"], indices)

@@ -1,7 +1,18 @@
-"""Clip augmentation with albumentations: its `images=` target applies one random draw to every frame."""
+"""Clip transforms in uint8: one crop box per clip, one resize per frame, normalisation as one batched op.
+
+A transform maps frames of any size (a reduced-size JPEG decode, a cached short-side copy, full-size video
+frames) to (T, size, size, C). Its geometry is defined on the frames resized to `short` on their short side,
+but that resize is never materialised: the crop box is mapped back to the input frames and only the crop is
+resized (INTER_AREA when shrinking). The train transform draws one random crop, flip and colour jitter
+(albumentations) per clip; the eval transform is the centre crop.
+"""
 from __future__ import annotations
 
+import functools
+import math
+
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 
@@ -10,24 +21,130 @@ def short_side(image_size: int, resize_short: int | None = None) -> int:
     return resize_short or int(round(image_size * 8 / 7))
 
 
+class ClipTransform:
+    """Called like an albumentations Compose: `t.set_random_seed(seed); t(images=frames)["images"]`."""
+
+    def __init__(self, size: int, short: int, train: bool = False, crop_scale: float = 0.4,
+                 hflip: float = 0.0, color_jitter: float = 0.0):
+        self.size, self.short, self.train = size, short, train
+        self.crop_scale, self.hflip = crop_scale, hflip
+        self.jitter = None
+        if color_jitter > 0:
+            self.jitter = A.Compose([A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05,
+                                                   p=color_jitter)])
+        self.rng = np.random.default_rng()
+
+    def set_random_seed(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        if self.jitter is not None:
+            self.jitter.set_random_seed(seed)
+
+    def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """(y, x, h, w) of the crop in the coordinates of the frames resized to `short` on their short side."""
+        scale = self.short / min(height, width)
+        h, w = height * scale, width * scale
+        if self.train:
+            for _ in range(10):  # torchvision's RandomResizedCrop: area fraction and log-uniform aspect ratio
+                area = h * w * self.rng.uniform(self.crop_scale, 1.0)
+                ratio = math.exp(self.rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+                cw, ch = math.sqrt(area * ratio), math.sqrt(area / ratio)
+                if cw <= w and ch <= h:
+                    return self.rng.uniform(0, h - ch), self.rng.uniform(0, w - cw), ch, cw
+            side = min(h, w)
+            return (h - side) / 2, (w - side) / 2, side, side
+        # albumentations' SmallestMaxSize + CenterCrop: rounded resized size, integer offsets
+        h, w = round(h), round(w)
+        side = min(self.size, h, w)
+        return (h - side) // 2, (w - side) // 2, side, side
+
+    def __call__(self, *, images, source_shape: tuple | None = None) -> dict:
+        """`source_shape`: (height, width) of the original frames when `images` is a scaled decode of them
+        (libjpeg rounds scaled sizes up); the box is laid out on the original, as the two-step pipeline would."""
+        frames = np.asarray(images)
+        height, width = source_shape if source_shape and min(source_shape) > 0 else frames.shape[1:3]
+        to_input = min(frames.shape[1] / height, frames.shape[2] / width)
+        y, x, h, w = (v * min(height, width) / self.short * to_input for v in self.crop_box(height, width))
+        crop = resize_crop(frames, y, x, h, w, self.size)
+        if self.train and self.hflip > 0 and self.rng.random() < self.hflip:
+            crop = crop[:, :, ::-1]
+        if self.jitter is not None:  # the clip as one tall image: one call per colour op, one draw per clip
+            tall = np.ascontiguousarray(crop).reshape(-1, *crop.shape[2:])
+            crop = self.jitter(image=tall)["image"].reshape(crop.shape)
+        return {"images": crop}
+
+
+def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size: int) -> np.ndarray:
+    """The box (y, x, h, w) (input pixels, fractional) of every frame, resized to size x size.
+
+    A whole-pixel box of the output size is a view. Up to 1.5x shrink, a bilinear warp samples the
+    box exactly (sub-pixel); beyond, INTER_AREA on the box rounded to whole pixels averages like an
+    antialiased resize (the reduced-size JPEG decode keeps most shrinks under 2x)."""
+    if h == w == size and float(y).is_integer() and float(x).is_integer():
+        return frames[:, int(y):int(y) + size, int(x):int(x) + size]
+    out = np.empty((frames.shape[0], size, size, frames.shape[3]), np.uint8)
+    if max(h, w) / size <= 1.5:
+        sy, sx = h / size, w / size  # output pixel centres -> input coordinates
+        m = np.array([[sx, 0, x + 0.5 * sx - 0.5], [0, sy, y + 0.5 * sy - 0.5]])
+        for i in range(len(frames)):
+            cv2.warpAffine(frames[i], m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+        return out
+    y0, x0 = int(round(y)), int(round(x))
+    y1 = min(frames.shape[1], max(y0 + 1, int(round(y + h))))
+    x1 = min(frames.shape[2], max(x0 + 1, int(round(x + w))))
+    for i in range(len(frames)):  # cv2 reads the box's strided rows in place: no copy of the full frame
+        out[i] = cv2.resize(frames[i, y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
+    return out
+
+
 def train_transform(image_size: int, resize_short: int | None = None, crop_scale: float = 0.4,
-                    hflip: float = 0.5, color_jitter: float = 0.8) -> A.Compose:
-    steps = [A.SmallestMaxSize(max_size=short_side(image_size, resize_short)),
-             A.RandomResizedCrop(size=(image_size, image_size), scale=(crop_scale, 1.0))]
-    if hflip > 0:
-        steps.append(A.HorizontalFlip(p=hflip))
-    if color_jitter > 0:
-        steps.append(A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=color_jitter))
-    return A.Compose(steps)
+                    hflip: float = 0.5, color_jitter: float = 0.8) -> ClipTransform:
+    return ClipTransform(image_size, short_side(image_size, resize_short), True, crop_scale, hflip, color_jitter)
 
 
-def eval_transform(image_size: int, resize_short: int | None = None) -> A.Compose:
-    return A.Compose([A.SmallestMaxSize(max_size=short_side(image_size, resize_short)),
-                      A.CenterCrop(height=image_size, width=image_size)])
+def eval_transform(image_size: int, resize_short: int | None = None) -> ClipTransform:
+    return ClipTransform(image_size, short_side(image_size, resize_short))
 
 
-def to_tensor(frames: np.ndarray, mean, std, layout: str = "CTHW") -> torch.Tensor:
-    """uint8 (T, H, W, C) -> normalised float tensor in the model's layout, in one batched op."""
-    x = torch.from_numpy(frames).float().div_(255.0)
-    x = x.sub_(torch.tensor(mean)).div_(torch.tensor(std))
-    return x.permute(3, 0, 1, 2).contiguous() if layout == "CTHW" else x.permute(0, 3, 1, 2).contiguous()
+@functools.lru_cache(maxsize=16)
+def _luts(mean: tuple, std: tuple) -> list[np.ndarray]:
+    """Per channel, the normalised float32 value of each of the 256 uint8 levels."""
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    return [((levels - m) / s).astype(np.float32) for m, s in zip(mean, std)]
+
+
+def to_tensor(frames: np.ndarray, mean, std, layout: str = "CTHW", normalize: bool = True) -> torch.Tensor:
+    """uint8 (T, H, W, C) -> tensor in the model's layout: normalised float32, or uint8 with `normalize=False`
+    (then `normalize` the batch on the device: 4x less to copy and pin).
+
+    The clip as one tall image: one SIMD de-interleave into channel planes (cv2.split) and one table
+    look-up per plane (uint8 level -> normalised float) written straight into the output. TCHW is returned
+    as a view of the CTHW planes (batch collation makes it contiguous)."""
+    frames = np.ascontiguousarray(frames)  # one copy of a crop or flip view; nothing for contiguous frames
+    t, h, w, c = frames.shape
+    tall = frames.reshape(t * h, w, c)
+    planes = cv2.split(tall) if c > 1 else [tall[..., 0]]
+    out = np.empty((c, t, h, w), np.float32 if normalize else np.uint8)
+    luts = _luts(tuple(float(m) for m in mean), tuple(float(s) for s in std)) if normalize else None
+    for k in range(c):
+        if normalize:
+            cv2.LUT(planes[k], luts[k], dst=out[k].reshape(t * h, w))
+        else:
+            out[k] = planes[k].reshape(t, h, w)
+    x = torch.from_numpy(out)
+    return x if layout == "CTHW" else x.transpose(0, 1)
+
+
+def normalize_(x: torch.Tensor, mean, std, layout: str = "CTHW") -> torch.Tensor:
+    """In place: (x / 255 - mean) / std over the channel axis of a float clip or batch of clips."""
+    channel = x.ndim - 4 if layout == "CTHW" else x.ndim - 3
+    shape = [1] * x.ndim
+    shape[channel] = -1
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+
+
+def normalize(video: torch.Tensor, mean, std, layout: str = "CTHW", dtype=torch.float32) -> torch.Tensor:
+    """A uint8 clip or batch (from `to_tensor(..., normalize=False)`) as a normalised float tensor, on its device."""
+    return normalize_(video.to(dtype), mean, std, layout)

@@ -44,7 +44,8 @@ def create_model(name: str, num_classes: int, pretrained: str | None = None, num
         raise VidkitError(f"model: unknown model {name!r} (known: {', '.join(list_models())})")
     builder = _builders[name]
     params = inspect.signature(builder).parameters
-    unknown = [k for k in kwargs if k not in params]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [] if takes_any else [k for k in kwargs if k not in params]
     if unknown:
         allowed = [k for k in params if k not in ("num_classes", "pretrained", "num_frames", "image_size")]
         raise VidkitError(f"model_args: {name} does not take {', '.join(unknown)} (takes: {', '.join(allowed)})")

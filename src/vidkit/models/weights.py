@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,12 +14,40 @@ from vidkit.errors import VidkitError
 log = logging.getLogger(__name__)
 
 
-def require_path(pretrained: str, model: str, expects: str) -> Path:
+PRETRAINED_DIR = Path("weights/pretrained")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def require_path(pretrained: str, model: str, expects: str, folder: bool = False) -> Path:
+    """The local weights for `model`: a path, or `auto` = the one file (or HF folder) in weights/pretrained/<model>/."""
+    if pretrained == "auto":
+        base = PRETRAINED_DIR / model
+        if folder and (base / "config.json").is_file():
+            return base
+        files = sorted(p for p in base.glob("*") if p.suffix in WEIGHT_SUFFIXES) if base.is_dir() else []
+        if not folder and len(files) == 1:
+            return files[0]
+        found = f" (found {len(files)} weight files)" if files else ""
+        raise VidkitError(f"pretrained=auto: put {expects} in {base}/{found}")
     path = Path(pretrained)
     if not path.exists():
         raise VidkitError(f"pretrained: {path} not found; {model} needs {expects} there "
                           "(nothing is downloaded at run time)")
     return path
+
+
+_trust = {"pickle": False}
+
+
+@contextmanager
+def trusting_pickles(trust: bool):
+    """Within the block, .pth files that are full pickles (code, not just tensors) may be loaded.
+    Only for files you trust: unpickling runs code. Off unless the user says `trust_pickle=true`."""
+    before, _trust["pickle"] = _trust["pickle"], trust
+    try:
+        yield
+    finally:
+        _trust["pickle"] = before
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -28,8 +57,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles with code in them are refused by weights_only
-        raise VidkitError(f"{path}: not a plain tensor checkpoint ({type(e).__name__}); "
-                          "convert it to .safetensors") from None
+        if not _trust["pickle"]:
+            raise VidkitError(f"{path}: not a plain tensor checkpoint ({type(e).__name__}); convert it to "
+                              ".safetensors, or pass trust_pickle=true if you trust the file") from None
+        log.warning("%s: loading a full pickle because trust_pickle=true", path)
+        state = torch.load(path, map_location="cpu", weights_only=False)  # explicit user opt-in (trust_pickle)
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -1,0 +1,109 @@
+"""Clip loading on one core over the real UCF101 frames (340x256 JPEG), 16-frame clips, side by side:
+
+- seed-style: PIL open + torchvision per-frame Resize/CenterCrop/ToTensor/Normalize (train: Resize/
+  RandomResizedCrop/flip/ColorJitter with the clip's parameters replayed per frame), then stack;
+- decode-only: cv2.imread of the same 16 frames at full size, nothing else;
+- vidkit: VideoDataset items (float, normalised in the loader), and the same as uint8 for on-device
+  normalisation; and from the frame cache (built once here in a temp dir; its size is reported).
+
+    .venv/bin/python benchmarks/bench_loader.py [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from common import one_core, race, table, ucf_table
+from PIL import Image
+from torchvision import transforms as T
+
+from vidkit.data import VideoDataset, eval_transform, make_sampler, short_side, train_transform
+from vidkit.data.cache import attach_cache, cache_root, cache_size
+from vidkit.models import InputSpec
+
+MEAN, STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
+FRAMES = 16
+
+
+def seed_style(paths_per_clip, size: int, train: bool):
+    short = short_side(size)
+    if train:
+        steps = [T.Resize(short), T.RandomResizedCrop(size, scale=(0.4, 1.0)), T.RandomHorizontalFlip(),
+                 T.ColorJitter(0.3, 0.3, 0.3, 0.05)]
+    else:
+        steps = [T.Resize(short), T.CenterCrop(size)]
+    tf = T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+    def run():
+        for k, paths in enumerate(paths_per_clip):
+            frames = []
+            for p in paths:
+                torch.manual_seed(k)  # the same random parameters for every frame of a clip
+                frames.append(tf(Image.open(p).convert("RGB")))
+            torch.stack(frames)
+    return run
+
+
+def decode_only(paths_per_clip):
+    import cv2
+
+    def run():
+        for paths in paths_per_clip:
+            [cv2.imread(str(p)) for p in paths]
+    return run
+
+
+def vidkit_items(ds):
+    def run():
+        for i in range(len(ds)):
+            ds[i]
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    one_core()
+    rows = ucf_table()
+    sampler = make_sampler("multi", FRAMES, 1)
+    paths = [[Path(r["path"]) / r["files"][i] for i in sampler(r["n_frames"])] for r in rows.to_dict("records")]
+    n = len(paths)
+    tmp = Path(tempfile.mkdtemp())
+    results, ratios = [], []
+    try:
+        for name, size, train in (("eval 112", 112, False), ("eval 224", 224, False), ("train 112", 112, True)):
+            short = short_side(size)
+            spec = InputSpec(FRAMES, size, MEAN, STD, "CTHW")
+            tf = train_transform(size) if train else eval_transform(size)
+            ds = VideoDataset(rows, sampler, tf, spec, short)
+            ds_u8 = VideoDataset(rows, sampler, tf, spec, short, normalize=False)
+            root = cache_root("ucf101_bench", short, str(tmp / str(short)))
+            cached = VideoDataset(rows, sampler, tf, spec, short)
+            cached.rows = attach_cache(cached.rows, short, root)
+            fns = {"seed-style": seed_style(paths, size, train), "decode-only (cv2, full size)": decode_only(paths),
+                   "vidkit": vidkit_items(ds), "vidkit uint8": vidkit_items(ds_u8),
+                   "vidkit from cache": vidkit_items(cached)}
+            speed = race(fns, n, args.rounds)
+            for k, v in speed.items():
+                results.append((name, k, f"{v:.0f}"))
+            per_1000 = cache_size(cached.rows) / len(cached.rows) * 1000 / 2**30
+            ratios.append((name, f"{speed['vidkit'] / speed['seed-style']:.1f}x",
+                           f"{speed['vidkit'] / speed['decode-only (cv2, full size)']:.2f}x",
+                           f"{speed['vidkit uint8'] / speed['decode-only (cv2, full size)']:.2f}x",
+                           f"{speed['vidkit from cache'] / speed['seed-style']:.1f}x",
+                           f"{per_1000:.2f} GiB (short side {short})"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"16-frame clips/s on one core, {n} real UCF101 clips, best of {args.rounds} interleaved rounds\n")
+    table(results, ("transform", "loader", "clips/s"))
+    print()
+    table(ratios, ("transform", "vidkit / seed", "vidkit / decode", "uint8 / decode", "cache / seed",
+                   "cache per 1000 clips (25-frame videos)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""`vidkit check`: scan a competition's train and test media and CSVs for the problems real datasets have.
+
+Every image is decoded (a thread pool: cv2 releases the GIL); videos are opened and their first frame read.
+Findings are grouped by kind; `report` prints counts and the first few paths of each, and `write_exclude`
+lists the training videos that cannot be trained on (`exclude=FILE` in a training config drops them).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import simplejpeg
+from tqdm.auto import tqdm
+
+from vidkit.config import Competition
+from vidkit.data.index import find_media, test_ids
+from vidkit.data.media import IMAGE_EXTS, is_video, natural_key
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+
+# kind: what the report calls it. Kinds in INFO are hints and leave the exit code at 0; training videos
+# with a kind in EXCLUDE go into the exclude list.
+KINDS = {
+    "corrupt_image": "unreadable or corrupt images (cannot be decoded, or truncated)",
+    "zero_byte": "zero-byte files",
+    "non_image": "non-image files in frame folders",
+    "empty": "empty folders (no frames)",
+    "unreadable_video": "video files that cannot be read",
+    "short": "videos with fewer frames than the clip length",
+    "frame_size": "frames whose size differs from their video's first frame",
+    "video_size": "videos far from the dataset's usual frame size",
+    "unknown_label": "labels not in the competition's classes",
+    "duplicate_id": "duplicate video ids",
+    "missing_train": "train_csv ids without media",
+    "missing_test": "test ids missing from the test folder",
+    "group_leak": "groups spread across classes (a leak hint: check that groups mean what you think)",
+}
+INFO = {"group_leak"}
+EXCLUDE = {"corrupt_image", "zero_byte", "empty", "unreadable_video", "unknown_label", "duplicate_id",
+           "missing_train"}
+SIZE_FACTOR = 1.5  # a video's side this many times off the usual size is an outlier
+
+
+@dataclass
+class Finding:
+    kind: str
+    path: str            # the file or folder (or CSV) where it was found
+    video_id: str | None
+    split: str           # train | test
+    detail: str = ""
+
+
+@dataclass
+class Video:
+    video_id: str
+    path: Path
+    split: str
+    label: str | None = None
+    group: str | None = None
+
+
+def train_videos(comp: Competition, found: list[Finding]) -> list[Video]:
+    train_dir = comp.resolve(comp.train_dir)
+    if comp.train_csv:
+        return _csv_videos(comp, train_dir, found)
+    if train_dir is None or not train_dir.is_dir():
+        raise VidkitError(f"{train_dir}: train_dir not found")
+    videos = []
+    for class_dir in sorted(p for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        entries = _entries(class_dir, "train", found)
+        if not entries:
+            found.append(Finding("empty", str(class_dir), None, "train", "class folder without videos"))
+        videos += [Video(vid, p, "train", class_dir.name, _group(comp, vid, None)) for vid, p in entries]
+    _check_labels(comp, videos, str(train_dir), found)
+    return videos
+
+
+def _entries(folder: Path, split: str, found: list[Finding]) -> list[tuple[str, Path]]:
+    """(video_id, path) of the frame folders and video files in `folder`; anything else is reported."""
+    out = []
+    for p in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+        if p.is_dir() and not p.name.startswith("."):
+            out.append((p.name, p))
+        elif p.is_file() and is_video(p) and not p.name.startswith("."):
+            out.append((p.stem, p))
+        else:
+            found.append(Finding("non_image", str(p), None, split, "not a frame folder or video file"))
+    return out
+
+
+def _csv_videos(comp: Competition, train_dir: Path, found: list[Finding]) -> list[Video]:
+    csv = comp.resolve(comp.train_csv)
+    if not csv.is_file():
+        raise VidkitError(f"{csv}: train_csv not found")
+    df = pd.read_csv(csv, dtype=str)
+    for col in ("video_id", "label"):
+        if col not in df.columns:
+            raise VidkitError(f"{csv}: missing column {col!r} (have: {', '.join(df.columns)})")
+    videos = []
+    for rec in df.to_dict("records"):
+        path = find_media(train_dir, rec["video_id"])
+        if path is None:
+            found.append(Finding("missing_train", str(csv), rec["video_id"], "train", f"no media under {train_dir}"))
+            continue
+        group = rec.get("group") if isinstance(rec.get("group"), str) else None
+        videos.append(Video(rec["video_id"], path, "train", rec["label"], _group(comp, rec["video_id"], group)))
+    _check_labels(comp, videos, str(csv), found)
+    return videos
+
+
+def _group(comp: Competition, video_id: str, csv_group: str | None) -> str:
+    m = re.search(comp.group_regex, video_id) if comp.group_regex else None
+    if m:
+        return m.group(1) if m.groups() else m.group(0)
+    return csv_group or video_id
+
+
+def _check_labels(comp: Competition, videos: list[Video], where: str, found: list[Finding]) -> None:
+    counts = Counter(v.video_id for v in videos)
+    found += [Finding("duplicate_id", str(v.path), v.video_id, "train", f"{counts[v.video_id]} videos")
+              for v in videos if counts[v.video_id] > 1]
+    if comp.classes:
+        known = {str(c) for c in comp.classes}
+        found += [Finding("unknown_label", where, v.video_id, "train", f"label {v.label!r}")
+                  for v in videos if v.label not in known]
+    by_group = defaultdict(set)
+    for v in videos:
+        if v.group != v.video_id:  # a real group (regex or CSV), not the one-video default
+            by_group[v.group].add(v.label)
+    found += [Finding("group_leak", where, None, "train", f"group {g!r}: classes {', '.join(sorted(labels))}")
+              for g, labels in by_group.items() if len(labels) > 1]
+
+
+def test_videos(comp: Competition, found: list[Finding]) -> list[Video]:
+    test_dir = comp.resolve(comp.test_dir)
+    if test_dir is None or not test_dir.is_dir():
+        raise VidkitError(f"{test_dir}: test_dir not found")
+    videos = [Video(vid, p, "test") for vid, p in _entries(test_dir, "test", found)]
+    if comp.sample_submission:
+        for vid in test_ids(comp):
+            if find_media(test_dir, vid) is None:
+                found.append(Finding("missing_test", str(test_dir / vid), vid, "test", "in the sample submission"))
+    return videos
+
+
+def check_image(path: Path) -> tuple[str | None, str, tuple[int, int] | None]:
+    """(problem kind or None, detail, (height, width)) of one image file, fully decoded."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return "corrupt_image", e.strerror or type(e).__name__, None
+    if not data:
+        return "zero_byte", "", None
+    if data[:2] == b"\xff\xd8":  # JPEG: header for the size, a 1/8 decode reads every byte of the scan
+        try:
+            h, w = simplejpeg.decode_jpeg_header(data)[:2]
+        except ValueError as e:
+            return "corrupt_image", str(e), None
+        if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8) is None:
+            return "corrupt_image", "cannot be decoded", (h, w)
+        if b"\xff\xd9" not in data[-64:]:
+            return "corrupt_image", "truncated (no end-of-image marker)", (h, w)
+        return None, "", (h, w)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return "corrupt_image", "cannot be decoded", None
+    return None, "", img.shape[:2]
+
+
+def _video_file(path: Path) -> tuple[int, tuple[int, int] | None]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        return (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), frame.shape[:2]) if ok else (0, None)
+    finally:
+        cap.release()
+
+
+def scan_media(videos: list[Video], clip_len: int, found: list[Finding], workers: int | None = None) -> dict:
+    """Decode every frame of every video (thread pool, progress bar); returns {video_id: (height, width)}
+    of each readable video's first frame, for the dataset-level size check."""
+    images = []
+    for v in videos:
+        if v.path.is_dir():
+            files = sorted(v.path.iterdir(), key=lambda p: natural_key(p.name))
+            for p in files:
+                if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file():
+                    images.append((v, p))
+                else:
+                    found.append(Finding("non_image", str(p), v.video_id, v.split))
+    jobs = [(v, p) for v, p in images] + [(v, v.path) for v in videos if not v.path.is_dir()]
+    workers = workers or min(16, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(tqdm(pool.map(lambda job: _check_job(job[1]), jobs), total=len(jobs),
+                            desc="check", unit="file", mininterval=1.0))
+    per_video = defaultdict(list)
+    for (v, p), res in zip(jobs, results):
+        per_video[id(v)].append((p, res))
+    sizes = {}
+    for v in videos:
+        size = _summarise(v, per_video.get(id(v), []), clip_len, found)
+        if size is not None:
+            sizes[(v.split, v.video_id, str(v.path))] = size
+    return sizes
+
+
+def _check_job(path: Path):
+    if path.is_dir() or not is_video(path):
+        return check_image(path)
+    n, size = _video_file(path)
+    return ("unreadable_video", "cannot be opened or decoded", None) if size is None else (None, n, size)
+
+
+def _summarise(v: Video, results: list, clip_len: int, found: list[Finding]) -> tuple[int, int] | None:
+    """Per-video findings from its files' results; the video's size (its first readable frame's)."""
+    if not v.path.is_dir():
+        (_, (kind, n, size)), = results
+        if kind:
+            found.append(Finding(kind, str(v.path), v.video_id, v.split, n))
+        elif n < clip_len:
+            found.append(Finding("short", str(v.path), v.video_id, v.split, f"{n} frames < {clip_len}"))
+        return size
+    if not results:
+        found.append(Finding("empty", str(v.path), v.video_id, v.split, "no image files"))
+        return None
+    first = None
+    for p, (kind, detail, size) in results:
+        if kind:
+            found.append(Finding(kind, str(p), v.video_id, v.split, detail))
+        elif first is None:
+            first = size
+        elif size != first:
+            found.append(Finding("frame_size", str(p), v.video_id, v.split,
+                                 f"{size[1]}x{size[0]}, first frame {first[1]}x{first[0]}"))
+    readable = sum(kind is None for _, (kind, _, _) in results)
+    if readable < clip_len:
+        found.append(Finding("short", str(v.path), v.video_id, v.split, f"{readable} readable frames < {clip_len}"))
+    return first
+
+
+def size_outliers(sizes: dict, found: list[Finding]) -> None:
+    if not sizes:
+        return
+    (uh, uw), _ = Counter(sizes.values()).most_common(1)[0]
+    for (split, vid, path), (h, w) in sizes.items():
+        if max(h / uh, uh / h, w / uw, uw / w) > SIZE_FACTOR:
+            found.append(Finding("video_size", path, vid, split, f"{w}x{h}, usual {uw}x{uh}"))
+
+
+def scan(comp: Competition, clip_len: int = 16, workers: int | None = None) -> tuple[list[Finding], int, int]:
+    """All findings for a competition, and the numbers of train and test videos scanned."""
+    found: list[Finding] = []
+    train = train_videos(comp, found)
+    test = test_videos(comp, found) if comp.test_dir else []
+    size_outliers(scan_media(train + test, clip_len, found, workers), found)
+    return found, len(train), len(test)
+
+
+def report(found: list[Finding], n_train: int, n_test: int, first: int = 5) -> str:
+    by_kind = defaultdict(list)
+    for f in found:
+        by_kind[f.kind].append(f)
+    problems = sum(len(v) for k, v in by_kind.items() if k not in INFO)
+    lines = [f"scanned {n_train} training and {n_test} test videos: "
+             + (f"{problems} problems" if problems else "no problems")]
+    for kind, title in KINDS.items():
+        items = by_kind.get(kind, [])
+        if items:
+            lines.append(f"{kind}: {len(items)} {title}" + (" [info]" if kind in INFO else ""))
+            lines += [f"  {f.path}" + (f" ({f.detail})" if f.detail else "") for f in items[:first]]
+            if len(items) > first:
+                lines.append(f"  ... and {len(items) - first} more")
+    return "\n".join(lines)
+
+
+def bad_training_ids(found: list[Finding]) -> pd.DataFrame:
+    """video_id, reason: the training videos to leave out (one row per video, its reasons joined)."""
+    rows = [(f.video_id, f.kind) for f in found if f.split == "train" and f.kind in EXCLUDE and f.video_id]
+    df = pd.DataFrame(rows, columns=["video_id", "reason"]).drop_duplicates()
+    return df.groupby("video_id", sort=False)["reason"].agg(";".join).reset_index()
+
+
+def read_exclude(path: str | Path) -> set[str]:
+    """Video ids from an exclude file: `check exclude_out=`'s CSV (video_id[,reason]) or one id a line."""
+    path = Path(path)
+    if not path.is_file():
+        raise VidkitError(f"exclude: {path}: file not found")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if lines and lines[0].split(",")[0] == "video_id":
+        return set(pd.read_csv(path, dtype=str)["video_id"].dropna())
+    return {line.split(",")[0] for line in lines}
+
+
+def run_check(comp: Competition, clip_len: int = 16, exclude_out: str | None = None) -> int:
+    """Print the report; write the exclude list when asked. 1 when problems were found, else 0."""
+    found, n_train, n_test = scan(comp, clip_len)
+    print(report(found, n_train, n_test))
+    if exclude_out:
+        bad = bad_training_ids(found)
+        Path(exclude_out).parent.mkdir(parents=True, exist_ok=True)
+        bad.to_csv(exclude_out, index=False)
+        print(f"wrote {len(bad)} training videos to exclude: {exclude_out} (train with exclude={exclude_out})")
+    return int(any(f.kind not in INFO for f in found))
+
+
+def drop_bad(table: pd.DataFrame, exclude: str | None = None) -> pd.DataFrame:
+    """The index table without the videos training cannot read (no frames, unreadable first frame or
+    video file) and those listed in `exclude`; a warning names each video left out and why."""
+    reasons = pd.Series("", index=table.index)
+    unreadable = (table["n_frames"] <= 0) | (table["height"] <= 0) | (table["width"] <= 0)
+    reasons[unreadable] = "no readable frames"
+    if exclude:
+        reasons[table["video_id"].isin(read_exclude(exclude)) & ~unreadable] = f"listed in {exclude}"
+    bad = reasons != ""
+    if bad.all():
+        raise VidkitError(f"every training video was left out ({', '.join(reasons[bad].unique())})")
+    if bad.any():
+        named = [f"{vid} ({why})" for vid, why in zip(table.loc[bad, "video_id"], reasons[bad])]
+        log.warning("leaving out %d training videos: %s%s", int(bad.sum()), ", ".join(named[:20]),
+                    f" and {len(named) - 20} more" if len(named) > 20 else "")
+    return table[~bad].reset_index(drop=True)

@@ -1,0 +1,341 @@
+"""OOF-driven ensembling: blend weights searched on out-of-fold predictions, calibration, `ensemble.yaml`.
+
+Every member must have been cross-validated on the same folds, so that each OOF prediction comes from a
+model that never saw the video: then a blend fitted on the OOF table is fitted on honest predictions.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import softmax
+from scipy.stats import rankdata
+
+from vidkit import metrics
+from vidkit.config import Competition, load_competition, read_yaml
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+METHODS = ("mean", "logit", "rank")
+SEARCHES = ("hill", "scipy")
+EPS = 1e-7
+KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "clip",  # the documented format
+        "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
+
+
+def default_ensemble_path(comp: Competition | str) -> Path:
+    return Path("weights") / (comp if isinstance(comp, str) else comp.name) / "ensemble.yaml"
+
+
+# ---------------------------------------------------------------- blending and calibration (also used by submit)
+
+def _to_space(p: np.ndarray, method: str) -> np.ndarray:
+    if method == "logit":
+        return np.log(np.clip(p, EPS, 1))
+    if method == "rank":  # each class column ranked over the videos, in (0, 1]
+        return rankdata(p, axis=0) / len(p)
+    return p
+
+
+def _from_space(s: np.ndarray, method: str) -> np.ndarray:
+    if method == "logit":
+        return softmax(s, axis=1)
+    return s / s.sum(1, keepdims=True)
+
+
+def blend(probs_list: list[np.ndarray], weights: list[float], method: str = "mean") -> np.ndarray:
+    """Weighted blend of (n_videos, n_classes) probability tables; rows of the result sum to 1."""
+    if method not in METHODS:
+        raise VidkitError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    w = np.asarray(weights, dtype=np.float64)
+    if len(probs_list) != len(w) or not len(w) or (w < 0).any() or w.sum() <= 0:
+        raise VidkitError(f"blend: need one non-negative weight per member (got {list(weights)} "
+                          f"for {len(probs_list)} members)")
+    total = sum(wi * _to_space(np.asarray(p, dtype=np.float64), method) for wi, p in zip(w, probs_list) if wi > 0)
+    return _from_space(total / w.sum(), method)
+
+
+def calibrate(probs: np.ndarray, spec: dict) -> np.ndarray:
+    """Temperature scaling (softmax(log p / T)), then clipping to [clip, 1 - clip] and renormalising."""
+    p = np.asarray(probs, dtype=np.float64)
+    t = float(spec.get("temperature") or 1.0)
+    if t != 1.0:
+        p = softmax(np.log(np.clip(p, EPS, 1)) / t, axis=1)
+    if spec.get("clip"):
+        p = np.clip(p, spec["clip"], 1 - spec["clip"])
+        p = p / p.sum(1, keepdims=True)
+    return p
+
+
+def predict_labels(probs: np.ndarray, spec: dict, classes: list[str]) -> np.ndarray:
+    """Class indices: the argmax, or for binary with a tuned `threshold`, P(positive) >= threshold."""
+    probs = np.asarray(probs)
+    if spec.get("threshold") is None or probs.shape[1] != 2:
+        return probs.argmax(1)
+    return thresholded(probs, spec["threshold"], positive_index(classes, spec.get("positive_class")))
+
+
+def thresholded(probs: np.ndarray, threshold: float, pos: int) -> np.ndarray:
+    return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
+
+
+def positive_index(classes: list[str], positive_class=None) -> int:
+    return classes.index(str(positive_class)) if positive_class is not None and str(positive_class) in classes else 1
+
+
+# ---------------------------------------------------------------- ensemble.yaml
+
+def load_ensemble(path: str | Path) -> dict:
+    """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
+    spec, where = read_yaml(path), f"{path}: "
+    unknown = set(spec) - KEYS
+    if unknown:
+        raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(KEYS))})")
+    spec.setdefault("method", "mean")
+    for key, allowed in (("metric", metrics.METRICS), ("method", METHODS)):
+        if spec.get(key) not in allowed:
+            raise VidkitError(f"{where}{key}: {spec.get(key)!r} is not one of {', '.join(allowed)}")
+    members = spec.get("members")
+    if not isinstance(members, list) or not members:
+        raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
+    for i, m in enumerate(members):
+        if not isinstance(m, dict) or not isinstance(m.get("run"), str):
+            raise VidkitError(f"{where}members[{i}]: expected {{run: DIR, weight: W}}, got {m!r}")
+        if not _number(m.get("weight")) or m["weight"] < 0:
+            raise VidkitError(f"{where}members[{i}].weight: expected a number >= 0, got {m.get('weight')!r}")
+    total = sum(m["weight"] for m in members)
+    if total <= 0:
+        raise VidkitError(f"{where}members: the weights sum to {total}; at least one must be > 0")
+    spec["members"] = [{**m, "weight": m["weight"] / total} for m in members]
+    spec["temperature"] = 1.0 if spec.get("temperature") is None else spec["temperature"]
+    checks = {"temperature": lambda v: _number(v) and v > 0, "threshold": lambda v: _number(v) and 0 < v < 1,
+              "clip": lambda v: _number(v) and 0 <= v < 0.5}
+    for key, ok in checks.items():
+        if spec.get(key) is not None and not ok(spec[key]):
+            raise VidkitError(f"{where}{key}: {spec[key]!r} is out of range")
+    spec.setdefault("threshold", None)
+    spec.setdefault("clip", None)
+    return spec
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def write_ensemble(spec: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# written by `python -m vidkit ensemble`: blend weights searched on out-of-fold predictions\n"
+    path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=200))
+
+
+# ---------------------------------------------------------------- OOF tables of the members
+
+def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
+    """A run's oof.csv, its classes and its fold of every video (folds.csv, else the OOF's fold column)."""
+    if not (run / "oof.csv").is_file():
+        raise VidkitError(f"{run}: no oof.csv; cross-validate it first (`make cv`)")
+    oof = pd.read_csv(run / "oof.csv", dtype={"video_id": str, "label": str})
+    meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    classes = meta.get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
+    missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
+    if missing:
+        raise VidkitError(f"{run / 'oof.csv'}: missing columns {', '.join(map(str, missing[:5]))}")
+    folds = (pd.read_csv(run / "folds.csv", dtype={"video_id": str}) if (run / "folds.csv").is_file() else oof)
+    return oof.set_index("video_id"), [str(c) for c in classes], folds.set_index("video_id")["fold"]
+
+
+def align_members(runs: list[Path]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[str]]:
+    """(labels, per-member probabilities, folds, classes) on the videos present in every member's OOF."""
+    loaded = [load_oof(Path(r)) for r in runs]
+    oof0, classes, folds0 = loaded[0]
+    ids = oof0.index
+    for run, (oof, cls, folds) in zip(runs[1:], loaded[1:]):
+        if sorted(cls) != sorted(classes):
+            raise VidkitError(f"{run} and {runs[0]} predict different classes; they cannot be blended")
+        ids = ids[ids.isin(oof.index)]
+        shared = folds0.index.intersection(folds.index)
+        differ = shared[folds0.loc[shared].to_numpy() != folds.loc[shared].to_numpy()]
+        if len(differ):
+            raise VidkitError(f"{runs[0]} and {run} use different folds ({len(differ)} videos differ, e.g. "
+                              f"{differ[0]!r}); cross-validate both on the competition's folds.csv")
+    if not len(ids):
+        raise VidkitError(f"no video is in the OOF of every run ({', '.join(map(str, runs))})")
+    for run, (oof, _, _) in zip(runs, loaded):
+        if len(oof) > len(ids):
+            log.warning("%s: %d of its %d OOF videos are not in every run's OOF; left out", run,
+                        len(oof) - len(ids), len(oof))
+        if (oof.loc[ids, "label"].to_numpy() != oof0.loc[ids, "label"].to_numpy()).any():
+            raise VidkitError(f"{run} and {runs[0]} disagree on the labels of the same videos")
+    y = oof0.loc[ids, "label"].map({c: i for i, c in enumerate(classes)})
+    if y.isna().any():
+        raise VidkitError(f"{Path(runs[0]) / 'oof.csv'}: label {oof0.loc[ids, 'label'][y.isna()].iloc[0]!r} is not a class")
+    y = y.to_numpy(dtype=int)
+    probs = [oof.loc[ids, classes].to_numpy(dtype=np.float64) for oof, _, _ in loaded]
+    return y, probs, oof0.loc[ids, "fold"].to_numpy(), classes
+
+
+# ---------------------------------------------------------------- search on OOF
+
+def search_weights(y, probs_list: list[np.ndarray], metric: str, method: str = "mean", search: str = "hill",
+                   max_steps: int = 100) -> tuple[list[float], float]:
+    """Blend weights (summing to 1) and the blend's OOF score; never worse than the best single member.
+
+    hill: Caruana et al. 2004, greedy forward selection with replacement, starting from the best member and
+    adding whichever member improves the blend most, until none does. scipy: Nelder-Mead on softmax-
+    parametrised weights (smooth metrics such as logloss), started from the hill-climbing solution.
+    """
+    if search not in SEARCHES:
+        raise VidkitError(f"search: {search!r} is not one of {', '.join(SEARCHES)}")
+    spaces = [_to_space(np.asarray(p, dtype=np.float64), method) for p in probs_list]
+    singles = [metrics.score(metric, y, _from_space(s, method)) for s in spaces]
+    best = _best_index(metric, singles)
+    counts, current, total = np.zeros(len(spaces)), singles[best], spaces[best].copy()
+    counts[best] = 1
+    for _ in range(max_steps):
+        trials = [metrics.score(metric, y, _from_space((total + s) / (counts.sum() + 1), method)) for s in spaces]
+        pick = _best_index(metric, trials)
+        if not metrics.better(metric, trials[pick], current):
+            break
+        counts[pick] += 1
+        total += spaces[pick]
+        current = trials[pick]
+    weights = counts / counts.sum()
+    if search == "scipy" and len(spaces) > 1:
+        sign = -1 if metrics.higher_is_better(metric) else 1
+        loss = lambda z: sign * metrics.score(metric, y, blend(probs_list, softmax(z), method))  # noqa: E731
+        z = minimize(loss, np.log(np.maximum(weights, 1e-3)), method="Nelder-Mead",
+                     options={"maxiter": 200 * len(spaces), "xatol": 1e-4, "fatol": 1e-7}).x
+        if metrics.better(metric, sign * loss(z), current):
+            weights, current = softmax(z), sign * loss(z)
+    return [float(w) for w in weights], float(current)
+
+
+def _best_index(metric: str, scores: list[float]) -> int:
+    sign = 1 if metrics.higher_is_better(metric) else -1
+    return max(range(len(scores)), key=lambda i: -np.inf if np.isnan(scores[i]) else sign * scores[i])
+
+
+def fit_temperature(y, probs: np.ndarray) -> float:
+    """The temperature minimising OOF log loss (1.0 when scaling does not help)."""
+    loss = lambda log_t: metrics.score("logloss", y, calibrate(probs, {"temperature": np.exp(log_t)}))  # noqa: E731
+    res = minimize_scalar(loss, bounds=(-3, 3), method="bounded")
+    return round(float(np.exp(res.x)), 4) if res.fun < loss(0.0) - 1e-6 else 1.0
+
+
+def fit_clip(y, probs: np.ndarray) -> float | None:
+    """The probability clip (for log loss) that scores best on OOF; None when no clipping is best."""
+    best, best_loss = None, metrics.score("logloss", y, probs)
+    for clip in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 2e-2, 5e-2):
+        loss = metrics.score("logloss", y, calibrate(probs, {"clip": clip}))
+        if loss < best_loss - 1e-9:
+            best, best_loss = clip, loss
+    return best
+
+
+def fit_threshold(y, p_pos: np.ndarray, pos: int, metric: str) -> float | None:
+    """Binary: the threshold on P(positive) that maximises a label metric on OOF (the middle of the best
+    candidates, not an edge); None when the argmax (0.5) is as good."""
+    label = lambda t: np.where(p_pos >= t, pos, 1 - pos)  # noqa: E731 (p_pos is one column, not a table)
+    grid = np.unique(np.quantile(p_pos, np.linspace(0.005, 0.995, 199)).round(4))
+    grid = grid[(grid > 0) & (grid < 1)]
+    scores = np.array([metrics.score_labels(metric, y, label(t)) for t in grid])
+    if not len(grid) or not metrics.better(metric, scores.max(), metrics.score_labels(metric, y, label(0.5))):
+        return None
+    best = grid[scores >= scores.max() - 1e-12]
+    return float(best[len(best) // 2])
+
+
+def fit_blend(y, probs_list, metric: str, method: str = "mean", search: str = "hill", temperature: bool | None = None,
+              pos: int = 1) -> dict:
+    """Weights, then calibration on the blended OOF: temperature (default: for logloss), clip, binary threshold."""
+    weights, score = search_weights(y, probs_list, metric, method, search)
+    spec = {"weights": weights, "method": method, "blend_score": score, "temperature": 1.0, "clip": None,
+            "threshold": None}
+    blended = blend(probs_list, weights, method)
+    if temperature or (temperature is None and metric == "logloss"):
+        spec["temperature"] = fit_temperature(y, blended)
+    if metric == "logloss":
+        spec["clip"] = fit_clip(y, calibrate(blended, spec))
+    if blended.shape[1] == 2 and metric in metrics.LABEL_METRICS:
+        spec["threshold"] = fit_threshold(y, calibrate(blended, spec)[:, pos], pos, metric)
+    return spec
+
+
+def spec_score(y, probs_list, spec: dict, metric: str, pos: int = 1) -> float:
+    probs = calibrate(blend(probs_list, spec["weights"], spec["method"]), spec)
+    if spec.get("threshold") is None:
+        return metrics.score(metric, y, probs)
+    return metrics.score_labels(metric, y, thresholded(probs, spec["threshold"], pos))
+
+
+def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> float:
+    """The whole search re-run without each fold and scored on that fold: how much fitting on OOF flatters."""
+    blended, labels = np.zeros_like(probs_list[0]), np.zeros(len(y), dtype=int)
+    for k in np.unique(folds):
+        fit, held = folds != k, folds == k
+        if len(np.unique(y[fit])) < 2:
+            return float("nan")
+        spec = fit_blend(y[fit], [p[fit] for p in probs_list], metric, pos=pos, **fit_kw)
+        blended[held] = calibrate(blend([p[held] for p in probs_list], spec["weights"], spec["method"]), spec)
+        t = spec["threshold"]
+        labels[held] = blended[held].argmax(1) if t is None else thresholded(blended[held], t, pos)
+    if blended.shape[1] == 2 and metric in metrics.LABEL_METRICS:
+        return metrics.score_labels(metric, y, labels)
+    return metrics.score(metric, y, blended)
+
+
+# ---------------------------------------------------------------- the `ensemble` verb
+
+def finished_runs(comp: Competition, root: Path = Path("weights")) -> list[Path]:
+    runs = sorted(p.parent for p in (root / comp.name).glob("*/cv_report.json"))
+    if not runs:
+        raise VidkitError(f"no finished runs under {root / comp.name}; run `make cv` first or pass runs=")
+    return runs
+
+
+def run_ensemble(comp_path: str, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
+                 search: str = "hill", temperature: bool | None = None) -> Path:
+    """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml."""
+    comp = load_competition(comp_path)
+    metrics.check_metric(comp.metric)
+    runs = runs or [str(r) for r in finished_runs(comp)]
+    for r in runs:
+        meta = Path(r) / "run.json"
+        name = json.loads(meta.read_text()).get("competition") if meta.is_file() else None
+        if name not in (None, comp.name):
+            raise VidkitError(f"{r} is a run of competition {name!r}, not {comp.name!r}; pass comp=")
+    y, probs_list, folds, classes = align_members([Path(r) for r in runs])
+    pos = positive_index(classes, comp.positive_class)
+    spec = fit_blend(y, probs_list, comp.metric, method, search, temperature, pos)
+    singles = [metrics.score(comp.metric, y, p) for p in probs_list]
+    final = spec_score(y, probs_list, spec, comp.metric, pos)
+    nested = nested_score(y, probs_list, folds, comp.metric, pos, method=method, search=search,
+                          temperature=temperature) if len(runs) > 1 else float("nan")
+    direction = "higher" if metrics.higher_is_better(comp.metric) else "lower"
+    print(f"ensemble of {len(runs)} runs on {len(y)} OOF videos ({comp.metric}, {direction} is better), "
+          f"method={method}, search={search}:")
+    width = max(len(r) for r in runs) + 2
+    for r, s, w in zip(runs, singles, spec["weights"]):
+        print(f"  {r:{width}s}{s:.4f}  weight {w:.3f}" + ("  (dropped)" if w == 0 else ""))
+    print(f"  {'blend':{width}s}{spec['blend_score']:.4f}")
+    print(f"  {'+ calibration':{width}s}{final:.4f}  (temperature {spec['temperature']}, "
+          f"threshold {spec['threshold']}, clip {spec['clip']})")
+    if metrics.better(comp.metric, max(singles) if metrics.higher_is_better(comp.metric) else min(singles), final):
+        print(f"  note: method={method} scores worse than the best single run; method=mean may suit {comp.metric}")
+    if not np.isnan(nested):
+        print(f"  {'nested CV':{width}s}{nested:.4f}  (the search refitted without each fold, scored on it)")
+    members = [{"run": r, "weight": round(w, 6), "score": round(s, 6)}
+               for r, w, s in zip(runs, spec["weights"], singles) if w > 0]
+    path = Path(out) if out else default_ensemble_path(comp)
+    write_ensemble({"metric": comp.metric, "method": method, "members": members, "score": round(final, 6),
+                    "temperature": spec["temperature"], "threshold": spec["threshold"], "clip": spec["clip"],
+                    "competition": comp.name, "positive_class": classes[pos] if len(classes) == 2 else None,
+                    "n_videos": int(len(y)), "nested_score": None if np.isnan(nested) else round(nested, 6),
+                    "search": search}, path)
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,364 @@
+"""Offline Kaggle kernels: chosen runs -> a bundle dataset (vidkit source, configs, checkpoints, ensemble,
+sha256 manifest) and a notebook that verifies it and runs the same inference as `make submit`, internet off.
+
+`dry_run` lays out a fake /kaggle tree and runs the notebook's code there, with a Python that cannot import
+vidkit from the repo and with the network blocked, before anything is uploaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import site
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+import vidkit
+from vidkit.config import Competition, load_competition, read_yaml
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+TEMPLATE = Path(__file__).parent / "kernel_template" / "kernel_code.py"
+ROOT_ENV = "VIDKIT_KAGGLE_ROOT"
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,42}[a-z0-9]")  # 3-44 chars, so that "<slug>-infer" stays within 50
+USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+COMPETITION = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+PATH_KEYS = ("train_dir", "train_csv", "test_dir", "sample_submission")
+NOT_HASHED = ("manifest.json", "dataset-metadata.json")
+
+
+def slugify(text: str) -> str:
+    """What Kaggle makes of a title: lowercased, runs of other characters turned into one dash."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None) -> dict:
+    """Username, competition slug, bundle slug, GPU and kernel title: options first, then the competition yaml."""
+    user = user or comp.kaggle_user
+    competition = competition or comp.kaggle_competition
+    if not user:
+        raise VidkitError(f"kernel: no Kaggle username; pass user=NAME or set kaggle_user in {comp.path}")
+    if not competition:
+        raise VidkitError(f"kernel: no Kaggle competition slug; pass competition=SLUG or set kaggle_competition "
+                          f"in {comp.path}")
+    slug = slug or slugify(f"vidkit-{comp.name}")[:44].strip("-")
+    for key, value, pattern in (("user", user, USER), ("competition", competition, COMPETITION),
+                                ("slug", slug, SLUG)):
+        if not pattern.fullmatch(value):
+            raise VidkitError(f"kernel: {key}={value!r} is not a Kaggle slug (lowercase letters, digits, dashes"
+                              + ("; 3 to 44 characters)" if key == "slug" else ")"))
+    kernel_slug = f"{slug}-infer"
+    title = title or kernel_slug.replace("-", " ")
+    if slugify(title) != kernel_slug:
+        raise VidkitError(f"kernel: title={title!r} becomes the slug {slugify(title)!r} on Kaggle, not "
+                          f"{kernel_slug!r}; pick a title whose words are {kernel_slug.replace('-', ' ')!r}")
+    gpu = comp.kernel_gpu if gpu is None else gpu
+    return {"user": user, "competition": competition, "slug": slug, "kernel_slug": kernel_slug, "title": title,
+            "gpu": True if gpu is None else bool(gpu)}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() not in NOT_HASHED}
+
+
+# ---------------------------------------------------------------- the bundle dataset
+
+def copy_run(run: Path, dest: Path) -> None:
+    """A run's config (pretrained and cache off: the checkpoints hold every weight, and there is no frame
+    cache on Kaggle), run.json, cv_report.json and its checkpoints, at the same relative paths."""
+    from vidkit.infer import load_run
+    _, _, checkpoints = load_run(run)
+    dest.mkdir(parents=True)
+    config = read_yaml(run / "config.yaml")
+    config.update(pretrained=None, cache=False, cache_dir=None)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for name in ("run.json", "cv_report.json"):
+        if (run / name).is_file():
+            shutil.copyfile(run / name, dest / name)
+    for ckpt in checkpoints:
+        target = dest / ckpt.relative_to(run)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ckpt, target)
+
+
+def local_path(comp: Competition, value: str) -> Path:
+    """A yaml path made absolute without resolving symlinks (a data folder of symlinks keeps its layout)."""
+    return Path(os.path.abspath(Path(comp.path).parent / value))
+
+
+def competition_spec(comp: Competition) -> tuple[dict, dict]:
+    """The competition yaml with its paths relative to the sample submission's folder (what Kaggle mounts
+    as the competition's data), and what the kernel searches for: the sample's name and the test folder."""
+    if not comp.sample_submission or not comp.test_dir:
+        raise VidkitError(f"{comp.path}: sample_submission and test_dir are required for a kernel")
+    local = lambda value: str(local_path(comp, value))  # noqa: E731
+    data = os.path.dirname(local(comp.sample_submission))
+    spec = {k: v for k, v in dataclasses.asdict(comp).items() if k != "path"}
+    for key in PATH_KEYS:
+        if spec[key]:
+            spec[key] = os.path.relpath(local(spec[key]), data)
+            if spec[key].startswith(".."):
+                log.warning("%s: %s lies outside the sample submission's folder %s; the kernel expects the "
+                            "competition's Kaggle data to have the same layout", comp.path, key, data)
+    return spec, {"sample_submission": spec["sample_submission"], "test_dir": spec["test_dir"]}
+
+
+def member_folders(members) -> list[str]:
+    names = []
+    for m in members:
+        name, k = m.run.name, 2
+        while f"runs/{name}" in names:
+            name, k = f"{m.run.name}-{k}", k + 1
+        names.append(f"runs/{name}")
+    return names
+
+
+def ensemble_spec(comp: Competition, members, spec: dict, folders: list[str]) -> dict:
+    """ensemble.yaml with member paths relative to the bundle; equal weights when submit would use them."""
+    if spec:
+        out = {k: v for k, v in spec.items() if k != "members"}
+    else:
+        out = {"metric": comp.metric, "method": "mean", "temperature": 1.0, "threshold": None, "clip": None}
+    out["members"] = [{"run": f, "weight": round(m.weight, 6)} for f, m in zip(folders, members)]
+    return {**out, "competition": comp.name}
+
+
+def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: Path, submit: dict,
+                 wheels: str | None = None, license: str = "CC0-1.0") -> Path:
+    """kernels/<slug>/: dataset-metadata.json, manifest.json (sha256 of every other file), competition.yaml,
+    ensemble.yaml, src/vidkit/, runs/<run>/ and optional wheels/."""
+    comp_yaml, search = competition_spec(comp)
+    shutil.copytree(Path(vidkit.__file__).parent, dest / "src" / "vidkit",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    folders = member_folders(members)
+    for folder, member in zip(folders, members):
+        copy_run(member.run, dest / folder)
+    (dest / "competition.yaml").write_text(yaml.safe_dump(comp_yaml, sort_keys=False))
+    blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
+    header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
+    (dest / "ensemble.yaml").write_text(header + blend)
+    if wheels:
+        found = sorted(Path(wheels).glob("*.whl"))
+        if not found:
+            raise VidkitError(f"wheels={wheels}: no .whl files there")
+        (dest / "wheels").mkdir()
+        for w in found:
+            shutil.copyfile(w, dest / "wheels" / w.name)
+    manifest = {"vidkit_bundle": settings["slug"], "vidkit_version": vidkit.__version__,
+                "competition": {"slug": settings["competition"], "name": comp.name, **search},
+                "members": folders, "submit": submit, "files": hash_tree(dest)}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    title = f"vidkit {comp.name} bundle"
+    title = title if len(title) <= 50 else f"{settings['slug'][:43]} bundle"
+    metadata = {"title": title, "id": f"{settings['user']}/{settings['slug']}", "licenses": [{"name": license}]}
+    (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
+    return dest
+
+
+# ---------------------------------------------------------------- the kernel
+
+def kernel_code(slug: str) -> str:
+    return TEMPLATE.read_text().replace("__VIDKIT_BUNDLE__", slug)
+
+
+def notebook(code: str, settings: dict) -> dict:
+    intro = (f"# {settings['title']}\n\nOffline inference written by `python -m vidkit kernel`: verifies the "
+             f"bundle `{settings['user']}/{settings['slug']}` (sha256 of every file), then runs the same "
+             f"ensemble + TTA inference as `make submit` and writes `/kaggle/working/submission.csv`.")
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": code.splitlines(keepends=True)}
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": intro.splitlines(keepends=True)}, cell],
+            "metadata": {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def write_kernel(settings: dict, dest: Path, kernel_type: str = "notebook", private: bool = True) -> Path:
+    """kernels/<slug>-infer/: kernel-metadata.json and the notebook (or script)."""
+    if kernel_type not in ("notebook", "script"):
+        raise VidkitError(f"kernel_type: {kernel_type!r} is not one of notebook, script")
+    dest.mkdir(parents=True)
+    code = kernel_code(settings["slug"])
+    code_file = f"{settings['kernel_slug']}.{'ipynb' if kernel_type == 'notebook' else 'py'}"
+    text = json.dumps(notebook(code, settings), indent=1) if kernel_type == "notebook" else code
+    (dest / code_file).write_text(text)
+    metadata = {"id": f"{settings['user']}/{settings['kernel_slug']}", "title": settings["title"],
+                "code_file": code_file, "language": "python", "kernel_type": kernel_type, "is_private": private,
+                "enable_gpu": settings["gpu"], "enable_internet": False,  # explicit: the CLI's default differs
+                "dataset_sources": [f"{settings['user']}/{settings['slug']}"],
+                "competition_sources": [settings["competition"]], "kernel_sources": [], "model_sources": []}
+    (dest / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
+    return dest
+
+
+def code_of(kernel_dir: Path) -> str:
+    """The Python a kernel folder runs: its script, or its notebook's code cells."""
+    meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    path = kernel_dir / meta["code_file"]
+    if meta["kernel_type"] == "script":
+        return path.read_text()
+    cells = json.loads(path.read_text())["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def _fresh(path: Path, marker: str) -> Path:
+    """Remove a folder a previous build wrote (it holds `marker`); refuse to touch anything else."""
+    if path.exists():
+        if not (path / marker).is_file():
+            raise VidkitError(f"{path} exists and was not written by `vidkit kernel`; move it away or pass slug=")
+        shutil.rmtree(path)
+    return path
+
+
+def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", tta_clips: int | None = None,
+          budget: str | None = None, kernel_type: str = "notebook", private: bool = True,
+          wheels: str | None = None, license: str = "CC0-1.0", **kaggle) -> tuple[Path, Path]:
+    """The bundle dataset and the kernel folder for `runs` (default: what `make submit` would use)."""
+    comp = load_competition(comp_path)
+    settings = kaggle_settings(comp, **kaggle)
+    from vidkit.infer import resolve_members  # torch: imported after the quick checks above
+    members, spec = resolve_members(comp, runs)
+    bundle = _fresh(Path(out) / settings["slug"], "dataset-metadata.json")
+    kernel_dir = _fresh(Path(out) / settings["kernel_slug"], "kernel-metadata.json")
+    build_bundle(comp, members, spec, settings, bundle, {"tta_clips": tta_clips, "budget": budget}, wheels, license)
+    write_kernel(settings, kernel_dir, kernel_type, private)
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    print(f"bundle {bundle} ({len(members)} runs, {size / 2**20:.1f} MiB); kernel {kernel_dir} "
+          f"(GPU {'on' if settings['gpu'] else 'off'}, internet off, competition {settings['competition']})")
+    return bundle, kernel_dir
+
+
+# ---------------------------------------------------------------- local dry run
+
+# Runs the kernel's code under `python -I -S -B`: no PYTHONPATH, no user site, no .pth files (so not the repo's
+# editable vidkit), only the interpreter's site-packages folders; IPv4/IPv6 connects fail, as with internet off.
+BOOT = r"""
+import os, socket, sys
+sys.path.extend(p for p in os.environ.pop("VIDKIT_DRY_RUN_SITE").split(os.pathsep) if p)
+_connect = socket.socket.connect
+def _blocked(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise ConnectionRefusedError(f"network blocked by the vidkit dry run (connect to {address!r})")
+    return _connect(self, address, *args)
+socket.socket.connect = _blocked
+path = sys.argv[1]
+exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__", "__file__": path})
+"""
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def _chmod_tree(top: Path, writable: bool) -> None:
+    for p in [top, *top.rglob("*")]:
+        if not p.is_symlink():
+            mode = 0o755 if p.is_dir() else 0o644
+            os.chmod(p, mode if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def fake_kaggle(root: Path, bundle: Path, data: Path, competition: str, owner: str, layout: str = "new") -> Path:
+    """root/input with the competition's data (a symlink) and a read-only copy of the bundle, and root/working.
+    layout new: input/competitions/<slug>/, input/datasets/<owner>/<slug>/; old: input/<slug>/ for both."""
+    if layout not in ("new", "old"):
+        raise VidkitError(f"layout: {layout!r} is not one of new, old")
+    new = layout == "new"
+    comp_dir = root / "input" / ("competitions" if new else "") / competition
+    bundle_dir = root / "input" / (f"datasets/{owner}" if new else "") / bundle.name
+    comp_dir.parent.mkdir(parents=True, exist_ok=True)
+    comp_dir.symlink_to(data, target_is_directory=True)
+    shutil.copytree(bundle, bundle_dir, ignore=shutil.ignore_patterns("dataset-metadata.json"))  # not uploaded
+    _chmod_tree(bundle_dir, writable=False)
+    (root / "working").mkdir(parents=True)
+    return bundle_dir
+
+
+def run_kernel_code(kernel_dir: Path, root: Path) -> subprocess.CompletedProcess:
+    """The kernel's code in a clean subprocess with `root` as its /kaggle, offline."""
+    code = root.parent / "kernel_code.py"
+    code.write_text(code_of(kernel_dir))
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS")
+           if k in os.environ}
+    env.update({ROOT_ENV: str(root), "VIDKIT_DRY_RUN_SITE": os.pathsep.join(site.getsitepackages()),
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_PROXY": "", "no_proxy": "",
+                **{k: DEAD_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")}})
+    return subprocess.run([sys.executable, "-I", "-S", "-B", "-c", BOOT, str(code)], cwd=root.parent, env=env,
+                          capture_output=True, text=True)
+
+
+def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, layout: str = "new") -> Path:
+    """Run the kernel on a fake /kaggle under `workdir`; its submission.csv, checked against the sample."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    owner = json.loads((bundle / "dataset-metadata.json").read_text())["id"].split("/")[0]
+    sample = local_path(comp, comp.sample_submission)
+    root = Path(workdir) / "kaggle"
+    bundle_copy = fake_kaggle(root, bundle, sample.parent, manifest["competition"]["slug"], owner, layout)
+    try:
+        proc = run_kernel_code(kernel_dir, root)
+    finally:
+        _chmod_tree(bundle_copy, writable=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        log.error("kernel output (last lines):\n%s", "\n".join(lines[-20:]))
+        raise VidkitError(f"dry run failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("vidkit kernel:"):
+            log.info("dry run: %s", line[len("vidkit kernel: "):])
+    out = root / "working" / "submission.csv"
+    if not out.is_file():
+        raise VidkitError(f"dry run: the kernel wrote no {out}")
+    from vidkit.submit import validate_file
+    validate_file(str(out), str(sample), comp.id_column)
+    return out
+
+
+# ---------------------------------------------------------------- upload
+
+def push(bundle: Path, kernel_dir: Path) -> bool:
+    """Upload the bundle (a new version, else a new dataset) and push the kernel, with the kaggle CLI when it
+    is installed; otherwise print the commands. The CLI reports missing credentials itself."""
+    version = ["kaggle", "datasets", "version", "-p", str(bundle), "-r", "zip", "-m", "vidkit kernel bundle"]
+    create = ["kaggle", "datasets", "create", "-p", str(bundle), "-r", "zip"]
+    kernel = ["kaggle", "kernels", "push", "-p", str(kernel_dir)]
+    if shutil.which("kaggle") is None:
+        print("the kaggle CLI is not installed (pip install kaggle; API token in ~/.kaggle/kaggle.json); then run:\n"
+              f"  {' '.join(create)}    # the first time; later: {' '.join(version)}\n  {' '.join(kernel)}")
+        return False
+    if subprocess.run(version).returncode != 0:
+        print("no existing dataset to version; creating it")
+        if subprocess.run(create).returncode != 0:
+            raise VidkitError(f"`{' '.join(create)}` failed (see above; credentials in ~/.kaggle/kaggle.json?)")
+    if subprocess.run(kernel).returncode != 0:
+        raise VidkitError(f"`{' '.join(kernel)}` failed (see above; a new dataset may need a minute first)")
+    return True
+
+
+def run_kernel(comp_path: str, runs: list[str] | None = None, dry_run_: bool = False, push_: bool = False,
+               layout: str = "new", **options) -> tuple[Path, Path]:
+    """The `kernel` verb: build, then optionally dry-run (submission kept as kernels/<kernel>.dry-run.csv)
+    and push."""
+    bundle, kernel_dir = build(comp_path, runs, **options)
+    if dry_run_:
+        with tempfile.TemporaryDirectory(prefix="vidkit-kaggle-") as tmp:
+            out = dry_run(kernel_dir, bundle, load_competition(comp_path), Path(tmp), layout)
+            kept = kernel_dir.parent / f"{kernel_dir.name}.dry-run.csv"
+            shutil.copyfile(out, kept)
+        print(f"dry run ok: offline kernel wrote a valid submission ({kept})")
+    if push_:
+        push(bundle, kernel_dir)
+    return bundle, kernel_dir

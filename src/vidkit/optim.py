@@ -1,0 +1,98 @@
+"""What the optimiser sees: parameter groups (no decay on norms/biases, layer-wise lr decay, head lr),
+progressive unfreezing, class weights and a per-epoch seeded sampler."""
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+_LAYER = re.compile(r"(?:^|\.)(?:layers?|blocks)\.(\d+)\.")
+
+
+def _is_head(model, name: str) -> bool:
+    head = getattr(model, "classifier_name", None)
+    return bool(head) and (name == head or name.startswith(head + "."))
+
+
+def layer_ids(model) -> dict[str, int]:
+    """Depth of each parameter for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest (final norm,
+    head) num_blocks + 1. Works for transformers' `encoder.layer.N` and timm's `blocks.N`."""
+    found = {name: int(m.group(1)) + 1 for name, _ in model.named_parameters() if (m := _LAYER.search(name))}
+    if not found:
+        raise VidkitError("layer_decay: the model has no numbered transformer blocks (use it with videomae, "
+                          "timesformer or a timm ViT backbone)")
+    top = max(found.values()) + 1
+    return {name: found.get(name, 0 if "embed" in name else top) for name, _ in model.named_parameters()}
+
+
+def param_groups(model, weight_decay: float, lr: float, layer_decay: float = 1.0, head_lr_scale: float = 1.0):
+    """AdamW groups; every parameter is listed (frozen ones too, so unfreezing later needs no new optimiser)."""
+    depth = layer_ids(model) if layer_decay != 1.0 else {}
+    top = max(depth.values()) if depth else 0
+    groups: dict[tuple, dict] = {}
+    for name, p in model.named_parameters():
+        scale = layer_decay ** (top - depth[name]) if depth else 1.0
+        if _is_head(model, name):
+            scale *= head_lr_scale
+        wd = 0.0 if p.ndim <= 1 else weight_decay
+        group = groups.setdefault((scale, wd), {"params": [], "weight_decay": wd, "lr": lr * scale})
+        group["params"].append(p)
+    return list(groups.values())
+
+
+def set_trainable(model, backbone: bool, only: list[str] | None = None) -> None:
+    """The classifier always trains; the backbone trains when `backbone`, restricted to the modules named in
+    `only` (e.g. ["layer3", "layer4"]) when given."""
+    for name, p in model.named_parameters():
+        if _is_head(model, name):
+            p.requires_grad = True
+        else:
+            p.requires_grad = backbone and (only is None or any(f".{m}." in f".{name}" for m in only))
+
+
+def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tensor | None:
+    """Inverse-frequency (or its square root) class weights, mean 1 over the classes present."""
+    if kind == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0)
+    if kind == "sqrt":
+        weights = np.sqrt(weights)
+    weights /= weights[counts > 0].mean()
+    log.info("class weights: %s", np.round(weights, 3).tolist())
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class EpochSampler(Sampler):
+    """Shuffles (or, with `weights`, samples with replacement) with a generator seeded by (seed, epoch):
+    the same seed, fold and epoch always give the same order, also after a resume. It yields
+    `epoch * n + i`, which VideoDataset (with its `seed` set) reads as item i of that epoch."""
+
+    def __init__(self, n: int, seed: int, weights: np.ndarray | None = None):
+        self.n, self.seed, self.epoch = n, seed, 0
+        self.weights = torch.as_tensor(weights, dtype=torch.double) if weights is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+        else:
+            order = torch.randperm(self.n, generator=g)
+        return iter((order + self.epoch * self.n).tolist())
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    counts = np.bincount(labels)
+    return 1.0 / counts[labels]

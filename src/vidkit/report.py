@@ -1,0 +1,101 @@
+"""`report`: every cross-validated run of a competition in one table, best first (also runs.md and runs.csv)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors import safe_open
+
+from vidkit import metrics
+from vidkit.config import load_competition
+from vidkit.ensemble import default_ensemble_path, finished_runs, load_ensemble
+from vidkit.errors import VidkitError
+
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters
+
+
+def count_params(path: Path) -> int:
+    """Parameters in a safetensors checkpoint, read from its header (no model is built, no tensor loaded)."""
+    with safe_open(str(path), framework="pt") as f:
+        return int(sum(np.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(BUFFERS)))
+
+
+def run_row(run: Path, metric: str) -> dict:
+    """One table row from a run's cv_report.json, scored with the competition's `metric`."""
+    path = run / "cv_report.json"
+    if not path.is_file():
+        raise VidkitError(f"{run}: no cv_report.json; cross-validate it first (`make cv`)")
+    rep = json.loads(path.read_text())
+    same = rep.get("metric") == metric
+    score = rep["score"] if same else rep.get("all_metrics", {}).get(metric, float("nan"))
+    checkpoints = sorted(run.glob("fold*/model.safetensors"))
+    return {"run": str(run), "model": rep.get("model", "?"), "config": rep.get("config", "?"), "metric": metric,
+            "score": score, "fold_std": float(np.std(rep["fold_scores"])) if same else float("nan"),
+            "clip_score": rep.get("clip_score", float("nan")) if same else float("nan"),
+            "protocol": rep.get("protocol", "?"), "params": count_params(checkpoints[0]) if checkpoints else None,
+            "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos")}
+
+
+def runs_table(runs: list[Path], metric: str, ensemble: Path | None = None) -> pd.DataFrame:
+    """Rows sorted best first for `metric` (NaN last); the saved ensemble, if any, as one more row."""
+    rows = [run_row(Path(r), metric) for r in runs]
+    if ensemble is not None and ensemble.is_file():
+        spec = load_ensemble(ensemble)
+        if spec["metric"] == metric:
+            names = "+".join(Path(m["run"]).name for m in spec["members"])
+            rows.append({"run": str(ensemble), "model": "ensemble", "config": f"{spec['method']}: {names}",
+                         "metric": metric, "score": spec["score"], "fold_std": float("nan"),
+                         "clip_score": float("nan"), "protocol": "OOF blend", "params": None,
+                         "train_time_s": None, "n_videos": spec.get("n_videos")})
+    table = pd.DataFrame(rows).astype({"params": "Int64"})
+    return table.sort_values("score", ascending=not metrics.higher_is_better(metric), na_position="last",
+                             kind="stable").reset_index(drop=True)
+
+
+def _params(n) -> str:
+    return "" if n is None or pd.isna(n) else f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+def _time(s) -> str:
+    return "" if s is None or pd.isna(s) else f"{int(s) // 60}m{int(s) % 60:02d}s"
+
+
+def pretty(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as strings, for the terminal and runs.md."""
+    metric = table["metric"].iloc[0] if len(table) else "score"
+    return pd.DataFrame({
+        "run": [Path(r).name for r in table["run"]], "model": table["model"], "config": table["config"],
+        f"CV {metric}": [f"{s:.4f}" + ("" if np.isnan(d) else f" ± {d:.4f}")
+                         for s, d in zip(table["score"], table["fold_std"])],
+        "no TTA": ["" if np.isnan(c) else f"{c:.4f}" for c in table["clip_score"]],
+        "protocol": table["protocol"], "params": [_params(n) for n in table["params"]],
+        "train time": [_time(s) for s in table["train_time_s"]]})
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def run_report(comp_path: str, runs: list[str] | None = None, out: str | None = None,
+               root: Path = Path("weights")) -> pd.DataFrame:
+    """Print the runs table best first and write runs.md / runs.csv (default: weights/<competition>/)."""
+    comp = load_competition(comp_path)
+    metrics.check_metric(comp.metric)
+    run_paths = [Path(r) for r in runs] if runs else finished_runs(comp, root)
+    table = runs_table(run_paths, comp.metric, root / default_ensemble_path(comp).relative_to("weights"))
+    shown = pretty(table)
+    direction = "higher" if metrics.higher_is_better(comp.metric) else "lower"
+    print(f"{comp.name}: {len(run_paths)} runs, {comp.metric} ({direction} is better), best first")
+    print(shown.to_string(index=False))
+    folder = Path(out) if out else root / comp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    note = (f"{comp.name}: CV {comp.metric} ({direction} is better), mean ± std over folds; "
+            "no TTA: the best epochs' validation score (val_clips clips, mean of folds)")
+    (folder / "runs.md").write_text(note + "\n\n" + markdown(shown))
+    table.to_csv(folder / "runs.csv", index=False)
+    print(f"wrote {folder / 'runs.md'} and {folder / 'runs.csv'}")
+    return table
