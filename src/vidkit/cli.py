@@ -166,7 +166,7 @@ def cmd_demo(positional, kv):
     for name in kv.get("models", "r3d18_demo,videomae_demo").split(","):
         runs.append(run_cv(load_config(name, {"comp": str(comp)})))
     run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
-    out = run_submit(str(comp), [str(r) for r in runs], kv.get("out", "submissions/submission.csv"))
+    out = run_submit(str(comp), None, kv.get("out", "submissions/submission.csv"))  # runs from ensemble.yaml
     for r in runs:
         print(f"{r}: {(r / 'cv_report.json').read_text().splitlines()[1:3]}")
     print(f"demo test accuracy (hidden labels): {test_accuracy(out, data):.3f}; "
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m vidkit {verb}: {doc}\nkeys: {keys}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved state file otherwise
     positional = [a for a in rest if "=" not in a]
     kv = parse_overrides([a for a in rest if "=" in a])
     debug = kv.get("debug", "false").lower() in ("1", "true", "yes")

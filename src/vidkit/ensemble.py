@@ -329,8 +329,9 @@ def run_ensemble(comp_path: str, runs: list[str] | None = None, method: str = "m
         print(f"  note: method={method} scores worse than the best single run; method=mean may suit {comp.metric}")
     if not np.isnan(nested):
         print(f"  {'nested CV':{width}s}{nested:.4f}  (the search refitted without each fold, scored on it)")
+    # dropped runs stay listed with weight 0, so `submit runs=<the same runs>` still finds this blend
     members = [{"run": r, "weight": round(w, 6), "score": round(s, 6)}
-               for r, w, s in zip(runs, spec["weights"], singles) if w > 0]
+               for r, w, s in zip(runs, spec["weights"], singles)]
     path = Path(out) if out else default_ensemble_path(comp)
     write_ensemble({"metric": comp.metric, "method": method, "members": members, "score": round(final, 6),
                     "temperature": spec["temperature"], "threshold": spec["threshold"], "clip": spec["clip"],

@@ -44,7 +44,7 @@ def runs_table(runs: list[Path], metric: str, ensemble: Path | None = None) -> p
     if ensemble is not None and ensemble.is_file():
         spec = load_ensemble(ensemble)
         if spec["metric"] == metric:
-            names = "+".join(Path(m["run"]).name for m in spec["members"])
+            names = "+".join(Path(m["run"]).name for m in spec["members"] if m["weight"] > 0)
             rows.append({"run": str(ensemble), "model": "ensemble", "config": f"{spec['method']}: {names}",
                          "metric": metric, "score": spec["score"], "fold_std": float("nan"),
                          "clip_score": float("nan"), "protocol": "OOF blend", "params": None,

@@ -21,7 +21,7 @@ import simplejpeg
 from tqdm.auto import tqdm
 
 from vidkit.config import Competition
-from vidkit.data.index import find_media, test_ids
+from vidkit.data.index import find_media, read_train_csv, test_ids
 from vidkit.data.media import IMAGE_EXTS, is_video, natural_key
 from vidkit.errors import VidkitError
 
@@ -98,13 +98,7 @@ def _entries(folder: Path, split: str, found: list[Finding]) -> list[tuple[str, 
 
 
 def _csv_videos(comp: Competition, train_dir: Path, found: list[Finding]) -> list[Video]:
-    csv = comp.resolve(comp.train_csv)
-    if not csv.is_file():
-        raise VidkitError(f"{csv}: train_csv not found")
-    df = pd.read_csv(csv, dtype=str)
-    for col in ("video_id", "label"):
-        if col not in df.columns:
-            raise VidkitError(f"{csv}: missing column {col!r} (have: {', '.join(df.columns)})")
+    csv, df = read_train_csv(comp)
     videos = []
     for rec in df.to_dict("records"):
         path = find_media(train_dir, rec["video_id"])

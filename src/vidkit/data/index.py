@@ -68,7 +68,8 @@ def index_train(comp: Competition) -> pd.DataFrame:
     return table[COLUMNS].reset_index(drop=True)
 
 
-def _index_csv(comp: Competition, train_dir: Path) -> list[dict]:
+def read_train_csv(comp: Competition) -> tuple[Path, pd.DataFrame]:
+    """The competition's train_csv (video_id, label[, group]), checked."""
     csv = comp.resolve(comp.train_csv)
     if not csv.is_file():
         raise VidkitError(f"{csv}: train_csv not found")
@@ -76,6 +77,11 @@ def _index_csv(comp: Competition, train_dir: Path) -> list[dict]:
     for col in ("video_id", "label"):
         if col not in df.columns:
             raise VidkitError(f"{csv}: missing column {col!r} (have: {', '.join(df.columns)})")
+    return csv, df
+
+
+def _index_csv(comp: Competition, train_dir: Path) -> list[dict]:
+    csv, df = read_train_csv(comp)
     rows = []
     for rec in df.to_dict("records"):
         path = find_media(train_dir, rec["video_id"])
