@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from vidkit import metrics
-from vidkit.config import Competition, Config
+from vidkit.config import Competition, Config, load_competition
 from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, short_side, train_transform
+from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.models import create_model
 from vidkit.models.weights import trusting_pickles
@@ -68,8 +69,6 @@ def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
     `cache=true` the dataset's clips come from the frame cache, built here first where missing or stale."""
     batch = cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size)
     if cfg.cache:
-        from vidkit.config import load_competition
-        from vidkit.data.cache import attach_cache, cache_root
         short = short_side(dataset.spec.size, cfg.resize_short)
         dataset.rows = attach_cache(dataset.rows, short, cache_root(load_competition(cfg.comp).name, short, cfg.cache_dir))
     settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
