@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -168,7 +169,8 @@ def cmd_demo(positional, kv):
     run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
     out = run_submit(str(comp), None, kv.get("out", "submissions/submission.csv"))  # runs from ensemble.yaml
     for r in runs:
-        print(f"{r}: {(r / 'cv_report.json').read_text().splitlines()[1:3]}")
+        report = json.loads((r / "cv_report.json").read_text())
+        print(f"{r}: CV {report['metric']} {report['score']:.4f} ({report['protocol']})")
     print(f"demo test accuracy (hidden labels): {test_accuracy(out, data):.3f}; "
           f"{time.time() - start:.0f}s in all; submission: {out}")
 
