@@ -7,7 +7,6 @@ vidkit from the repo and with the network blocked, before anything is uploaded.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -25,8 +24,10 @@ import yaml
 import vidkit
 from vidkit.config import Competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.kernel_template.kernel_code import sha256
 
 log = logging.getLogger(__name__)
+# the manifest is hashed with the very function the kernel verifies it with
 TEMPLATE = Path(__file__).parent / "kernel_template" / "kernel_code.py"
 ROOT_ENV = "VIDKIT_KAGGLE_ROOT"
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,42}[a-z0-9]")  # 3-44 chars, so that "<slug>-infer" stays within 50
@@ -65,14 +66,6 @@ def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, g
     gpu = comp.kernel_gpu if gpu is None else gpu
     return {"user": user, "competition": competition, "slug": slug, "kernel_slug": kernel_slug, "title": title,
             "gpu": True if gpu is None else bool(gpu)}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def hash_tree(folder: Path) -> dict[str, str]:
