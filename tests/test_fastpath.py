@@ -41,9 +41,9 @@ def test_eval_loader_matches_pil_reference(shared_data, tmp_path, size, short):
     ds = VideoDataset(table, sampler, eval_transform(size, short), spec, short, normalize=False)
     for i, row in enumerate(table.to_dict("records")):
         got = ds[i]["video"]
-        assert got.dtype == torch.uint8 and got.shape == (8, 3, size, size)
+        assert got.dtype == torch.uint8 and got.shape == (8, size, size, 3)
         want = reference_clip([f"{row['path']}/{row['files'][k]}" for k in sampler(row["n_frames"])], size, short)
-        diff = np.abs(got.permute(0, 2, 3, 1).numpy().astype(int) - want.astype(int))
+        diff = np.abs(got.numpy().astype(int) - want.astype(int))
         assert diff.mean() < 2.0, diff.mean()
 
 
@@ -75,8 +75,16 @@ def test_to_tensor_and_device_normalize_match_the_formula(layout, perm):
     flipped = to_tensor(frames[:, 2:9, ::-1], MEAN, STD, layout)  # a cropped, flipped view
     assert torch.allclose(flipped, want[..., 2:9, :].flip(-1), atol=1e-5)
     raw = to_tensor(frames, MEAN, STD, layout, normalize=False)
-    assert raw.dtype == torch.uint8
+    assert raw.dtype == torch.uint8 and raw.shape == frames.shape
     assert torch.allclose(normalize(torch.stack([raw, raw]), MEAN, STD, layout), torch.stack([want, want]), atol=1e-5)
+    view = to_tensor(frames[:, 2:9, 1:12], MEAN, STD, layout, normalize=False)  # a crop stays a view: no copy
+    assert np.shares_memory(view.numpy(), frames)
+    assert torch.allclose(normalize(view[None], MEAN, STD, layout)[0], want[..., 2:9, 1:12], atol=1e-5)
+    mirrored = to_tensor(frames[:, :, ::-1], MEAN, STD, layout, normalize=False)  # negative strides: copied
+    assert torch.allclose(normalize(mirrored, MEAN, STD, layout), want.flip(-1), atol=1e-5)
+    # the torch path (what a GPU runs; float64 takes it on the CPU) gives the same as the CPU table look-up
+    assert torch.allclose(normalize(torch.stack([raw, raw]), MEAN, STD, layout, torch.float64).float(),
+                          torch.stack([want, want]), atol=1e-5)
 
 
 def smooth_clip(t, h, w):

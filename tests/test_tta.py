@@ -68,7 +68,8 @@ def test_flip_views_mirror_their_crop(tiny_comp):
     model, table = _model(), _table(tiny_comp, 1)
     views = TTADataset(table, model.input_spec, TTASpec(clips=1, crops=3, flip=True))[0]["video"]
     assert views.shape[0] == 6
-    assert torch.equal(views[1], views[0].flip(-1)) and not torch.equal(views[0], views[2])
+    assert views.dtype == torch.uint8 and views.shape[-1] == 3  # (views, T, H, W, C)
+    assert torch.equal(views[1], views[0].flip(-2)) and not torch.equal(views[0], views[2])
 
 
 def _write_frames(folder, n, size=40):
@@ -92,8 +93,7 @@ def test_more_views_than_frames_never_crash(tmp_path, tta):
     dataset = TTADataset(table, model.input_spec, tta, frame_stride=4)
     for i in range(len(table)):
         item = dataset[i]
-        assert item["ok"] == 1 and item["video"].shape == (tta.n_views, 3, 8, 32, 32)
-        assert torch.isfinite(item["video"]).all()
+        assert item["ok"] == 1 and item["video"].shape == (tta.n_views, 8, 32, 32, 3)
     probs = predict(model, eval_loader(Config(num_workers=0), dataset), make_accelerator(Config()), len(table))
     assert np.isfinite(probs).all()
 

@@ -28,7 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 from vidkit import metrics
 from vidkit.config import Competition, Config, load_competition
 from vidkit.errors import VidkitError
-from vidkit.data import VideoDataset, make_sampler, short_side, train_transform
+from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.models import create_model
@@ -61,7 +61,9 @@ def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
 def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDataset:
     sampler = make_sampler(cfg.train_sampler, spec.num_frames, cfg.frame_stride, 1, cfg.pad_mode)
     transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter)
-    return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels)
+    # uint8 clips: the batch is normalised on the device (`normalize` in `train_one_epoch`)
+    return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels,
+                        normalize=False)
 
 
 def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
@@ -224,13 +226,15 @@ def load_state(run: Fold) -> bool:
 def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     """One pass over the training data (from `progress.batch` on); returns (mean loss, stopped at max_steps)."""
     cfg, acc, model, progress = run.cfg, run.accelerator, run.model, run.progress
+    spec = acc.unwrap_model(model).input_spec
     model.train()
     data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
     data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
     bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
     for batch in bar:
         with acc.accumulate(model):
-            video, target = mix(run.mixup, batch["video"], batch["label"])
+            video = normalize(batch["video"], spec.mean, spec.std, spec.layout)
+            video, target = mix(run.mixup, video, batch["label"])
             loss = run.loss_fn(model(video), target)
             if not _finite(acc, loss):
                 _skip_bad_step(run)

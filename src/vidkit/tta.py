@@ -112,8 +112,9 @@ def spatial_crops(size: int, short: int, n_crops: int) -> list[ClipTransform]:
 
 
 class TTADataset(Dataset):
-    """Item i: every view of video i stacked, (n_views, *clip), uint8 (`predict` normalises on the device) or
-    normalised float with `normalize=True`; `ok` is 0 where the video could not be read.
+    """Item i: every view of video i stacked: uint8 (n_views, T, H, W, C) (`predict` normalises on the device)
+    or, with `normalize=True`, normalised float (n_views, *clip in the model's layout); `ok` is 0 where the
+    video could not be read.
 
     Each clip is decoded once; its crops and flips are cut from the same frames, with the geometry of the
     eval transform (the centre crop is exactly what validation sees).
@@ -154,9 +155,11 @@ class TTADataset(Dataset):
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             log.warning("%s: cannot be read (%s)", row["video_id"], reason)
             s = self.spec
-            shape = (3, s.num_frames) if s.layout == "CTHW" else (s.num_frames, 3)
-            video = torch.zeros(self.tta.n_views, *shape, s.size, s.size, dtype=torch.float32 if self.normalize
-                                else torch.uint8)
+            if self.normalize:
+                shape = (3, s.num_frames, s.size, s.size) if s.layout == "CTHW" else (s.num_frames, 3, s.size, s.size)
+                video = torch.zeros(self.tta.n_views, *shape)
+            else:
+                video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
             ok = 0
         return {"video": video, "index": i, "ok": ok, "label": int(self.labels[i])}
 

@@ -18,7 +18,7 @@ class VideoDataset(Dataset):
         self.rows = table.to_dict("records")
         self.sampler, self.transform, self.spec = sampler, transform, spec
         self.short_side, self.num_clips = short_side, num_clips
-        self.normalize = normalize  # False: uint8 clips, for `vidkit.data.normalize` on the device
+        self.normalize = normalize  # False: uint8 (T, H, W, C) clips, for `vidkit.data.normalize` on the device
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
         # set `seed` and index with `epoch * len(self) + i` (vidkit.optim.EpochSampler does) to make each item's
         # clip and augmentation a function of (seed, epoch, i) alone, whatever the workers or a resume did

@@ -191,8 +191,12 @@ def read_clip(row, indices, short_side: int = 0) -> np.ndarray:
     vidkit.data.cache), else its frame folder or video file. Frames come at a short side >= `short_side`
     where the decoder can scale for free, else at full size."""
     if isinstance(row.get("cache"), str):
-        frames = np.load(row["cache"], mmap_mode="r")
-        return frames[np.minimum(np.asarray(indices, dtype=np.int64), len(frames) - 1)]
+        frames = np.load(row["cache"], mmap_mode="c")  # copy-on-write: writable views, the file never written
+        indices = np.minimum(np.asarray(indices, dtype=np.int64), len(frames) - 1)
+        step = int(indices[1] - indices[0]) if len(indices) > 1 else 1
+        if step > 0 and (np.diff(indices) == step).all():  # a strided clip: a view, only the crop's pages get read
+            return frames[indices[0]:indices[-1] + 1:step]
+        return frames[indices]
     if row["kind"] == "frames":
         reduce = reduce_factor(row["height"], row["width"], short_side) if short_side else 1
         return read_images(row["path"], row["files"], indices, reduce, short_side)
