@@ -43,18 +43,19 @@ def peak_tflops(name: str) -> float:
 
 
 def make(name: str, compile_: bool):
+    """The model as vidkit's training puts it on the GPU (`to_device`: channels_last_3d for 3D CNNs)."""
     from vidkit.models import create_model
+    from vidkit.train import to_device
     frames, size = SHAPES[name]
-    model = create_model(name, num_classes=400, num_frames=frames, image_size=size).cuda()
-    if model.input_spec.layout == "CTHW":
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = to_device(create_model(name, num_classes=400, num_frames=frames, image_size=size), "cuda")
     return (torch.compile(model) if compile_ else model), model.input_spec
 
 
 def clip_batch(spec, batch: int) -> torch.Tensor:
-    shape = (batch, 3, spec.num_frames) if spec.layout == "CTHW" else (batch, spec.num_frames, 3)
-    x = torch.randn(*shape, spec.size, spec.size, device="cuda")
-    return x.to(memory_format=torch.channels_last_3d) if spec.layout == "CTHW" else x
+    """A batch as the loader delivers it (uint8 (B, T, H, W, C)) and vidkit normalises it on the GPU."""
+    from vidkit.data import normalize
+    x = torch.randint(0, 256, (batch, spec.num_frames, spec.size, spec.size, 3), dtype=torch.uint8, device="cuda")
+    return normalize(x, spec.mean, spec.std, spec.layout)
 
 
 def forward_flops(model, spec) -> float:

@@ -3,9 +3,10 @@
 - seed-style: PIL open + torchvision per-frame Resize/CenterCrop/ToTensor/Normalize (train: Resize/
   RandomResizedCrop/flip/ColorJitter with the clip's parameters replayed per frame), then stack;
 - decode-only: cv2.imread of the same 16 frames at full size, nothing else;
-- vidkit: VideoDataset items, collated in batches of 8, as training and evaluation use them (uint8 (T, H, W, C), normalised per batch
-  on the device by `vidkit.data.normalize`), the same from the frame cache (built once here in a temp dir;
-  its size is reported), and for reference items normalised to float in the loader;
+- vidkit: VideoDataset items, collated in batches of 8, as training and evaluation use them (uint8
+  (T, H, W, C), normalised per batch on the device by `vidkit.data.normalize`); the same from the frame
+  cache (built once here in a temp dir; its size is reported); for reference, items normalised to float
+  in the loader;
 - the batched normalisation itself (uint8 batch of 8 clips -> float in the model layout), per clip, on this
   CPU: on a GPU it runs there, on a CPU-only machine it runs once per batch in the training process.
 

@@ -47,6 +47,10 @@ class Config:
     label_smoothing: float = 0.1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"             # no | fp16 | bf16
+    compile: bool = False                   # torch.compile the model for training (accelerate's dynamo plugin)
+    compile_backend: str = "inductor"       # a torch.compile backend (inductor; aot_eager to debug)
+    compile_mode: str | None = None         # e.g. max-autotune, reduce-overhead
+    channels_last: bool = True              # 3D CNNs in channels_last_3d memory on a GPU (faster cuDNN kernels)
     patience: int = 5                       # epochs without improvement before stopping
     max_steps: int | None = None            # stop after this many optimiser steps; the schedule still spans `epochs`
     num_workers: int = -1                   # DataLoader workers; -1: one per core (per process), fewer for tiny sets

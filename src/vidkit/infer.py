@@ -23,7 +23,7 @@ from vidkit.config import Competition, Config, apply, read_yaml
 from vidkit.data import normalize
 from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
 from vidkit.errors import VidkitError
-from vidkit.train import build_model, make_accelerator
+from vidkit.train import build_model, make_accelerator, to_device
 from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict, tta_spec
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def load_models(member: Member, device) -> list[torch.nn.Module]:
     for path in member.checkpoints:
         model = build_model(member.cfg, len(member.classes))
         model.load_state_dict(load_file(str(path)))
-        models.append(model.to(device).eval())
+        models.append(to_device(model, device, member.cfg.channels_last).eval())
     return models
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, find_executable_batch_size, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, find_executable_batch_size, set_seed
 from safetensors.torch import load_file, save_file
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
@@ -47,9 +47,31 @@ def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerato
     # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.freeze_epochs else []
     # cpu=True on GPU-less machines is what lets torchrun/accelerate launch start a gloo group of CPU processes
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                       cpu=not torch.cuda.is_available(), log_with=cfg.log_with,
-                       project_dir=str(project_dir) if project_dir else None, kwargs_handlers=handlers)
+    # `compile`: accelerate's prepare wraps the model in torch.compile (only training prepares models); off, the
+    # plugin still reads `accelerate launch --dynamo_backend`
+    dynamo = TorchDynamoPlugin(backend=cfg.compile_backend, mode=cfg.compile_mode) if cfg.compile else \
+        TorchDynamoPlugin()
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available(), log_with=cfg.log_with, dynamo_plugin=dynamo,
+                              project_dir=str(project_dir) if project_dir else None, kwargs_handlers=handlers)
+    # accelerate keeps one state per process, made by its first Accelerator: a process that trains several
+    # configs (the demo, tests) sets each run's compile choice on it
+    accelerator.state.dynamo_plugin = dynamo
+    return accelerator
+
+
+def bare(accelerator: Accelerator, model):
+    """The model without DDP and torch.compile wrappers: plain state_dict keys, attributes like `input_spec`."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
+def to_device(model, device, channels_last: bool = True):
+    """On a GPU, 3D CNNs (CTHW input) in channels_last_3d memory, the layout cuDNN's fastest kernels use; the
+    batches `normalize` makes from uint8 clips are in that layout already."""
+    model = model.to(device)
+    if channels_last and torch.device(device).type == "cuda" and model.input_spec.layout == "CTHW":
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
@@ -80,7 +102,7 @@ def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
 
 def save_weights(accelerator: Accelerator, model, path: Path) -> None:
     """Atomic: write a temp file then rename, so a kill never leaves a half-written checkpoint."""
-    state = accelerator.get_state_dict(model)
+    state = accelerator.get_state_dict(bare(accelerator, model))
     if accelerator.is_main_process:
         tmp = path.with_suffix(".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
@@ -178,10 +200,11 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
                                   lr=cfg.lr)
     total = cfg.epochs * math.ceil(len(train_dl) / cfg.grad_accum)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model = to_device(model, accelerator.device, cfg.channels_last)
     model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
     weights = class_weights(train_labels, len(classes), cfg.class_weights)
-    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay) if cfg.ema else None
+    ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
     run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler,
                make_loss(cfg, weights.to(accelerator.device) if weights is not None else None),
                make_mixup(cfg, len(classes)), ema, Progress(), EarlyStopping(cfg.patience, higher_is_better), out_dir)
@@ -226,7 +249,7 @@ def load_state(run: Fold) -> bool:
 def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     """One pass over the training data (from `progress.batch` on); returns (mean loss, stopped at max_steps)."""
     cfg, acc, model, progress = run.cfg, run.accelerator, run.model, run.progress
-    spec = acc.unwrap_model(model).input_spec
+    spec = bare(acc, model).input_spec
     model.train()
     data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
     data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
@@ -253,7 +276,7 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
         if acc.sync_gradients:
             progress.step += 1
             if run.ema is not None:
-                run.ema.update(acc.unwrap_model(model))
+                run.ema.update(bare(acc, model))
             if cfg.save_every and progress.step % cfg.save_every == 0:
                 save_state(run)
             if cfg.max_steps and progress.step >= cfg.max_steps:
@@ -302,7 +325,7 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
         progress.epoch = epoch
         if cfg.freeze_epochs:
             thawed = epoch >= cfg.freeze_epochs
-            set_trainable(acc.unwrap_model(run.model), backbone=thawed, only=cfg.unfreeze if thawed else None)
+            set_trainable(bare(acc, run.model), backbone=thawed, only=cfg.unfreeze if thawed else None)
         train_loss, interrupted = train_one_epoch(run, epoch)
         if interrupted:  # max_steps: stop as a kill would, leaving a resumable state
             save_state(run)
@@ -366,7 +389,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     accelerator.wait_for_everyone()
     if run.val_dl is None:
         return None
-    model = accelerator.unwrap_model(run.ema.module if run.ema is not None else run.model)
+    model = bare(accelerator, run.ema.module if run.ema is not None else run.model)
     return fold_oof(cfg, model, out_dir / "model.safetensors", val_table, classes, fold, accelerator, out_dir)
 
 
