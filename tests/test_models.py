@@ -157,3 +157,20 @@ def test_pickled_code_checkpoint_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": object()}, path)
     with pytest.raises(VidkitError, match="not a plain tensor checkpoint"):
         create_model("r3d_18", num_classes=2, pretrained=str(path), **CNN3D)
+
+
+@pytest.mark.parametrize("name", ["videomae", "timesformer"])
+def test_sdpa_attention_equals_eager(name):
+    """Both transformers use torch's fused attention by default; same weights, same logits as the eager path."""
+    torch.manual_seed(0)
+    sdpa = create_model(name, num_classes=3, **VIT).eval()
+    eager = create_model(name, num_classes=3, **VIT, attn_implementation="eager").eval()
+    eager.load_state_dict(sdpa.state_dict())
+    x = _clip(sdpa.input_spec)
+    with torch.no_grad():
+        assert torch.allclose(sdpa(x), eager(x), atol=1e-5)
+    if name == "timesformer":
+        assert any(type(m).__name__ == "TimesformerSdpaAttention" for m in sdpa.modules())
+        assert not any(type(m).__name__ == "TimesformerSdpaAttention" for m in eager.modules())
+    else:
+        assert sdpa.hf.config._attn_implementation == "sdpa" and eager.hf.config._attn_implementation == "eager"

@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
+from torch.nn import functional as F
 from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
                           VideoMAEForVideoClassification)
+from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
 from vidkit.errors import VidkitError
 from vidkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec, register_model
@@ -21,6 +23,28 @@ class LogitsOnly(nn.Module):
 
     def forward(self, pixel_values):
         return self.hf(pixel_values=pixel_values).logits
+
+
+class TimesformerSdpaAttention(TimesformerSelfAttention):
+    """transformers' TimeSformer attention computes softmax(QK^T)V by hand; the same weights through
+    `scaled_dot_product_attention` (flash / memory-efficient kernels on a GPU). Attention maps, when asked
+    for, come from the original."""
+
+    def forward(self, hidden_states, output_attentions: bool = False):
+        if output_attentions:
+            return super().forward(hidden_states, output_attentions)
+        b, n, c = hidden_states.shape
+        q, k, v = self.qkv(hidden_states).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0,
+                                             scale=self.scale)
+        return (out.transpose(1, 2).reshape(b, n, c),)
+
+
+def _timesformer_sdpa(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if type(module) is TimesformerSelfAttention:
+            module.__class__ = TimesformerSdpaAttention  # same parameters and state_dict keys
+    return model
 
 
 def _config(name: str, config_cls, num_classes: int, pretrained: str | None, num_frames, image_size,
@@ -106,11 +130,15 @@ def timesformer(num_classes: int, pretrained: str | None = None, num_frames: int
                 image_size: int | None = None, hidden_size: int = 768, num_hidden_layers: int = 12,
                 num_attention_heads: int = 12, intermediate_size: int = 3072, patch_size: int = 16,
                 initializer_range: float = 0.02, drop_path_rate: float = 0.0,
-                attention_type: str = "divided_space_time"):
+                attention_type: str = "divided_space_time", attn_implementation: str = "sdpa"):
     """TimeSformer (divided space-time attention); `pretrained`: a `save_pretrained` folder, e.g. of
-    facebook/timesformer-base-finetuned-k400 (8 frames at 224 px). The head is resized to `num_classes`."""
+    facebook/timesformer-base-finetuned-k400 (8 frames at 224 px). The head is resized to `num_classes`.
+    `attn_implementation`: sdpa (torch's fused attention) or eager (transformers' own)."""
+    if attn_implementation not in ("sdpa", "eager"):
+        raise VidkitError(f"model_args: attn_implementation {attn_implementation!r} is not one of sdpa, eager")
     config = dict(patch_size=patch_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                   num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
                   initializer_range=initializer_range, attention_type=attention_type)
-    return _build("timesformer", TimesformerConfig, TimesformerForVideoClassification, num_classes, pretrained,
-                  num_frames, image_size, config, drop_path_rate=drop_path_rate, default_frames=8)
+    model = _build("timesformer", TimesformerConfig, TimesformerForVideoClassification, num_classes, pretrained,
+                   num_frames, image_size, config, drop_path_rate=drop_path_rate, default_frames=8)
+    return _timesformer_sdpa(model) if attn_implementation == "sdpa" else model
