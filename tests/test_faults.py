@@ -98,7 +98,7 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatc
 
     monkeypatch.setattr(train, "save_file", dies_halfway)
     acc = type("Acc", (), {"is_main_process": True, "get_state_dict": lambda self, m: m.state_dict(),
-                           "wait_for_everyone": lambda self: None})()
+                           "unwrap_model": lambda self, m, **kw: m, "wait_for_everyone": lambda self: None})()
     with pytest.raises(Killed):
         train.save_weights(acc, torch.nn.Linear(3, 3), path)
     assert torch.equal(load_file(str(path))["w"], torch.ones(3))

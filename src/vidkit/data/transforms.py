@@ -129,6 +129,8 @@ def normalize(video: torch.Tensor, mean, std, layout: str = "CTHW", dtype=torch.
     model's layout, (..., C, T, H, W) or (..., T, C, H, W), on their device. On a GPU: one convert of the
     permuted view, then two in-place ops. On the CPU, where those memory-bound passes cost ~3x more, the table
     look-up of `_lut_normalize`."""
+    if video.dtype != torch.uint8:
+        raise TypeError(f"normalize: expects uint8 clips (..., T, H, W, C), got {video.dtype}")
     if video.device.type == "cpu" and dtype == torch.float32:
         return torch.from_numpy(_lut_normalize(video.numpy(), mean, std, layout))
     # CTHW: the permuted view converts in one contiguous pass and leaves a 5D batch in channels_last_3d memory,
