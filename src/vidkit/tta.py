@@ -155,11 +155,9 @@ class TTADataset(Dataset):
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             log.warning("%s: cannot be read (%s)", row["video_id"], reason)
             s = self.spec
+            video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
             if self.normalize:
-                shape = (3, s.num_frames, s.size, s.size) if s.layout == "CTHW" else (s.num_frames, 3, s.size, s.size)
-                video = torch.zeros(self.tta.n_views, *shape)
-            else:
-                video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
+                video = normalize(video, s.mean, s.std, s.layout)
             ok = 0
         return {"video": video, "index": i, "ok": ok, "label": int(self.labels[i])}
 

@@ -135,10 +135,11 @@ def normalize(video: torch.Tensor, mean, std, layout: str = "CTHW", dtype=torch.
         return torch.from_numpy(_lut_normalize(video.numpy(), mean, std, layout))
     # CTHW: the permuted view converts in one contiguous pass and leaves a 5D batch in channels_last_3d memory,
     # the layout cuDNN's fastest 3D kernels take (`vidkit.train.to_device` puts 3D CNNs in it on a GPU)
-    x = video.movedim(-1, -4 if layout == "CTHW" else -3)
+    channel = -4 if layout == "CTHW" else -3
+    x = video.movedim(-1, channel)
     x = x.to(dtype) if layout == "CTHW" else x.to(dtype, memory_format=torch.contiguous_format)
     shape = [1] * x.ndim
-    shape[x.ndim - 4 if layout == "CTHW" else x.ndim - 3] = -1
+    shape[channel] = -1
     std = torch.as_tensor(std, dtype=dtype, device=x.device).view(shape)
     mean = torch.as_tensor(mean, dtype=dtype, device=x.device).view(shape)
     return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
