@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, find_executable_batch_size, set_seed
 from safetensors.torch import load_file, save_file
 from timm.data import Mixup
@@ -40,20 +40,23 @@ log = logging.getLogger(__name__)
 
 
 def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:
+    gpu = torch.cuda.is_available()
     precision = cfg.mixed_precision
-    if precision == "fp16" and not torch.cuda.is_available():
+    if precision == "fp16" and not gpu:
         log.warning("mixed_precision=fp16 needs a GPU; using no mixed precision on CPU")
         precision = "no"
     # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.freeze_epochs else []
-    # cpu=True on GPU-less machines is what lets torchrun/accelerate launch start a gloo group of CPU processes
     # `compile`: accelerate's prepare wraps the model in torch.compile (only training prepares models); off, the
     # plugin still reads `accelerate launch --dynamo_backend`
     dynamo = TorchDynamoPlugin(backend=cfg.compile_backend, mode=cfg.compile_mode) if cfg.compile else \
         TorchDynamoPlugin()
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available(), log_with=cfg.log_with, dynamo_plugin=dynamo,
-                              project_dir=str(project_dir) if project_dir else None, kwargs_handlers=handlers)
+    accelerator = Accelerator(
+        mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
+        cpu=not gpu,  # on GPU-less machines this lets torchrun/accelerate launch form a gloo group of CPU processes
+        dynamo_plugin=dynamo, kwargs_handlers=handlers,
+        dataloader_config=DataLoaderConfiguration(non_blocking=gpu),  # pinned batches copy while the GPU computes
+        project_dir=str(project_dir) if project_dir else None)
     # accelerate keeps one state per process, made by its first Accelerator: a process that trains several
     # configs (the demo, tests) sets each run's compile choice on it
     accelerator.state.dynamo_plugin = dynamo
