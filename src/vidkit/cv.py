@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit import metrics, plots
+from vidkit import metrics, plots, provenance
 from vidkit.config import Config, load_competition, run_dir, save_config
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
@@ -48,9 +48,10 @@ def prepare_run(cfg: Config, accelerator):
         save_config(cfg, out / "config.yaml")
         folds.to_csv(out / "folds.csv", index=False)
         spec = model.input_spec
+        previous = provenance.read(out)  # folds trained earlier into this folder keep their times
         (out / "run.json").write_text(json.dumps(
             {"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
-             "protocol": protocol(cfg, spec)}, indent=1))
+             "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous)}, indent=1))
     accelerator.wait_for_everyone()
     return comp, table, classes, out
 
@@ -97,13 +98,25 @@ def _train_one(cfg: Config) -> Path:
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
     name = "full" if cfg.fold == -1 else f"fold{cfg.fold}"
-    oof = train_fold(cfg, comp, table, classes, cfg.fold, out / name, accelerator)
+    oof = _timed(accelerator, out, name, lambda: train_fold(cfg, comp, table, classes, cfg.fold, out / name,
+                                                              accelerator), cfg.resume)
+    if accelerator.is_main_process:
+        provenance.finish(out / "run.json")
     if oof is not None:
         y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
         accelerator.print(f"fold {cfg.fold} {comp.metric} ({cfg.tta_clips} clips): "
                           f"{metrics.score(comp.metric, y, oof[classes].to_numpy()):.4f}")
     accelerator.print(out / name)
     return out / name
+
+
+def _timed(accelerator, out: Path, name: str, train, resumed: bool):
+    """Run one fold's training and record its wall time in run.json's provenance (resumed: added up)."""
+    start = time.time()
+    result = train()
+    if accelerator.is_main_process:
+        provenance.record_fold(out / "run.json", name, time.time() - start, add=resumed)
+    return result
 
 
 def run_cv(cfg: Config) -> Path:
@@ -126,7 +139,8 @@ def _cv_one(cfg: Config) -> Path:
             accelerator.print(f"fold {k}: done earlier, reusing {fold_dir / 'oof.csv'}")
             parts.append(pd.read_csv(fold_dir / "oof.csv", dtype={"video_id": str, "label": str}))
         else:
-            parts.append(train_fold(cfg, comp, table, classes, k, fold_dir, accelerator))
+            parts.append(_timed(accelerator, out, fold_dir.name,
+                                lambda: train_fold(cfg, comp, table, classes, k, fold_dir, accelerator), cfg.resume))
     if any(p is None for p in parts):  # max_steps stopped a fold early: resume=true finishes the run
         accelerator.print(f"stopped at max_steps={cfg.max_steps}; run again with resume=true to finish")
         return out
@@ -134,6 +148,7 @@ def _cv_one(cfg: Config) -> Path:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
         oof.to_csv(out / "oof.csv", index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
+        provenance.finish(out / "run.json")
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +
                           (f"; {report['clip_score']:.4f} ({report['clip_protocol']}, mean of folds)"

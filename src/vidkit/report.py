@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
-from vidkit import metrics
+from vidkit import metrics, provenance
 from vidkit.config import load_competition
 from vidkit.ensemble import default_ensemble_path, finished_runs, load_ensemble
 from vidkit.errors import VidkitError
@@ -35,7 +35,16 @@ def run_row(run: Path, metric: str) -> dict:
             "score": score, "fold_std": float(np.std(rep["fold_scores"])) if same else float("nan"),
             "clip_score": rep.get("clip_score", float("nan")) if same else float("nan"),
             "protocol": rep.get("protocol", "?"), "params": count_params(checkpoints[0]) if checkpoints else None,
-            "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos")}
+            "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos"), **_provenance(run)}
+
+
+def _provenance(run: Path) -> dict:
+    """Where and from what code a run was trained (run.json's provenance; blank for older runs)."""
+    prov = provenance.read(run)
+    commit = (prov.get("commit") or "")[:8] + ("+dirty" if prov.get("dirty") else "")
+    dev = prov.get("device") or {}
+    device = f"{dev.get('count', 1)}x {dev['name']}" if dev.get("name") else ""
+    return {"commit": commit, "device": device, "finished": (prov.get("finished") or "").replace("T", " ")[:16]}
 
 
 def runs_table(runs: list[Path], metric: str, ensemble: Path | None = None) -> pd.DataFrame:
@@ -48,7 +57,8 @@ def runs_table(runs: list[Path], metric: str, ensemble: Path | None = None) -> p
             rows.append({"run": str(ensemble), "model": "ensemble", "config": f"{spec['method']}: {names}",
                          "metric": metric, "score": spec["score"], "fold_std": float("nan"),
                          "clip_score": float("nan"), "protocol": "OOF blend", "params": None,
-                         "train_time_s": None, "n_videos": spec.get("n_videos")})
+                         "train_time_s": None, "n_videos": spec.get("n_videos"), "commit": "", "device": "",
+                         "finished": ""})
     table = pd.DataFrame(rows).astype({"params": "Int64"})
     return table.sort_values("score", ascending=not metrics.higher_is_better(metric), na_position="last",
                              kind="stable").reset_index(drop=True)
@@ -71,7 +81,8 @@ def pretty(table: pd.DataFrame) -> pd.DataFrame:
                          for s, d in zip(table["score"], table["fold_std"])],
         "no TTA": ["" if np.isnan(c) else f"{c:.4f}" for c in table["clip_score"]],
         "protocol": table["protocol"], "params": [_params(n) for n in table["params"]],
-        "train time": [_time(s) for s in table["train_time_s"]]})
+        "train time": [_time(s) for s in table["train_time_s"]], "commit": table["commit"],
+        "device": table["device"], "finished": table["finished"]})
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -88,14 +99,26 @@ def run_report(comp_path: str, runs: list[str] | None = None, out: str | None = 
     run_paths = [Path(r) for r in runs] if runs else finished_runs(comp, root)
     table = runs_table(run_paths, comp.metric, root / default_ensemble_path(comp).relative_to("weights"))
     shown = pretty(table)
+    warnings = ensemble_warnings(root / default_ensemble_path(comp).relative_to("weights"), run_paths)
     direction = "higher" if metrics.higher_is_better(comp.metric) else "lower"
     print(f"{comp.name}: {len(run_paths)} runs, {comp.metric} ({direction} is better), best first")
     print(shown.to_string(index=False))
+    for w in warnings:
+        print(f"warning: {w}")
     folder = Path(out) if out else root / comp.name
     folder.mkdir(parents=True, exist_ok=True)
     note = (f"{comp.name}: CV {comp.metric} ({direction} is better), mean ± std over folds; "
             "no TTA: the best epochs' validation score (val_clips clips, mean of folds)")
-    (folder / "runs.md").write_text(note + "\n\n" + markdown(shown))
+    (folder / "runs.md").write_text(note + "\n\n" + markdown(shown) + "".join(f"\nwarning: {w}\n" for w in warnings))
     table.to_csv(folder / "runs.csv", index=False)
     print(f"wrote {folder / 'runs.md'} and {folder / 'runs.csv'}")
     return table
+
+
+def ensemble_warnings(ensemble: Path, runs: list[Path]) -> list[str]:
+    """Provenance mismatches among the ensemble's members (ensemble.yaml's, else the runs reported)."""
+    members = runs
+    if ensemble.is_file():
+        members = [Path(m["run"]) for m in load_ensemble(ensemble)["members"] if m["weight"] > 0]
+        members = [m if m.is_dir() or m.is_absolute() else ensemble.parent / m for m in members]
+    return [f"ensemble: {d}" for d in provenance.differences(members)]
