@@ -46,7 +46,7 @@ class Config:
     warmup_ratio: float = 0.1
     label_smoothing: float = 0.1
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"             # no | fp16 | bf16
+    mixed_precision: str = "no"             # no | fp16 | bf16 | auto (Ampere+: bf16, T4/P100: fp16, CPU: no)
     compile: bool = False                   # torch.compile the model for training (accelerate's dynamo plugin)
     compile_backend: str = "inductor"       # a torch.compile backend (inductor; aot_eager to debug)
     compile_mode: str | None = None         # e.g. max-autotune, reduce-overhead
@@ -244,7 +244,7 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 
 
 def _check_choices(cfg: Config):
-    choices = {"mixed_precision": ("no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
+    choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
                "train_sampler": ("random", "uniform"), "tta_reduce": ("mean", "logits"),
                "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard")}
     for key, allowed in choices.items():

@@ -34,6 +34,7 @@ from vidkit.data.dataset import loader_settings
 from vidkit.models import create_model
 from vidkit.models.weights import trusting_pickles
 from vidkit.optim import EpochSampler, balanced_weights, class_weights, param_groups, set_trainable
+from vidkit.precision import resolve_precision
 from vidkit.tta import eval_dataset, fold_oof, predict
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,7 @@ log = logging.getLogger(__name__)
 
 def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:
     gpu = torch.cuda.is_available()
-    precision = cfg.mixed_precision
-    if precision == "fp16" and not gpu:
-        log.warning("mixed_precision=fp16 needs a GPU; using no mixed precision on CPU")
-        precision = "no"
+    precision = resolve_precision(cfg.mixed_precision)  # auto: bf16 on Ampere+, fp16 (+ scaler) on T4/P100
     # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.freeze_epochs else []
     # `compile`: accelerate's prepare wraps the model in torch.compile (only training prepares models); off, the
