@@ -12,8 +12,11 @@ import yaml
 
 from conftest import TINY
 from vidkit import cli
-from vidkit.config import load_config
+from vidkit.config import load_competition, load_config
 from vidkit.cv import prepare_run, run_cv
+from vidkit.data import index_train
+from vidkit.data.check import KINDS
+from vidkit.data.layouts import PROBLEMS
 from vidkit.data.media import list_frames, read_images
 from vidkit.errors import VidkitError
 from vidkit.submit import run_submit
@@ -141,6 +144,28 @@ def test_group_spread_across_classes_is_a_hint_only(tmp_path, shared_data, capsy
     shutil.move(comp["train"] / vid("g08_c02"), comp["data"] / "train" / "B" / vid("g08_c02"))
     rc, out = check(capsys, comp)
     assert rc == 0 and "group_leak: 1 groups spread across classes" in out and "group 'g08': classes A, B" in out
+
+
+def test_an_id_the_group_regex_does_not_match(tmp_path, shared_data, capsys):
+    comp = make_comp(tmp_path, shared_data)
+    odd = comp["train"] / "v_ApplyEyeMakeup_nogroup"
+    shutil.move(comp["train"] / vid("g08_c02"), odd)
+    rc, out = check(capsys, comp)
+    assert rc == 1 and "group_regex: 1 video ids the group_regex does not match" in out and str(odd) in out
+    with pytest.raises(VidkitError, match=re.escape(f"{odd}: group_regex")):  # training refuses the same video
+        index_train(load_competition(comp["yaml"]))
+
+
+def test_test_media_the_sample_does_not_list_is_a_hint_only(tmp_path, shared_data, capsys):
+    comp = make_comp(tmp_path, shared_data)
+    shutil.copytree(comp["data"] / "test" / vid("g12_c01"), comp["data"] / "test" / vid("g14_c01"))
+    rc, out = check(capsys, comp)
+    assert rc == 0 and out.startswith("scanned 6 training and 2 test videos: no problems")
+    assert "unlisted_test: 1 test folders" in out and f"will not be written: {vid('g14_c01')}" in out
+
+
+def test_every_problem_the_walker_reports_has_a_check_kind():
+    assert set(PROBLEMS) <= set(KINDS)
 
 
 def test_exclude_out_lists_the_bad_training_videos(tmp_path, shared_data, capsys):

@@ -79,6 +79,27 @@ def test_test_ids_with_and_without_extension(tmp_path, shared_data):
     assert test["kind"].tolist() == ["video", "frames", "missing"]
 
 
+def test_a_training_id_the_group_regex_does_not_match_is_a_clear_error(tmp_path):
+    _frames(tmp_path / "train" / "x" / "clip_g1_a", 2)
+    _frames(tmp_path / "train" / "x" / "clip_nogroup", 2)
+    comp = _write_comp(tmp_path, train_dir="train", group_regex=r"'_(g\d+)_'")
+    with pytest.raises(VidkitError) as err:
+        index_train(comp)
+    assert str(err.value) == (f"{tmp_path / 'train' / 'x' / 'clip_nogroup'}: group_regex '_(g\\\\d+)_' "
+                              "does not match video id 'clip_nogroup'")
+
+
+def test_test_media_the_sample_does_not_list_is_a_warning(tmp_path, caplog):
+    _frames(tmp_path / "train" / "x" / "v1", 2)
+    for vid in ("a", "b", "c"):
+        _frames(tmp_path / "test" / vid, 2)
+    pd.DataFrame({"id": ["b"], "label": "x"}).to_csv(tmp_path / "sample.csv", index=False)
+    with caplog.at_level("WARNING"):
+        test = index_test(_write_comp(tmp_path, train_dir="train", test_dir="test", sample_submission="sample.csv"))
+    assert test["video_id"].tolist() == ["b"]
+    assert "2 test videos are not in the sample submission and will not be written: a, c" in caplog.text
+
+
 def test_uniform_sampler_centres_segments():
     assert uniform_indices(16, 8).tolist() == [1, 3, 5, 7, 9, 11, 13, 15]
     assert uniform_indices(3, 5, "repeat").tolist() == [0, 1, 2, 2, 2]

@@ -6,23 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit.data.media import is_video, list_frames, probe
+from vidkit.data.index import media_row
 from vidkit.errors import VidkitError
 from vidkit.infer import ensemble, load_member
-
-
-def media_row(path: str | Path) -> dict:
-    """An index row (as vidkit.data.index writes them) for one video file or frame folder."""
-    path = Path(path)
-    if not (path.is_dir() or (path.is_file() and is_video(path))):
-        raise VidkitError(f"{path}: not a video file (.mp4 .avi .mkv .webm .mov) or a folder of frames")
-    n, h, w = probe(path)
-    if n < 1:
-        raise VidkitError(f"{path}: no readable frames")
-    kind = "frames" if path.is_dir() else "video"
-    return {"video_id": path.stem if kind == "video" else path.name, "path": str(path), "kind": kind, "n_frames": n,
-            "height": h, "width": w, "files": list_frames(path) if kind == "frames" else [], "label": None,
-            "group": None}
 
 
 def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | None = None) -> pd.Series:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import simplejpeg
 from tqdm.auto import tqdm
 
 from vidkit.config import Competition
-from vidkit.data.index import find_media, read_train_csv, test_ids
+from vidkit.data.layouts import Entry, walk
 from vidkit.data.media import IMAGE_EXTS, is_video, natural_key
 from vidkit.errors import VidkitError
 
@@ -42,9 +41,11 @@ KINDS = {
     "duplicate_id": "duplicate video ids",
     "missing_train": "train_csv ids without media",
     "missing_test": "test ids missing from the test folder",
+    "group_regex": "video ids the group_regex does not match (training refuses them)",
+    "unlisted_test": "test folders with media the sample submission does not list (never predicted)",
     "group_leak": "groups spread across classes (a leak hint: check that groups mean what you think)",
 }
-INFO = {"group_leak"}
+INFO = {"group_leak", "unlisted_test"}
 EXCLUDE = {"corrupt_image", "zero_byte", "empty", "unreadable_video", "unknown_label", "duplicate_id",
            "missing_train"}
 SIZE_FACTOR = 1.5  # a video's side this many times off the usual size is an outlier
@@ -59,69 +60,14 @@ class Finding:
     detail: str = ""
 
 
-@dataclass
-class Video:
-    video_id: str
-    path: Path
-    split: str
-    label: str | None = None
-    group: str | None = None
+def _collect(found: list[Finding], split: str):
+    """The walker's `report` for check: every problem becomes a finding."""
+    def report(kind: str, path, video_id: str | None, detail: str = "") -> None:
+        found.append(Finding(kind, str(path), video_id, split, detail))
+    return report
 
 
-def train_videos(comp: Competition, found: list[Finding]) -> list[Video]:
-    train_dir = comp.resolve(comp.train_dir)
-    if comp.train_csv:
-        return _csv_videos(comp, train_dir, found)
-    if train_dir is None or not train_dir.is_dir():
-        raise VidkitError(f"{train_dir}: train_dir not found")
-    videos = []
-    for class_dir in sorted(p for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        entries = _entries(class_dir, "train", found)
-        if not entries:
-            found.append(Finding("empty", str(class_dir), None, "train", "class folder without videos"))
-        videos += [Video(vid, p, "train", class_dir.name, _group(comp, vid, None)) for vid, p in entries]
-    _check_labels(comp, videos, str(train_dir), found)
-    return videos
-
-
-def _entries(folder: Path, split: str, found: list[Finding]) -> list[tuple[str, Path]]:
-    """(video_id, path) of the frame folders and video files in `folder`; anything else is reported."""
-    out = []
-    for p in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
-        if p.is_dir() and not p.name.startswith("."):
-            out.append((p.name, p))
-        elif p.is_file() and is_video(p) and not p.name.startswith("."):
-            out.append((p.stem, p))
-        else:
-            found.append(Finding("non_image", str(p), None, split, "not a frame folder or video file"))
-    return out
-
-
-def _csv_videos(comp: Competition, train_dir: Path, found: list[Finding]) -> list[Video]:
-    csv, df = read_train_csv(comp)
-    videos = []
-    for rec in df.to_dict("records"):
-        path = find_media(train_dir, rec["video_id"])
-        if path is None:
-            found.append(Finding("missing_train", str(csv), rec["video_id"], "train", f"no media under {train_dir}"))
-            continue
-        group = rec.get("group") if isinstance(rec.get("group"), str) else None
-        videos.append(Video(rec["video_id"], path, "train", rec["label"], _group(comp, rec["video_id"], group)))
-    _check_labels(comp, videos, str(csv), found)
-    return videos
-
-
-def _group(comp: Competition, video_id: str, csv_group: str | None) -> str:
-    m = re.search(comp.group_regex, video_id) if comp.group_regex else None
-    if m:
-        return m.group(1) if m.groups() else m.group(0)
-    return csv_group or video_id
-
-
-def _check_labels(comp: Competition, videos: list[Video], where: str, found: list[Finding]) -> None:
-    counts = Counter(v.video_id for v in videos)
-    found += [Finding("duplicate_id", str(v.path), v.video_id, "train", f"{counts[v.video_id]} videos")
-              for v in videos if counts[v.video_id] > 1]
+def _check_labels(comp: Competition, videos: list[Entry], where: str, found: list[Finding]) -> None:
     if comp.classes:
         known = {str(c) for c in comp.classes}
         found += [Finding("unknown_label", where, v.video_id, "train", f"label {v.label!r}")
@@ -132,18 +78,6 @@ def _check_labels(comp: Competition, videos: list[Video], where: str, found: lis
             by_group[v.group].add(v.label)
     found += [Finding("group_leak", where, None, "train", f"group {g!r}: classes {', '.join(sorted(labels))}")
               for g, labels in by_group.items() if len(labels) > 1]
-
-
-def test_videos(comp: Competition, found: list[Finding]) -> list[Video]:
-    test_dir = comp.resolve(comp.test_dir)
-    if test_dir is None or not test_dir.is_dir():
-        raise VidkitError(f"{test_dir}: test_dir not found")
-    videos = [Video(vid, p, "test") for vid, p in _entries(test_dir, "test", found)]
-    if comp.sample_submission:
-        for vid in test_ids(comp):
-            if find_media(test_dir, vid) is None:
-                found.append(Finding("missing_test", str(test_dir / vid), vid, "test", "in the sample submission"))
-    return videos
 
 
 def check_image(path: Path) -> tuple[str | None, str, tuple[int, int] | None]:
@@ -179,7 +113,7 @@ def _video_file(path: Path) -> tuple[int, tuple[int, int] | None]:
         cap.release()
 
 
-def scan_media(videos: list[Video], clip_len: int, found: list[Finding], workers: int | None = None) -> dict:
+def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers: int | None = None) -> dict:
     """Decode every frame of every video (thread pool, progress bar); returns {video_id: (height, width)}
     of each readable video's first frame, for the dataset-level size check."""
     images = []
@@ -214,7 +148,7 @@ def _check_job(path: Path):
     return ("unreadable_video", "cannot be opened or decoded", None) if size is None else (None, n, size)
 
 
-def _summarise(v: Video, results: list, clip_len: int, found: list[Finding]) -> tuple[int, int] | None:
+def _summarise(v: Entry, results: list, clip_len: int, found: list[Finding]) -> tuple[int, int] | None:
     """Per-video findings from its files' results; the video's size (its first readable frame's)."""
     if not v.path.is_dir():
         (_, (kind, n, size)), = results
@@ -253,8 +187,9 @@ def size_outliers(sizes: dict, found: list[Finding]) -> None:
 def scan(comp: Competition, clip_len: int = 16, workers: int | None = None) -> tuple[list[Finding], int, int]:
     """All findings for a competition, and the numbers of train and test videos scanned."""
     found: list[Finding] = []
-    train = train_videos(comp, found)
-    test = test_videos(comp, found) if comp.test_dir else []
+    train = walk(comp, "train", _collect(found, "train"))
+    _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
+    test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
     size_outliers(scan_media(train + test, clip_len, found, workers), found)
     return found, len(train), len(test)
 

@@ -1,0 +1,202 @@
+"""Where a competition's videos are: one walker over every data layout (after pytorchvideo's LabeledVideoPaths).
+
+A layout is a function (comp, report) yielding (video_id, label, CSV group, media path) per video; `LAYOUTS`
+lists them per split, and the first one the competition selects walks that split. `walk` turns what it
+yields into `Entry`s (group from group_regex, else the CSV, else the video itself; duplicate ids checked)
+and reports every problem through `report(kind, path, video_id, detail)`: the index (`strict`) raises on the
+first that would make it wrong, `vidkit check` lists them all as findings.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from vidkit.config import Competition
+from vidkit.data.media import VIDEO_EXTS, is_video, natural_key
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+Report = Callable[[str, "Path | str", "str | None", str], None]  # (kind, path, video_id, detail)
+
+# kind: what an index does when the walker reports it (`vidkit check` lists every one as a finding)
+PROBLEMS = {
+    "missing_train": "raise",   # a train_csv id without media
+    "duplicate_id": "raise",    # two training videos with one id
+    "group_regex": "raise",     # a video id the group_regex does not match: its folds' group would be a guess
+    "unlisted_test": "warn",    # test media the sample submission does not list: never predicted
+    "missing_test": "ignore",   # a sample id without media keeps a row without a path (submit: the prior)
+    "non_image": "ignore",      # a file beside the videos that is neither a frame folder nor a video file
+    "empty": "ignore",          # a class folder without videos
+}
+
+
+@dataclass
+class Entry:
+    video_id: str
+    path: Path | None           # a frame folder or a video file; None: a test id without media
+    split: str                  # train | test
+    label: str | None = None
+    group: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "missing" if self.path is None else "frames" if self.path.is_dir() else "video"
+
+
+def strict(kind: str, path: Path | str, video_id: str | None, detail: str) -> None:
+    """The index's `report`: a one-line VidkitError naming the file for a problem that would make the index
+    wrong, a warning for one it lives with; the rest are `vidkit check`'s to list."""
+    if PROBLEMS[kind] == "raise":
+        raise VidkitError(f"{path}: {detail}")
+    if PROBLEMS[kind] == "warn":
+        log.warning("%s: %s", path, detail)
+
+
+def media_id(path: Path) -> str | None:
+    """The video id of a frame folder (its name) or a video file (its stem); None for anything else."""
+    if path.is_dir():
+        return path.name
+    return path.stem if path.is_file() and is_video(path) else None
+
+
+def media_in(folder: Path, report: Report) -> Iterator[tuple[str, Path]]:
+    """(video_id, path) of each frame folder and video file directly in `folder`, in natural order; anything
+    else there (hidden files included) is reported."""
+    for p in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+        video_id = None if p.name.startswith(".") else media_id(p)
+        if video_id is None:
+            report("non_image", p, None, "not a frame folder or video file")
+        else:
+            yield video_id, p
+
+
+def find_media(folder: Path, video_id: str) -> Path | None:
+    """Media for an id: `folder/id/` frames or `folder/id.<ext>`; the id may carry its own extension."""
+    candidates = [folder / video_id]
+    stem = Path(video_id).stem if Path(video_id).suffix.lower() in VIDEO_EXTS else video_id
+    candidates += [folder / stem] + [folder / f"{stem}{ext}" for ext in sorted(VIDEO_EXTS)]
+    for c in candidates:
+        if c.is_dir() or (c.is_file() and is_video(c)):
+            return c
+    return None
+
+
+def _folder(comp: Competition, key: str) -> Path:
+    folder = comp.resolve(getattr(comp, key))
+    if folder is None or not folder.is_dir():
+        raise VidkitError(f"{folder}: {key} not found")
+    return folder
+
+
+def read_train_csv(comp: Competition) -> tuple[Path, pd.DataFrame]:
+    """The competition's train_csv (video_id, label[, group]), checked."""
+    csv = comp.resolve(comp.train_csv)
+    if not csv.is_file():
+        raise VidkitError(f"{csv}: train_csv not found")
+    df = pd.read_csv(csv, dtype=str)
+    for col in ("video_id", "label"):
+        if col not in df.columns:
+            raise VidkitError(f"{csv}: missing column {col!r} (have: {', '.join(df.columns)})")
+    return csv, df
+
+
+def test_ids(comp: Competition) -> list[str]:
+    """Test ids in the sample submission's order (else the test folder's)."""
+    if not comp.sample_submission:
+        return [vid for vid, _ in media_in(_folder(comp, "test_dir"), lambda *problem: None)]
+    sample = comp.resolve(comp.sample_submission)
+    if not sample.is_file():
+        raise VidkitError(f"{sample}: sample_submission not found")
+    df = pd.read_csv(sample, dtype=str)
+    if comp.id_column not in df.columns:
+        raise VidkitError(f"{sample}: no id column {comp.id_column!r} (have: {', '.join(df.columns)})")
+    return df[comp.id_column].tolist()
+
+
+# ---------------------------------------------------------------- the layouts
+
+def class_folders(comp: Competition, report: Report):
+    """train_dir/{class}/{video_id}/*.jpg|png or train_dir/{class}/{video_id}.<ext>."""
+    train_dir = _folder(comp, "train_dir")
+    for class_dir in sorted(p for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        videos = list(media_in(class_dir, report))
+        if not videos:
+            report("empty", class_dir, None, "class folder without videos")
+        for video_id, path in videos:
+            yield video_id, class_dir.name, None, path
+
+
+def csv_rows(comp: Competition, report: Report):
+    """train_csv rows video_id,label[,group]; media at train_dir/{video_id}/ or train_dir/{video_id}.<ext>."""
+    csv, df = read_train_csv(comp)
+    train_dir = _folder(comp, "train_dir")
+    for rec in df.to_dict("records"):
+        path = find_media(train_dir, rec["video_id"])
+        if path is None:
+            report("missing_train", csv, rec["video_id"],
+                   f"no media for video_id {rec['video_id']!r} under {train_dir}")
+        else:
+            yield rec["video_id"], rec["label"], rec.get("group"), path
+
+
+def sample_ids(comp: Competition, report: Report):
+    """The sample submission's ids in its order, media at test_dir/{id}/ or test_dir/{id}.<ext> (or None)."""
+    test_dir = _folder(comp, "test_dir")
+    ids, known = test_ids(comp), set()
+    for vid in ids:
+        path = find_media(test_dir, vid)
+        if path is None:
+            report("missing_test", test_dir / vid, vid, "in the sample submission")
+        else:
+            known.add(path.name)
+        yield vid, None, None, path
+    known |= set(ids)
+    extra = [vid for vid, p in media_in(test_dir, report) if vid not in known and p.name not in known]
+    if extra:
+        report("unlisted_test", test_dir, None, f"{len(extra)} test videos are not in the sample submission and "
+               f"will not be written: {', '.join(extra[:5])}")
+
+
+def test_folder(comp: Competition, report: Report):
+    """test_dir/{video_id}/ or test_dir/{video_id}.<ext>, when there is no sample submission."""
+    for vid, path in media_in(_folder(comp, "test_dir"), report):
+        yield vid, None, None, path
+
+
+# split: [(the competition field that selects the layout, None for the fallback, layout)]; add a layout here
+LAYOUTS = {
+    "train": [("train_csv", csv_rows), (None, class_folders)],
+    "test": [("sample_submission", sample_ids), (None, test_folder)],
+}
+
+
+def walk(comp: Competition, split: str, report: Report = strict) -> list[Entry]:
+    """Every video of a split (train | test), as the competition's layout lays them out."""
+    layout = next(fn for key, fn in LAYOUTS[split] if key is None or getattr(comp, key))
+    entries = []
+    for vid, label, csv_group, path in layout(comp, report):
+        vid = str(vid)
+        group = group_of(comp, vid, csv_group, path, report) if split == "train" else None
+        entries.append(Entry(vid, path, split, None if label is None else str(label), group))
+    if split == "train":
+        counts = Counter(e.video_id for e in entries)
+        for e in (e for e in entries if counts[e.video_id] > 1):
+            report("duplicate_id", e.path, e.video_id, f"duplicate video id {e.video_id!r}: {counts[e.video_id]} videos")
+    return entries
+
+
+def group_of(comp: Competition, video_id: str, csv_group, path: Path, report: Report) -> str:
+    """The group a video's fold keeps together: group_regex's first group (or whole match) in the id, else
+    the CSV's group, else the video itself. An id the regex does not match is reported (then the fallback)."""
+    if comp.group_regex:
+        m = re.search(comp.group_regex, video_id)
+        if m:
+            return m.group(1) if m.groups() else m.group(0)
+        report("group_regex", path, video_id, f"group_regex {comp.group_regex!r} does not match video id {video_id!r}")
+    return csv_group if isinstance(csv_group, str) and csv_group else video_id
