@@ -37,6 +37,8 @@ class Config:
     crop_scale: float = 0.4                 # RandomResizedCrop min area fraction
     hflip: float = 0.5                      # set 0 for direction-sensitive classes
     color_jitter: float = 0.8               # probability of a colour jitter draw
+    rotate: float = 0.0                     # random rotation, +-degrees, one draw per clip (albumentations Affine)
+    resize_mode: str = "short"              # short (short side, crop) | letterbox (pad to square) | squash (to square)
     # optimisation
     epochs: int = 10
     batch_size: int = 8
@@ -44,6 +46,9 @@ class Config:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_ratio: float = 0.1
+    scheduler: str = "cosine"               # cosine | linear | step | plateau | constant (transformers' get_scheduler)
+    lr_factor: float = 0.1                  # step / plateau: lr multiplier at each drop
+    plateau_patience: int = 1               # plateau: epochs without improvement of the val metric before a drop
     label_smoothing: float = 0.1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"             # no | fp16 | bf16 | auto (Ampere+: bf16, T4/P100: fp16, CPU: no)
@@ -246,7 +251,9 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 def _check_choices(cfg: Config):
     choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
                "train_sampler": ("random", "uniform"), "tta_reduce": ("mean", "logits"),
-               "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard")}
+               "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
+               "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
+               "resize_mode": ("short", "letterbox", "squash")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")

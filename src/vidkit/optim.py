@@ -1,8 +1,9 @@
-"""What the optimiser sees: parameter groups (no decay on norms/biases, layer-wise lr decay, head lr),
-progressive unfreezing, class weights and a per-epoch seeded sampler."""
+"""What the optimiser sees: parameter groups (no decay on norms/biases, layer-wise lr decay, head lr), the lr
+schedule, progressive unfreezing, class weights and a per-epoch seeded sampler."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import numpy as np
@@ -44,6 +45,36 @@ def param_groups(model, weight_decay: float, lr: float, layer_decay: float = 1.0
         group = groups.setdefault((scale, wd), {"params": [], "weight_decay": wd, "lr": lr * scale})
         group["params"].append(p)
     return list(groups.values())
+
+
+SCHEDULERS = ("cosine", "linear", "step", "plateau", "constant")
+
+
+def make_scheduler(name: str, optimizer, warmup: int, total: int, factor: float = 0.1, patience: int = 1,
+                   mode: str = "max"):
+    """The lr schedule, through transformers' `get_scheduler`: cosine | linear | constant (each after a linear
+    warmup of `warmup` optimiser steps), step (the lr times `factor` after each third of training, after the
+    warmup) or plateau (`ReduceLROnPlateau`: times `factor` after `patience` epochs without improvement of the
+    validation metric; `mode` max or min; stepped once per epoch with the metric, no warmup)."""
+    from transformers import get_scheduler
+    if name == "plateau":
+        return get_scheduler("reduce_lr_on_plateau", optimizer,
+                             scheduler_specific_kwargs={"mode": mode, "factor": factor, "patience": patience})
+    if name == "step":
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return step / max(1, warmup)
+            return factor ** min(2, math.floor(3 * (step - warmup) / max(1, total - warmup)))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    if name not in SCHEDULERS:
+        raise VidkitError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+    return get_scheduler("constant_with_warmup" if name == "constant" else name, optimizer,
+                         num_warmup_steps=warmup, num_training_steps=total)
+
+
+def is_plateau(scheduler) -> bool:
+    """ReduceLROnPlateau steps once per epoch on the metric, not per optimiser step."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 def set_trainable(model, backbone: bool, only: list[str] | None = None) -> None:

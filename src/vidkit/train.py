@@ -1,4 +1,4 @@
-"""Train one fold with Accelerate: AdamW, warmup + cosine, label smoothing, early stopping on the metric,
+"""Train one fold with Accelerate: AdamW, an lr schedule (warmup + cosine by default), label smoothing, early stopping on the metric,
 EMA, mixup/cutmix, progressive unfreezing, class weights, OOM fallback and mid-epoch resume."""
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from vidkit import metrics
 from vidkit.config import Competition, Config, load_competition
@@ -33,7 +32,8 @@ from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.models import create_model
 from vidkit.models.weights import trusting_pickles
-from vidkit.optim import EpochSampler, balanced_weights, class_weights, param_groups, set_trainable
+from vidkit.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
+                          set_trainable)
 from vidkit.precision import resolve_precision
 from vidkit.tta import eval_dataset, fold_oof, predict
 
@@ -83,7 +83,8 @@ def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
 
 def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDataset:
     sampler = make_sampler(cfg.train_sampler, spec.num_frames, cfg.frame_stride, 1, cfg.pad_mode)
-    transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter)
+    transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotate,
+                                cfg.resize_mode)
     # uint8 clips: the batch is normalised on the device (`normalize` in `train_one_epoch`)
     return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels,
                         normalize=False)
@@ -200,9 +201,15 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay, cfg.head_lr_scale),
                                   lr=cfg.lr)
     total = cfg.epochs * math.ceil(len(train_dl) / cfg.grad_accum)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    mode = "max" if higher_is_better and is_val.any() else "min"  # plateau without validation: the training loss
+    scheduler = make_scheduler(cfg.scheduler, optimizer, int(cfg.warmup_ratio * total), total, cfg.lr_factor,
+                               cfg.plateau_patience, mode)
     model = to_device(model, accelerator.device, cfg.channels_last)
-    model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
+    # plateau is stepped once per epoch by every process alike: not through accelerate's per-step wrapper
+    if is_plateau(scheduler):
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    else:
+        model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
     weights = class_weights(train_labels, len(classes), cfg.class_weights)
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
@@ -225,6 +232,8 @@ def save_state(run: Fold) -> None:
         (tmp / "progress.json").write_text(json.dumps(progress))
         if run.ema is not None:
             save_file({k: v.contiguous() for k, v in run.ema.module.state_dict().items()}, str(tmp / "ema.safetensors"))
+        if is_plateau(run.scheduler):
+            torch.save(run.scheduler.state_dict(), tmp / "plateau.pt")
         if state.exists():
             os.replace(state, old)
         os.replace(tmp, state)
@@ -241,6 +250,8 @@ def load_state(run: Fold) -> bool:
             run.stopper.best, run.stopper.bad_epochs = run.progress.best, run.progress.bad_epochs
             if run.ema is not None:
                 run.ema.module.load_state_dict(load_file(str(state / "ema.safetensors")))
+            if is_plateau(run.scheduler):
+                run.scheduler.load_state_dict(torch.load(state / "plateau.pt", weights_only=True))
             log.info("resumed %s at epoch %d, batch %d (step %d)", run.out_dir, run.progress.epoch,
                      run.progress.batch, run.progress.step)
             return True
@@ -268,7 +279,8 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             run.optimizer.step()
-            run.scheduler.step()
+            if not is_plateau(run.scheduler):
+                run.scheduler.step()
             run.optimizer.zero_grad()
         progress.batch += 1
         progress.loss_sum += loss.item()
@@ -337,6 +349,8 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
             record.update(validate(run, val_table, y, metric))
         record.update(best=run.stopper.step(record["val_score"]) if "val_score" in record else True,
                       time_s=round(time.time() - start, 1))
+        if is_plateau(run.scheduler):  # after the epoch's record, which shows the lr the epoch trained with
+            run.scheduler.step(record.get("val_score", train_loss))
         if record["best"]:
             save_weights(acc, run.ema.module if run.ema is not None else run.model, weights)
         if acc.is_main_process:

@@ -92,8 +92,8 @@ def offset_indices(n_frames: int, num_frames: int, stride: int, offset: int, pad
 class CropAt(ClipTransform):
     """The eval crop (see vidkit.data.transforms) moved along the long side: 0 start, 0.5 centre, 1 end."""
 
-    def __init__(self, size: int, short: int, position: float):
-        super().__init__(size, short)
+    def __init__(self, size: int, short: int, position: float, mode: str = "short"):
+        super().__init__(size, short, mode=mode)
         self.position = position
 
     def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
@@ -104,11 +104,12 @@ class CropAt(ClipTransform):
         return (height * scale - h) * self.position, x, h, w
 
 
-def spatial_crops(size: int, short: int, n_crops: int) -> list[ClipTransform]:
-    """The centre crop, or three square crops along the long side (start, centre, end)."""
+def spatial_crops(size: int, short: int, n_crops: int, mode: str = "short") -> list[ClipTransform]:
+    """The centre crop, or three square crops along the long side (start, centre, end); with `mode` letterbox
+    or squash, of the squared frame (along its width)."""
     if n_crops == 1:
-        return [ClipTransform(size, short)]
-    return [CropAt(size, short, p) for p in (0.0, 0.5, 1.0)]
+        return [ClipTransform(size, short, mode=mode)]
+    return [CropAt(size, short, p, mode) for p in (0.0, 0.5, 1.0)]
 
 
 class TTADataset(Dataset):
@@ -122,11 +123,11 @@ class TTADataset(Dataset):
 
     def __init__(self, table: pd.DataFrame, spec, tta: TTASpec, frame_stride: int = 2, pad_mode: str = "repeat",
                  resize_short: int | None = None, labels: np.ndarray | None = None, skip_errors: bool = False,
-                 normalize: bool = False):
+                 normalize: bool = False, resize_mode: str = "short"):
         self.rows = table.to_dict("records")
         self.spec, self.tta, self.stride, self.pad_mode = spec, tta, frame_stride, pad_mode
         self.short = short_side(spec.size, resize_short)
-        self.crops = spatial_crops(spec.size, self.short, tta.crops)
+        self.crops = spatial_crops(spec.size, self.short, tta.crops, resize_mode)
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
         self.skip_errors, self.normalize = skip_errors, normalize
 
@@ -166,7 +167,8 @@ def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips:
                  tta: TTASpec | None = None, skip_errors: bool = False) -> TTADataset:
     """Per-epoch validation (`num_clips` clips, centre crop) or, given `tta`, the TTA views."""
     tta = tta or TTASpec(clips=num_clips)
-    return TTADataset(table, spec, tta, cfg.frame_stride, cfg.pad_mode, cfg.resize_short, labels, skip_errors)
+    return TTADataset(table, spec, tta, cfg.frame_stride, cfg.pad_mode, cfg.resize_short, labels, skip_errors,
+                      resize_mode=cfg.resize_mode)
 
 
 def eval_loader(cfg: Config, dataset: TTADataset, cache: bool = False) -> DataLoader:

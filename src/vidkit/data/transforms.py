@@ -3,8 +3,9 @@
 A transform maps frames of any size (a reduced-size JPEG decode, a cached short-side copy, full-size video
 frames) to (T, size, size, C). Its geometry is defined on the frames resized to `short` on their short side,
 but that resize is never materialised: the crop box is mapped back to the input frames and only the crop is
-resized (INTER_AREA when shrinking). The train transform draws one random crop, flip and colour jitter
-(albumentations) per clip; the eval transform is the centre crop.
+resized (INTER_AREA when shrinking). The train transform draws one random crop, flip, rotation and colour
+jitter (albumentations) per clip; the eval transform is the centre crop. `resize_mode` letterbox pads each frame
+to a square first, squash stretches it to one (for mixed aspect ratios); short (default) keeps the aspect.
 """
 from __future__ import annotations
 
@@ -21,23 +22,31 @@ def short_side(image_size: int, resize_short: int | None = None) -> int:
     return resize_short or int(round(image_size * 8 / 7))
 
 
+RESIZE_MODES = ("short", "letterbox", "squash")
+
+
 class ClipTransform:
     """Called like an albumentations Compose: `t.set_random_seed(seed); t(images=frames)["images"]`."""
 
     def __init__(self, size: int, short: int, train: bool = False, crop_scale: float = 0.4,
-                 hflip: float = 0.0, color_jitter: float = 0.0):
-        self.size, self.short, self.train = size, short, train
+                 hflip: float = 0.0, color_jitter: float = 0.0, rotate: float = 0.0, mode: str = "short"):
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode: {mode!r} is not one of {', '.join(RESIZE_MODES)}")
+        self.size, self.short, self.train, self.mode = size, short, train, mode
         self.crop_scale, self.hflip = crop_scale, hflip
-        self.jitter = None
+        self.jitter = self.affine = None
         if color_jitter > 0:
             self.jitter = A.Compose([A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05,
                                                    p=color_jitter)])
+        if rotate > 0:  # `images=`: one angle for every frame of the clip
+            self.affine = A.Compose([A.Affine(rotate=(-rotate, rotate), border_mode=cv2.BORDER_REFLECT_101, p=1.0)])
         self.rng = np.random.default_rng()
 
     def set_random_seed(self, seed: int):
         self.rng = np.random.default_rng(seed)
-        if self.jitter is not None:
-            self.jitter.set_random_seed(seed)
+        for t in (self.jitter, self.affine):
+            if t is not None:
+                t.set_random_seed(seed)
 
     def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
         """(y, x, h, w) of the crop in the coordinates of the frames resized to `short` on their short side."""
@@ -62,15 +71,35 @@ class ClipTransform:
         (libjpeg rounds scaled sizes up); the box is laid out on the original, as the two-step pipeline would."""
         frames = np.asarray(images)
         height, width = source_shape if source_shape and min(source_shape) > 0 else frames.shape[1:3]
-        to_input = min(frames.shape[1] / height, frames.shape[2] / width)
-        y, x, h, w = (v * min(height, width) / self.short * to_input for v in self.crop_box(height, width))
+        if self.mode == "letterbox":  # the frame centred on a black square; then as a square frame
+            frames = letterbox(frames)
+            height = width = frames.shape[1]
+        if self.mode == "squash":  # the box on the frame squashed to short x short, mapped back per axis
+            y, x, h, w = self.crop_box(self.short, self.short)
+            sy, sx = frames.shape[1] / self.short, frames.shape[2] / self.short
+            y, x, h, w = y * sy, x * sx, h * sy, w * sx
+        else:
+            to_input = min(frames.shape[1] / height, frames.shape[2] / width)
+            y, x, h, w = (v * min(height, width) / self.short * to_input for v in self.crop_box(height, width))
         crop = resize_crop(frames, y, x, h, w, self.size)
         if self.train and self.hflip > 0 and self.rng.random() < self.hflip:
             crop = crop[:, :, ::-1]
+        if self.affine is not None:
+            crop = self.affine(images=np.ascontiguousarray(crop))["images"]
         if self.jitter is not None:  # the clip as one tall image: one call per colour op, one draw per clip
             tall = np.ascontiguousarray(crop).reshape(-1, *crop.shape[2:])
             crop = self.jitter(image=tall)["image"].reshape(crop.shape)
         return {"images": crop}
+
+
+def letterbox(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, C) frames padded with black to (T, S, S, C), S = max(H, W), the frame centred."""
+    t, h, w, c = frames.shape
+    side = max(h, w)
+    if h == w:
+        return frames
+    top, left = (side - h) // 2, (side - w) // 2
+    return np.pad(frames, ((0, 0), (top, side - h - top), (left, side - w - left), (0, 0)))
 
 
 def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size: int) -> np.ndarray:
@@ -98,12 +127,14 @@ def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size
 
 
 def train_transform(image_size: int, resize_short: int | None = None, crop_scale: float = 0.4,
-                    hflip: float = 0.5, color_jitter: float = 0.8) -> ClipTransform:
-    return ClipTransform(image_size, short_side(image_size, resize_short), True, crop_scale, hflip, color_jitter)
+                    hflip: float = 0.5, color_jitter: float = 0.8, rotate: float = 0.0,
+                    mode: str = "short") -> ClipTransform:
+    return ClipTransform(image_size, short_side(image_size, resize_short), True, crop_scale, hflip, color_jitter,
+                         rotate, mode)
 
 
-def eval_transform(image_size: int, resize_short: int | None = None) -> ClipTransform:
-    return ClipTransform(image_size, short_side(image_size, resize_short))
+def eval_transform(image_size: int, resize_short: int | None = None, mode: str = "short") -> ClipTransform:
+    return ClipTransform(image_size, short_side(image_size, resize_short), mode=mode)
 
 
 @functools.lru_cache(maxsize=16)
