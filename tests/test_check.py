@@ -20,7 +20,7 @@ from vidkit.data.layouts import PROBLEMS
 from vidkit.data.media import list_frames, read_images
 from vidkit.errors import VidkitError
 from vidkit.submit import run_submit
-from vidkit.train import make_accelerator
+from vidkit.runtime import make_accelerator
 
 CLASSES = {"A": ["g08_c01", "g08_c02", "g09_c01"], "B": ["g10_c01", "g10_c02", "g11_c01"]}
 TEST = ["g12_c01", "g13_c01"]

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from vidkit.errors import VidkitError
 from vidkit.export import example_clips, run_export
 from vidkit.infer import load_run
-from vidkit.train import build_model
+from vidkit.runtime import build_model
 
 
 def _pytorch_logits(run, clips):

@@ -8,7 +8,7 @@ import torch
 from vidkit import precision
 from vidkit.config import Config, load_config
 from vidkit.precision import resolve_precision
-from vidkit.train import make_accelerator
+from vidkit.runtime import make_accelerator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -12,7 +12,7 @@ from vidkit.config import Config, apply, load_config, read_yaml
 from vidkit.cv import run_cv, write_report
 from vidkit.ensemble import load_ensemble, run_ensemble
 from vidkit.report import count_params, run_report
-from vidkit.train import build_model
+from vidkit.runtime import build_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

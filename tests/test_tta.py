@@ -10,7 +10,7 @@ from vidkit.data.media import read_clip
 from vidkit.data.transforms import normalize, to_tensor
 from vidkit.errors import VidkitError
 from vidkit.models import create_model
-from vidkit.train import make_accelerator
+from vidkit.runtime import make_accelerator
 from vidkit.tta import TTADataset, TTASpec, eval_loader, predict, spatial_crops, tta_spec
 
 

@@ -99,7 +99,7 @@ def cmd_cache(positional, kv):
     from vidkit.config import load_competition
     from vidkit.data import short_side
     from vidkit.data.cache import cache_competition
-    from vidkit.train import build_model
+    from vidkit.runtime import build_model
     cfg = load_config(positional[0] if positional else None, kv)
     size = cfg.image_size or build_model(cfg, 2).input_spec.size
     root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
@@ -117,7 +117,7 @@ def cmd_check(positional, kv):
         cfg = load_config(kv["config"])
         clip_len = cfg.num_frames
         if clip_len is None:  # what the model declares
-            from vidkit.train import build_model
+            from vidkit.runtime import build_model
             clip_len = build_model(cfg, 2).input_spec.num_frames
     return run_check(load_competition(kv.get("comp", "competition/demo.yaml")), clip_len or 16, kv.get("exclude_out"))
 

@@ -17,7 +17,8 @@ from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
 from vidkit.folds import folds_path, load_or_make_folds
-from vidkit.train import build_model, make_accelerator, train_fold
+from vidkit.runtime import build_model, make_accelerator
+from vidkit.train import train_fold
 from vidkit.tta import tta_spec
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from vidkit.errors import VidkitError
 from vidkit.infer import load_run
-from vidkit.train import build_model
+from vidkit.runtime import build_model
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 

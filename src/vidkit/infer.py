@@ -23,7 +23,7 @@ from vidkit.config import Competition, Config, apply, read_yaml
 from vidkit.data import normalize
 from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
 from vidkit.errors import VidkitError
-from vidkit.train import build_model, make_accelerator, to_device
+from vidkit.runtime import build_model, make_accelerator, to_device
 from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict, tta_spec
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin, find_executable_batch_size, set_seed
+from accelerate import Accelerator
+from accelerate.utils import find_executable_batch_size, set_seed
 from safetensors.torch import load_file, save_file
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
@@ -30,55 +30,12 @@ from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
-from vidkit.models import create_model
-from vidkit.models.weights import trusting_pickles
 from vidkit.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
                           set_trainable)
-from vidkit.precision import resolve_precision
+from vidkit.runtime import bare, build_model, to_device
 from vidkit.tta import eval_dataset, fold_oof, predict
 
 log = logging.getLogger(__name__)
-
-
-def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:
-    gpu = torch.cuda.is_available()
-    precision = resolve_precision(cfg.mixed_precision)  # auto: bf16 on Ampere+, fp16 (+ scaler) on T4/P100
-    # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.freeze_epochs else []
-    # `compile`: accelerate's prepare wraps the model in torch.compile (only training prepares models); off, the
-    # plugin still reads `accelerate launch --dynamo_backend`
-    dynamo = TorchDynamoPlugin(backend=cfg.compile_backend, mode=cfg.compile_mode) if cfg.compile else \
-        TorchDynamoPlugin()
-    accelerator = Accelerator(
-        mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, log_with=cfg.log_with,
-        cpu=not gpu,  # on GPU-less machines this lets torchrun/accelerate launch form a gloo group of CPU processes
-        dynamo_plugin=dynamo, kwargs_handlers=handlers,
-        dataloader_config=DataLoaderConfiguration(non_blocking=gpu),  # pinned batches copy while the GPU computes
-        project_dir=str(project_dir) if project_dir else None)
-    # accelerate keeps one state per process, made by its first Accelerator: a process that trains several
-    # configs (the demo, tests) sets each run's compile choice on it
-    accelerator.state.dynamo_plugin = dynamo
-    return accelerator
-
-
-def bare(accelerator: Accelerator, model):
-    """The model without DDP and torch.compile wrappers: plain state_dict keys, attributes like `input_spec`."""
-    return accelerator.unwrap_model(model, keep_torch_compile=False)
-
-
-def to_device(model, device, channels_last: bool = True):
-    """On a GPU, 3D CNNs (CTHW input) in channels_last_3d memory, the layout cuDNN's fastest kernels use; the
-    batches `normalize` makes from uint8 clips are in that layout already."""
-    model = model.to(device)
-    if channels_last and torch.device(device).type == "cuda" and model.input_spec.layout == "CTHW":
-        model = model.to(memory_format=torch.channels_last_3d)
-    return model
-
-
-def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
-    with trusting_pickles(cfg.trust_pickle):
-        return create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, num_frames=cfg.num_frames,
-                            image_size=cfg.image_size, **cfg.model_args)
 
 
 def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDataset:
