@@ -72,14 +72,15 @@ def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) ->
     return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips), frames)
 
 
-def resolve_members(comp: Competition, runs: list | None = None,
-                    tta_clips: int | None = None) -> tuple[list[Member], dict]:
+def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int | None = None,
+                    ensemble_yaml: str | Path | None = None) -> tuple[list[Member], dict]:
     """The ensemble's members and its spec (method, temperature, threshold, clip; {} when equal weights).
 
-    weights/<comp>/ensemble.yaml gives the weights when `runs` is not given or names exactly its members;
-    other `runs` get equal weights; neither: every finished run of the competition, equal weights.
+    `ensemble_yaml` (default weights/<comp>/ensemble.yaml) gives the weights when `runs` is not given or names
+    exactly its members (relative member paths: from its folder); other `runs` get equal weights; neither:
+    every finished run of the competition, equal weights.
     """
-    path = default_ensemble_path(comp)
+    path = Path(ensemble_yaml) if ensemble_yaml else default_ensemble_path(comp)
     spec = load_ensemble(path) if path.is_file() else None
     weights = {}
     if spec:

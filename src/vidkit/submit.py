@@ -189,12 +189,15 @@ def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: flo
     return kept, {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
 
 
-def run_submit(comp_path: str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
-               tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0) -> Path:
-    """Ensemble + TTA over the test set; write the submission in the sample's ids and columns, validated."""
-    comp = load_competition(comp_path)
+def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
+               tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0,
+               ensemble_yaml: str | Path | None = None) -> Path:
+    """Ensemble + TTA over the test set; write the submission in the sample's ids and columns, validated.
+
+    `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's)."""
+    comp = comp if isinstance(comp, Competition) else load_competition(comp)
     if not comp.sample_submission:
-        raise VidkitError(f"{comp_path}: sample_submission is required to submit")
+        raise VidkitError(f"{comp.path}: sample_submission is required to submit")
     if scale <= 0:
         raise VidkitError(f"scale: must be > 0, got {scale}")
     sample_path = comp.resolve(comp.sample_submission)
@@ -202,7 +205,7 @@ def run_submit(comp_path: str, runs: list[str] | None = None, out: str = "submis
     sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
     train = index_train(comp)
     classes = classes_of(comp, train)
-    members, spec = resolve_members(comp, runs, tta_clips)
+    members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml)
     budget_s, plan = parse_duration(budget), {}
     if budget_s:
         members, plan = fit_to_budget(members, test, budget_s, scale)

@@ -111,29 +111,22 @@ def main() -> None:
     install_wheels(bundle, work)
     sys.path.insert(0, str(bundle / "src"))
     import vidkit
-    import yaml
     if bundle.resolve() not in Path(vidkit.__file__).resolve().parents:
         fail(f"vidkit was imported from {vidkit.__file__}, not from the bundle {bundle}")
+    from vidkit.config import load_competition
     from vidkit.submit import run_submit
 
     spec = manifest["competition"]
     data = find_data(inputs, bundle, spec)
     print(f"vidkit kernel: bundle {bundle}, competition data {data}")
-    comp = yaml.safe_load((bundle / "competition.yaml").read_text())
+    comp = load_competition(bundle / "competition.yaml")
     for key in ("train_dir", "train_csv", "test_dir", "sample_submission"):
-        if comp.get(key):
-            comp[key] = str(data / comp[key])
-    ensemble = yaml.safe_load((bundle / "ensemble.yaml").read_text())
-    for member in ensemble["members"]:
-        member["run"] = str(bundle / member["run"])
-    run = work / "vidkit"  # submit reads weights/<name>/ensemble.yaml from its working folder
-    (run / "weights" / comp["name"]).mkdir(parents=True, exist_ok=True)
-    (run / "competition.yaml").write_text(yaml.safe_dump(comp, sort_keys=False))
-    (run / "weights" / comp["name"] / "ensemble.yaml").write_text(yaml.safe_dump(ensemble, sort_keys=False))
-    os.chdir(run)
+        if getattr(comp, key):
+            setattr(comp, key, str(data / getattr(comp, key)))
     settings = manifest.get("submit", {})
-    out = run_submit(str(run / "competition.yaml"), None, str(run / "submission.csv"), settings.get("tta_clips"),
-                     settings.get("budget"))
+    # the bundle's own blend (member runs relative to the bundle): no weights/ folder to rebuild, no chdir
+    out = run_submit(comp, None, str(work / "vidkit" / "submission.csv"), settings.get("tta_clips"),
+                     settings.get("budget"), ensemble_yaml=bundle / "ensemble.yaml")
     shutil.copyfile(out, work / "submission.csv")
     print(f"vidkit kernel: wrote {work / 'submission.csv'}")
 
