@@ -60,6 +60,14 @@ def cmd_export(positional, kv):
                _number(kv, "atol", float) or 1e-4)
 
 
+def cmd_gallery(positional, kv):
+    _only("gallery", positional, kv, ("run", "n"))
+    if "run" not in kv:
+        raise VidkitError("gallery: run=RUN_DIR is required")
+    from vidkit.gallery import run_gallery
+    run_gallery(kv["run"], _number(kv, "n", int) or 24)
+
+
 def _number(kv, key: str, tp):
     from vidkit.config import _coerce
     return _coerce(tp, kv[key], key) if kv.get(key) else None
@@ -187,6 +195,8 @@ VERBS = {
                 "run=RUN[,RUN2] video=PATH topk=5 tta_clips=N"),
     "export": (cmd_export, "write a run's model as TorchScript or ONNX, checked against PyTorch",
                "run=RUN format=torchscript|onnx fold=0 out=DIR atol=1e-4"),
+    "gallery": (cmd_gallery, "errors.png + errors.html: the most confidently wrong out-of-fold videos of a run",
+                "run=RUN n=24"),
     "validate": (cmd_validate, "check a submission against the sample: validate SUB sample=SAMPLE", "sample=... id_column=id"),
     "frames": (cmd_frames, "extract frame folders from raw videos", "videos=DIR out=DIR [fps=F] [size=S]"),
     "cache": (cmd_cache, "decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=...",

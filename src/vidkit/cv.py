@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit import metrics, plots, provenance
+from vidkit import gallery, metrics, plots, provenance
 from vidkit.config import Config, load_competition, run_dir, save_config
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
@@ -149,6 +149,8 @@ def _cv_one(cfg: Config) -> Path:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
         oof.to_csv(out / "oof.csv", index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
+        num_frames = json.loads((out / "run.json").read_text())["input_spec"]["num_frames"]
+        gallery.write_gallery(oof, classes, table, num_frames, cfg, out)
         provenance.finish(out / "run.json")
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +

@@ -1,0 +1,136 @@
+"""Error gallery: the out-of-fold videos the model got most confidently wrong (and, per class, the least
+confident right one), as strips of their sampled frames (`errors.png`) and animated clips (`errors.html`).
+
+Built from oof.csv and the media alone: no model, no training. `cv` writes it; `vidkit gallery run=RUN` redoes it.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from vidkit.config import Config, apply, load_competition, read_yaml
+from vidkit.data import index_train, make_sampler
+from vidkit.data.media import read_clip
+from vidkit.errors import VidkitError
+
+log = logging.getLogger(__name__)
+HEIGHT = 96          # pixels per frame in the strip and the clip
+STRIP_FRAMES = 8     # frames shown per strip (of the clip's frames, evenly spaced)
+
+
+def pick(oof: pd.DataFrame, classes: list[str], n: int = 24) -> pd.DataFrame:
+    """The videos to show: most confidently wrong first, then per class the least confident right one
+    (at least a third of the places when there are enough, more when there are few errors)."""
+    probs = oof[classes].to_numpy(dtype=float)
+    ok = np.isfinite(probs).all(1) & oof["label"].isin(classes).to_numpy()
+    probs, rows = probs[ok], oof[ok].reset_index(drop=True)
+    y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    pred = probs.argmax(1)
+    table = pd.DataFrame({"video_id": rows["video_id"].astype(str), "fold": rows["fold"], "label": rows["label"],
+                          "pred": [classes[i] for i in pred], "p_true": probs[np.arange(len(y)), y],
+                          "p_pred": probs.max(1), "wrong": pred != y})
+    wrong = table[table["wrong"]].sort_values("p_pred", ascending=False, kind="stable")
+    right = table[~table["wrong"]].sort_values("p_true", kind="stable").groupby("label", sort=False).head(1)
+    n_right = min(len(right), max(n - len(wrong), n // 3))
+    return pd.concat([wrong.head(n - n_right), right.head(n_right)]).reset_index(drop=True)
+
+
+def clip_frames(row: dict, num_frames: int, frame_stride: int, pad_mode: str) -> np.ndarray:
+    """The centre clip the evaluation samples, (T, HEIGHT, W, 3) uint8 with the video's aspect ratio."""
+    indices = make_sampler("multi", num_frames, frame_stride, 1, pad_mode)(int(row["n_frames"]), 0)
+    frames = read_clip(row, indices, HEIGHT)
+    width = max(1, round(frames.shape[2] * HEIGHT / frames.shape[1]))
+    return np.stack([cv2.resize(np.ascontiguousarray(f), (width, HEIGHT), interpolation=cv2.INTER_AREA)
+                     for f in frames])
+
+
+def caption(r) -> str:
+    return (f"{r.video_id} (fold {r.fold}): true {r.label} p={r.p_true:.2f}, "
+            f"predicted {r.pred} p={r.p_pred:.2f}")
+
+
+def write_png(picks: pd.DataFrame, clips: list, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(picks), 1, figsize=(12, 1.45 * len(picks)), squeeze=False)
+    for ax, r, clip in zip(axes[:, 0], picks.itertuples(), clips):
+        ax.axis("off")
+        ax.set_title(caption(r), fontsize=8, loc="left", color="tab:red" if r.wrong else "tab:green")
+        if clip is None:
+            ax.text(0.5, 0.5, "media unreadable", ha="center", va="center", transform=ax.transAxes)
+            continue
+        shown = clip[np.unique(np.linspace(0, len(clip) - 1, min(STRIP_FRAMES, len(clip))).round().astype(int))]
+        ax.imshow(np.concatenate(list(shown), axis=1))
+    fig.suptitle("out-of-fold errors (red: most confidently wrong; green: per class the least confident right)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def gif(clip: np.ndarray, fps: float = 8.0) -> str:
+    """An animated GIF of the clip, base64 for an <img> data URL."""
+    from PIL import Image
+    frames = [Image.fromarray(f) for f in clip]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def write_html(picks: pd.DataFrame, clips: list, path: Path, title: str) -> None:
+    cells = []
+    for r, clip in zip(picks.itertuples(), clips):
+        media = f'<img src="data:image/gif;base64,{gif(clip)}">' if clip is not None else "<i>media unreadable</i>"
+        color = "#c0392b" if r.wrong else "#27ae60"
+        cells.append(f'<div class="v">{media}<p style="color:{color}">{html.escape(caption(r))}</p></div>')
+    path.write_text(f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif}} .v{{display:inline-block;margin:6px;width:260px;vertical-align:top}}
+.v img{{max-width:256px}} .v p{{font-size:12px;margin:2px}}</style>
+<h2>{html.escape(title)}</h2><p>Red: most confidently wrong. Green: per class, the least confident right one.</p>
+{"".join(cells)}
+""")
+
+
+def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, num_frames: int, cfg: Config,
+                  out: Path, n: int = 24) -> tuple[Path, Path]:
+    """errors.png and errors.html in `out`, from the OOF table and the training index `table` (media rows)."""
+    picks = pick(oof, classes, n)
+    if picks.empty:
+        raise VidkitError(f"{out}: no out-of-fold predictions to show")
+    rows = table.set_index(table["video_id"].astype(str))
+    clips = []
+    for video_id in picks["video_id"]:
+        try:
+            clips.append(clip_frames(rows.loc[video_id].to_dict(), num_frames, cfg.frame_stride, cfg.pad_mode))
+        except Exception as e:  # noqa: BLE001 - a decoder failure: shown as unreadable, logged
+            log.warning("gallery: %s cannot be read (%s)", video_id, str(e).splitlines()[0] if str(e) else e)
+            clips.append(None)
+    png, page = out / "errors.png", out / "errors.html"
+    write_png(picks, clips, png)
+    write_html(picks, clips, page, f"{out.name}: out-of-fold errors")
+    return png, page
+
+
+def run_gallery(run: str | Path, n: int = 24) -> tuple[Path, Path]:
+    """`vidkit gallery run=RUN [n=24]`: the gallery of a cross-validated run folder."""
+    run = Path(run)
+    for name in ("config.yaml", "run.json", "oof.csv"):
+        if not (run / name).is_file():
+            raise VidkitError(f"{run}: no {name}; cross-validate it first (`make cv`)")
+    cfg = apply(Config(), read_yaml(run / "config.yaml"), where=f"{run / 'config.yaml'}: ")
+    info = json.loads((run / "run.json").read_text())
+    oof = pd.read_csv(run / "oof.csv", dtype={"video_id": str, "label": str})
+    table = index_train(load_competition(cfg.comp))
+    paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run, n)
+    for p in paths:
+        print(p)
+    return paths
