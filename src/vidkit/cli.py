@@ -68,6 +68,17 @@ def cmd_gallery(positional, kv):
     run_gallery(kv["run"], _number(kv, "n", int) or 24)
 
 
+def cmd_explain(positional, kv):
+    _only("explain", positional, kv, ("run", "video", "class", "fold", "out"))
+    for key in ("run", "video"):
+        if key not in kv:
+            raise VidkitError(f"explain: {key}= is required")
+    from vidkit.explain import explain_video
+    path, _, method = explain_video(kv["run"], kv["video"], kv.get("class"), _number(kv, "fold", int) or 0,
+                                    kv.get("out"))
+    print(f"{method}: {path}")
+
+
 def _number(kv, key: str, tp):
     from vidkit.config import _coerce
     return _coerce(tp, kv[key], key) if kv.get(key) else None
@@ -197,6 +208,8 @@ VERBS = {
                "run=RUN format=torchscript|onnx fold=0 out=DIR atol=1e-4"),
     "gallery": (cmd_gallery, "errors.png + errors.html: the most confidently wrong out-of-fold videos of a run",
                 "run=RUN n=24"),
+    "explain": (cmd_explain, "saliency over the sampled frames of one video: attention rollout (transformers), "
+                "Grad-CAM (CNNs); a PNG", "run=RUN video=PATH class=NAME fold=0 out=<run>/explain/<id>.png"),
     "validate": (cmd_validate, "check a submission against the sample: validate SUB sample=SAMPLE", "sample=... id_column=id"),
     "frames": (cmd_frames, "extract frame folders from raw videos", "videos=DIR out=DIR [fps=F] [size=S]"),
     "cache": (cmd_cache, "decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=...",
