@@ -206,7 +206,7 @@ def load_fold_model(run: Path, fold: int = 0):
     from safetensors.torch import load_file
 
     from vidkit.infer import load_run
-    from vidkit.train import build_model
+    from vidkit.runtime import build_model
     cfg, classes, _ = load_run(run)
     weights = next((p for p in (run / f"fold{fold}" / "model.safetensors", run / "full" / "model.safetensors")
                     if p.is_file()), None)
