@@ -6,7 +6,9 @@ import pytest
 from vidkit.demo import make_demo
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout (/work/main), or beside the worktrees' folder (/work/wt/<name>)
+SHARED = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" for i in (2, 3)) if p.is_dir()),
+              Path(__file__).resolve().parents[2] / "shared" / "data")
 TINY = ["num_frames=4", "image_size=32", "model_args.width=8", "batch_size=8", "num_workers=0", "tta_clips=2"]
 
 

@@ -74,9 +74,16 @@ def cmd_explain(positional, kv):
         if key not in kv:
             raise VidkitError(f"explain: {key}= is required")
     from vidkit.explain import explain_video
-    path, _, method = explain_video(kv["run"], kv["video"], kv.get("class"), _number(kv, "fold", int) or 0,
+    path, _, method, _ = explain_video(kv["run"], kv["video"], kv.get("class"), _number(kv, "fold", int) or 0,
                                     kv.get("out"))
     print(f"{method}: {path}")
+
+
+def cmd_app(positional, kv):
+    _only("app", positional, kv, ("run", "runs", "port", "host", "topk"))
+    from vidkit.app import run_app
+    runs = [r for r in kv.get("run", kv.get("runs", "")).split(",") if r]
+    run_app(runs, _number(kv, "port", int) or 7860, kv.get("host") or "127.0.0.1", _number(kv, "topk", int) or 5)
 
 
 def _number(kv, key: str, tp):
@@ -210,6 +217,8 @@ VERBS = {
                 "run=RUN n=24"),
     "explain": (cmd_explain, "saliency over the sampled frames of one video: attention rollout (transformers), "
                 "Grad-CAM (CNNs); a PNG", "run=RUN video=PATH class=NAME fold=0 out=<run>/explain/<id>.png"),
+    "app": (cmd_app, "a local web demo (Gradio): upload or pick a video, see top classes, frames, saliency; "
+            "endpoint /predict", "run=RUN[,RUN2] port=7860 host=127.0.0.1 topk=5"),
     "validate": (cmd_validate, "check a submission against the sample: validate SUB sample=SAMPLE", "sample=... id_column=id"),
     "frames": (cmd_frames, "extract frame folders from raw videos", "videos=DIR out=DIR [fps=F] [size=S]"),
     "cache": (cmd_cache, "decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=...",

@@ -179,9 +179,9 @@ def render(frames: np.ndarray, maps: np.ndarray, top: list[tuple[str, float]], t
 
 
 def explain_video(run: str | Path, video: str | Path, class_name: str | None = None, fold: int = 0,
-                  out: str | Path | None = None, loaded: tuple | None = None) -> tuple[Path, np.ndarray, str]:
+                  out: str | Path | None = None, loaded: tuple | None = None):
     """`explain`: the saliency PNG of one video for one fold's checkpoint of a run (default
-    <run>/explain/<video id>.png); returns (png, maps, method). `loaded`: `load_fold_model`'s (the web demo)."""
+    <run>/explain/<video id>.png); returns (png, maps, method, frames). `loaded`: `load_fold_model`'s."""
     from vidkit.data.index import media_row
     run = Path(run)
     model, classes, cfg = loaded or load_fold_model(run, fold)
@@ -198,7 +198,7 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
     path = Path(out) if out else run / "explain" / f"{row['video_id']}.png"
     render(clip.numpy(), maps, top, f"{row['video_id']}: {method} for class {classes[target]} "
            f"(fold {fold}, p={float(probs[target]):.3f})", path)
-    return path, maps, method
+    return path, maps, method, clip.numpy()
 
 
 def load_fold_model(run: Path, fold: int = 0):
