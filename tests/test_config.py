@@ -26,10 +26,21 @@ def test_base_config_is_inherited():
     ("lr=fast", "lr: expected float"),
     ("mixed_precision=fp8", "mixed_precision: 'fp8' is not one of"),
     ("batch_size=0", "batch_size: must be >= 1"),
+    ("train_sampler=multi", "train_sampler: 'multi' is not one of random, uniform"),  # multi is TTA's
+    ("pad_mode=mirror", "pad_mode: 'mirror' is not one of repeat, loop"),
 ])
 def test_bad_overrides_name_the_key(arg, message):
     with pytest.raises(VidkitError, match=message):
         load_config("r3d18", parse_overrides([arg]))
+
+
+def test_a_registered_sampler_is_a_config_choice(monkeypatch):
+    from vidkit.data import make_sampler, sampling
+    def backwards(n_frames, clip, clip_index, rng):
+        return sampling.uniform_indices(n_frames, clip.num_frames, clip.pad_mode)[::-1]
+    monkeypatch.setitem(sampling.SAMPLERS, "backwards", sampling.Sampler(backwards, train=True))
+    cfg = load_config("r3d18", {"train_sampler": "backwards"})
+    assert make_sampler(cfg.train_sampler, 4)(8).tolist() == [7, 5, 3, 1]
 
 
 def test_contract_keys_always_work():

@@ -9,7 +9,7 @@ from vidkit.config import load_competition
 from vidkit.data import VideoDataset, eval_transform, index_test, index_train, make_sampler, train_transform
 from vidkit.data.frames import extract_tree
 from vidkit.data.media import list_frames, read_video
-from vidkit.data.sampling import multi_indices, random_indices, uniform_indices
+from vidkit.data.sampling import multi_indices, offset_indices, random_indices, uniform_indices
 from vidkit.errors import VidkitError
 from vidkit.models import InputSpec
 
@@ -122,6 +122,12 @@ def test_multi_sampler_spreads_clips():
     clips = [multi_indices(100, 8, 2, k, 3) for k in range(3)]
     assert clips[0][0] == 0 and clips[2][-1] == 99 and 40 <= clips[1][0] <= 45
     assert make_sampler("multi", 8, 2, 3)(100, 1).tolist() == clips[1].tolist()
+
+
+def test_offset_clips_start_at_their_frame_and_fit_short_videos():
+    assert offset_indices(100, 4, 2, 8, "repeat").tolist() == [8, 10, 12, 14]
+    assert offset_indices(10, 4, 4, 8, "repeat").tolist() == [0, 3, 6, 9]  # stride 4 -> 3, moved back to 0
+    assert offset_indices(3, 4, 2, 1, "loop").tolist() == [0, 1, 2, 0]
 
 
 def test_one_augmentation_draw_for_all_frames():

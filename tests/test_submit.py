@@ -47,6 +47,18 @@ def test_probability_submission_for_binary():
                           np.array([[0.9, 0.1], [0.3, 0.7]]), ["fake", "real"])
 
 
+def test_a_registered_format_is_a_competition_choice(tmp_path, sample, monkeypatch):
+    from vidkit import formats
+    from vidkit.config import load_competition
+    (tmp_path / "c.yaml").write_text("name: c\ntrain_dir: t\nsubmission: class_index\n")
+    with pytest.raises(VidkitError, match="submission: 'class_index' is not one of label, probability, probabilities, topk"):
+        load_competition(tmp_path / "c.yaml")
+    monkeypatch.setitem(formats.FORMATS, "class_index",
+                        lambda comp, sample, probs, classes, spec: {comp.target_column: probs.argmax(1)})
+    comp = load_competition(tmp_path / "c.yaml")
+    assert format_submission(comp, sample, _probs(), CLASSES)["label"].tolist() == [0, 1, 2]
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda s: s.iloc[:2], "1 ids missing, e.g. 'c'"),
     (lambda s: s.assign(label=[None, "dog", "eel"]), "NaN values in column 'label'"),

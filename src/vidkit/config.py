@@ -31,8 +31,8 @@ class Config:
     image_size: int | None = None
     resize_short: int | None = None         # short side before cropping; default image_size * 8/7
     frame_stride: int = 2                   # stride of the `random`/`multi` samplers
-    train_sampler: str = "random"           # random | uniform
-    pad_mode: str = "repeat"                # videos shorter than a clip: repeat last frame | loop
+    train_sampler: str = "random"           # random | uniform (vidkit.data.sampling.SAMPLERS)
+    pad_mode: str = "repeat"                # videos shorter than a clip: repeat last frame | loop (PAD_MODES)
     # augmentation (train only)
     crop_scale: float = 0.4                 # RandomResizedCrop min area fraction
     hflip: float = 0.5                      # set 0 for direction-sensitive classes
@@ -100,7 +100,7 @@ class Competition:
     sample_submission: str | None = None
     id_column: str = "id"
     target_column: str = "label"
-    submission: str = "label"               # label | probability | probabilities | topk
+    submission: str = "label"               # label | probability | probabilities | topk (vidkit.formats)
     positive_class: str | None = None
     metric: str = "accuracy"
     classes: list | None = None
@@ -249,8 +249,9 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 
 
 def _check_choices(cfg: Config):
-    choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": ("repeat", "loop"),
-               "train_sampler": ("random", "uniform"), "tta_reduce": ("mean", "logits"),
+    from vidkit.data.sampling import PAD_MODES, SAMPLERS  # the choices live next to their code
+    choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": tuple(PAD_MODES),
+               "train_sampler": tuple(k for k, s in SAMPLERS.items() if s.train), "tta_reduce": ("mean", "logits"),
                "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
                "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
                "resize_mode": ("short", "letterbox", "squash")}
@@ -268,8 +269,9 @@ def load_competition(path: str | Path) -> Competition:
     data = read_yaml(path)
     comp = apply(Competition(), data, where=f"{path}: ")
     comp.path = str(Path(path).resolve())
-    if comp.submission not in ("label", "probability", "probabilities", "topk"):
-        raise VidkitError(f"{path}: submission: {comp.submission!r} is not one of label, probability, probabilities, topk")
+    from vidkit.formats import FORMATS  # pandas: loaded only with a competition
+    if comp.submission not in FORMATS:
+        raise VidkitError(f"{path}: submission: {comp.submission!r} is not one of {', '.join(FORMATS)}")
     if not comp.train_dir and not comp.train_csv:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -14,83 +13,12 @@ import pandas as pd
 
 from vidkit.config import Competition, load_competition
 from vidkit.data import classes_of, index_test, index_train
-from vidkit.ensemble import calibrate, predict_labels
+from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
+from vidkit.formats import format_submission, is_confidence, topk_style
 from vidkit.infer import ensemble, estimate_s, fit_budget, measure_speed, resolve_members
 
 log = logging.getLogger(__name__)
-
-
-def format_submission(comp: Competition, sample: pd.DataFrame, probs: np.ndarray, classes: list[str],
-                      spec: dict | None = None) -> pd.DataFrame:
-    """`probs` rows follow the sample's ids; `spec` (ensemble.yaml) may hold a binary `threshold`."""
-    sub = pd.DataFrame({comp.id_column: sample[comp.id_column].to_numpy()})
-    if comp.submission == "label":
-        spec = spec or {}
-        labels = predict_labels(probs, {**spec, "positive_class": spec.get("positive_class") or comp.positive_class},
-                                classes)
-        sub[comp.target_column] = [classes[i] for i in labels]
-    elif comp.submission == "probability":
-        if comp.positive_class is None or str(comp.positive_class) not in classes:
-            raise VidkitError(f"positive_class: {comp.positive_class!r} must be one of {', '.join(classes)}")
-        sub[comp.target_column] = probs[:, classes.index(str(comp.positive_class))]
-    elif comp.submission == "probabilities":
-        for column, c in class_columns([c for c in sample.columns if c != comp.id_column], classes).items():
-            sub[column] = probs[:, classes.index(c)]
-    else:
-        k, pairs = topk_style(sample[comp.target_column], len(classes))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        sub[comp.target_column] = [" ".join(f"{classes[i]} {p[i]:.4f}" if pairs else classes[i] for i in row)
-                                   for row, p in zip(order, probs)]
-    missing = [c for c in sample.columns if c not in sub.columns]
-    if missing:
-        raise VidkitError(f"sample submission column {missing[0]!r} is neither the id nor {comp.target_column!r}; "
-                          f"check id_column/target_column/submission in the competition yaml")
-    return sub[list(sample.columns)]
-
-
-def _norm(name) -> str:
-    return re.sub(r"[\s_\-]+", "_", str(name).strip().lower())
-
-
-def class_columns(columns: list[str], classes: list[str]) -> dict[str, str]:
-    """Sample column -> class: exact names, else case/separator-insensitive, else after a shared prefix/suffix
-    (`prob_cat`, `cat_prob`)."""
-    by_norm = {_norm(c): c for c in classes}
-    prefix = os.path.commonprefix([_norm(c) for c in columns]) if len(columns) > 1 else ""
-    suffix = os.path.commonprefix([_norm(c)[::-1] for c in columns])[::-1] if len(columns) > 1 else ""
-    mapping = {}
-    for col in columns:
-        n = _norm(col)
-        trimmed = n[len(prefix):len(n) - len(suffix)] if len(n) > len(prefix) + len(suffix) else n
-        match = col if col in classes else by_norm.get(n) or by_norm.get(trimmed)
-        if match is None:
-            raise VidkitError(f"sample submission column {col!r} does not name a class "
-                              f"(classes: {', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})")
-        mapping[col] = match
-    if len(set(mapping.values())) < len(mapping):
-        raise VidkitError("sample submission: two columns name the same class")
-    left = [c for c in classes if c not in mapping.values()]
-    if left:
-        log.warning("%d classes have no column in the sample submission: %s", len(left), ", ".join(left[:5]))
-    return mapping
-
-
-def _is_conf(token: str) -> bool:
-    try:
-        return any(ch in token for ch in ".eE") and 0 <= float(token) <= 1
-    except ValueError:
-        return False
-
-
-def topk_style(column: pd.Series, n_classes: int) -> tuple[int, bool]:
-    """(k, pairs) as the sample's first row shows: "a b c" -> (3, False), "a 0.9 b 0.1" -> (2, True).
-    A first row with one label (a placeholder) means k = 5."""
-    first = str(column.iloc[0]) if len(column) and pd.notna(column.iloc[0]) else ""
-    tokens = first.split()
-    pairs = len(tokens) >= 2 and len(tokens) % 2 == 0 and all(_is_conf(t) for t in tokens[1::2])
-    k = len(tokens) // 2 if pairs else len(tokens)
-    return min(n_classes, k if k > 1 else 5), pairs
 
 
 def validate(sub: pd.DataFrame, sample: pd.DataFrame, id_column: str, source: str = "submission",
@@ -142,7 +70,7 @@ def _check_tokens(values: pd.Series, sample: pd.Series, classes: list[str] | Non
             continue
         tokens = value.split()
         labels = tokens[0::2] if pairs else tokens
-        if pairs and (len(tokens) % 2 or not all(_is_conf(t) for t in tokens[1::2])):
+        if pairs and (len(tokens) % 2 or not all(is_confidence(t) for t in tokens[1::2])):
             raise VidkitError(f"{where}: {value!r} is not \"label confidence\" pairs with confidences in [0, 1]")
         unknown = [t for t in labels if known is not None and t not in known]
         if unknown:

@@ -24,7 +24,7 @@ from vidkit.data import make_sampler, short_side
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.data.media import read_clip
-from vidkit.data.sampling import strided_indices
+from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
 from vidkit.errors import VidkitError
 
@@ -79,14 +79,6 @@ def tta_spec(cfg: Config, clips: int | None = None) -> TTASpec:
         raise VidkitError(f"tta_offsets: expected a list of frame numbers >= 0, got {offsets!r}")
     return TTASpec(clips or cfg.tta_clips, tuple(offsets) if offsets else None, cfg.tta_crops, cfg.tta_flip,
                    cfg.tta_reduce)
-
-
-def offset_indices(n_frames: int, num_frames: int, stride: int, offset: int, pad_mode: str) -> np.ndarray:
-    """A fixed-stride clip starting at frame `offset`, moved back (then strided tighter) to fit short videos."""
-    if num_frames > 1:
-        stride = max(1, min(stride, (n_frames - 1) // (num_frames - 1)))
-    start = min(offset, max(0, n_frames - ((num_frames - 1) * stride + 1)))
-    return strided_indices(n_frames, num_frames, stride, start, pad_mode)
 
 
 class CropAt(ClipTransform):
