@@ -17,6 +17,15 @@ TINY = {
     "r3d_18_inception": CNN3D,
     "videomae": VIT,
     "timesformer": VIT,
+    "vivit": dict(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, tubelet_size=[2, 16, 16]),
+    "vjepa2": dict(num_frames=4, image_size=32, hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
+                   num_pooler_layers=1, patch_size=16, pred_hidden_size=16, pred_num_hidden_layers=1,
+                   pred_num_attention_heads=2),
+    "videoprism": dict(num_frames=4, image_size=32, hidden_size=32, num_spatial_layers=1, num_temporal_layers=1,
+                       num_attention_heads=2, intermediate_size=64, tubelet_size=[1, 16, 16]),
+    "hf_video": dict(model_type="vivit", num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=64, tubelet_size=[2, 16, 16]),  # any model_type
     "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
 }
@@ -174,3 +183,108 @@ def test_sdpa_attention_equals_eager(name):
         assert not any(type(m).__name__ == "TimesformerSdpaAttention" for m in eager.modules())
     else:
         assert sdpa.hf.config._attn_implementation == "sdpa" and eager.hf.config._attn_implementation == "eager"
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["videomae", "timesformer", "vivit", "vjepa2", "videoprism"])
+def test_transformers_full_size_parameter_count_equals_the_library(name):
+    """Built without weights on the meta device: the wrapper adds and loses nothing but the resized head
+    (V-JEPA 2: less its JEPA predictor, which classification never runs)."""
+    from transformers import AutoModelForVideoClassification
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from vidkit.models.hf import FAMILIES
+    with torch.device("meta"):
+        ours = create_model(name, num_classes=400)
+        reference = AutoModelForVideoClassification.from_config(CONFIG_MAPPING[FAMILIES[name]](num_labels=400))
+    unused = _count(reference.vjepa2.predictor) if name == "vjepa2" else 0
+    assert _count(ours) == _count(reference) - unused > 50_000_000
+    assert ours.hf.classifier.out_features == 400
+
+
+HF_FAMILIES = {name: TINY[name] for name in ("vivit", "vjepa2", "videoprism")}
+
+
+@pytest.mark.parametrize("name", [*HF_FAMILIES, "hf_video"])
+def test_new_transformers_families_folder_round_trip(tmp_path, name):
+    """save_pretrained of random weights, loaded through pretrained=: equal tensors, the head resized, the input
+    spec from the checkpoint's config (frames, size) and its preprocessor file (mean/std)."""
+    from transformers import AutoModelForVideoClassification
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from vidkit.models.hf import FAMILIES, _keys
+    family = "vjepa2" if name == "hf_video" else name
+    args = {k: v for k, v in HF_FAMILIES[family].items() if k not in ("num_frames", "image_size")}
+    config = CONFIG_MAPPING[FAMILIES[family]](num_labels=10, **args)
+    frames_key, size_key = _keys(config)
+    setattr(config, frames_key, 4), setattr(config, size_key, 32)
+    source = AutoModelForVideoClassification.from_config(config)
+    source.save_pretrained(tmp_path / name)
+    (tmp_path / name / "preprocessor_config.json").write_text('{"image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.25, 0.3]}')
+    model = create_model(name, num_classes=3, pretrained=str(tmp_path / name))
+    got = model.hf.state_dict()
+    for key, value in source.state_dict().items():
+        if not key.startswith(("classifier", "vjepa2.predictor")):
+            assert torch.equal(got[key], value), key
+    assert got["classifier.weight"].shape[0] == 3 and not any(k.startswith("vjepa2.predictor") for k in got)
+    spec = model.input_spec
+    assert (spec.num_frames, spec.size, spec.layout) == (4, 32, "TCHW")
+    assert spec.mean == pytest.approx((0.4, 0.5, 0.6)) and spec.std == pytest.approx((0.2, 0.25, 0.3))
+    assert model(_clip(spec)).shape == (2, 3)
+
+
+def test_checkpoint_preprocessing_becomes_mean_std(tmp_path):
+    """ViViT's processor maps pixels to [-1, 1] (rescale 1/127.5, offset) and then normalises with 0.5/0.5:
+    the input spec's mean/std on [0, 1] pixels give the same numbers."""
+    from transformers import VivitConfig, VivitForVideoClassification
+    args = {k: v for k, v in TINY["vivit"].items() if k not in ("num_frames", "image_size")}
+    VivitForVideoClassification(VivitConfig(num_frames=4, image_size=32, **args)).save_pretrained(tmp_path / "v")
+    (tmp_path / "v" / "preprocessor_config.json").write_text(
+        '{"do_rescale": true, "rescale_factor": 0.00784313725490196, "offset": true, "do_normalize": true, '
+        '"image_mean": [0.5, 0.4, 0.3], "image_std": [0.5, 0.6, 0.7]}')
+    spec = create_model("vivit", num_classes=2, pretrained=str(tmp_path / "v")).input_spec
+    pixels = torch.tensor([0.0, 77.0, 255.0])
+    for c, (m, s) in enumerate(zip((0.5, 0.4, 0.3), (0.5, 0.6, 0.7))):
+        expected = (pixels / 127.5 - 1 - m) / s
+        assert torch.allclose((pixels / 255 - spec.mean[c]) / spec.std[c], expected, atol=1e-5)
+    no_file = create_model("videoprism", num_classes=2, **TINY["videoprism"]).input_spec
+    assert no_file.mean == (0.0,) * 3 and no_file.std == (1.0,) * 3  # VideoPrism takes [0, 1] pixels
+
+
+def test_transformers_frames_and_size_follow_the_checkpoint_where_they_can(tmp_path):
+    """V-JEPA 2 (RoPE) and VideoPrism (interpolated tables) run a checkpoint at other frames/sizes; ViViT's
+    learned table cannot, and says so."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers import AutoModelForVideoClassification
+
+    from vidkit.models.hf import FAMILIES, _keys
+    for name in HF_FAMILIES:
+        args = {k: v for k, v in HF_FAMILIES[name].items() if k not in ("num_frames", "image_size")}
+        config = CONFIG_MAPPING[FAMILIES[name]](num_labels=4, **args)
+        frames_key, size_key = _keys(config)
+        setattr(config, frames_key, 4), setattr(config, size_key, 32)
+        AutoModelForVideoClassification.from_config(config).save_pretrained(tmp_path / name)
+        if name == "vivit":
+            with pytest.raises(VidkitError, match="for 4 frames x 32 px; its learned position table"):
+                create_model(name, num_classes=2, pretrained=str(tmp_path / name), num_frames=8)
+            continue
+        model = create_model(name, num_classes=2, pretrained=str(tmp_path / name), num_frames=8, image_size=48)
+        assert (model.input_spec.num_frames, model.input_spec.size) == (8, 48)
+        assert model(_clip(model.input_spec)).shape == (2, 2)
+
+
+def test_transformers_attention_and_arguments():
+    """SDPA where transformers offers it; VideoPrism has none (eager); a config key that does not exist and
+    a folder-less hf_video without model_type are clear errors."""
+    assert create_model("vivit", num_classes=2, **TINY["vivit"]).hf.config._attn_implementation == "sdpa"
+    assert create_model("vjepa2", num_classes=2, **TINY["vjepa2"]).hf.config._attn_implementation == "sdpa"
+    assert create_model("videoprism", num_classes=2, **TINY["videoprism"]).hf.config._attn_implementation == "eager"
+    vjepa = create_model("vjepa2", num_classes=2, **TINY["vjepa2"])
+    assert vjepa.input_name == "pixel_values_videos" and vjepa.hf.config.frames_per_clip == 4
+    with pytest.raises(VidkitError, match=r"vivit \(VivitConfig\) does not take hiden_size"):
+        create_model("vivit", num_classes=2, hiden_size=8)
+    with pytest.raises(VidkitError, match="hf_video needs model_type= one of"):
+        create_model("hf_video", num_classes=2)
