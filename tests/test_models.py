@@ -11,6 +11,19 @@ from vidkit.models import create_model, list_models
 CNN3D = dict(num_frames=4, image_size=32, width=8, layers=(1, 1, 1, 1))
 VIT = dict(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
            intermediate_size=64, patch_size=16)
+MVIT_BLOCKS = [dict(num_heads=1, input_channels=16, output_channels=16, kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
+                   stride_q=[1, 1, 1], stride_kv=[1, 2, 2]),
+               dict(num_heads=2, input_channels=16, output_channels=32, kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
+                    stride_q=[1, 2, 2], stride_kv=[1, 1, 1])]
+MVIT1 = dict(num_frames=4, image_size=32, arch=dict(block_setting=MVIT_BLOCKS, residual_pool=False,
+                                                    residual_with_cls_embed=True, rel_pos_embed=False,
+                                                    proj_after_attn=False))
+MVIT2 = dict(num_frames=4, image_size=32, arch=dict(block_setting=MVIT_BLOCKS, residual_pool=True,
+                                                    residual_with_cls_embed=False, rel_pos_embed=True,
+                                                    proj_after_attn=True))
+SWIN = dict(num_frames=4, image_size=32, arch=dict(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1, 1, 1],
+                                                   num_heads=[1, 1, 1, 1], window_size=[2, 4, 4]))
+TV_ZOO = ["s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b"]
 TINY = {
     "r3d_18": CNN3D, "mc3_18": CNN3D, "r2plus1d_18": CNN3D,
     "r3d_18_late_fusion": {**CNN3D, "segments": 2},
@@ -26,6 +39,8 @@ TINY = {
                        num_attention_heads=2, intermediate_size=64, tubelet_size=[1, 16, 16]),
     "hf_video": dict(model_type="vivit", num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=1,
                      num_attention_heads=2, intermediate_size=64, tubelet_size=[2, 16, 16]),  # any model_type
+    "s3d": dict(num_frames=8, image_size=32),  # torchvision's S3D has no width knob: full width, tiny clip
+    "mvit_v1_b": MVIT1, "mvit_v2_s": MVIT2, "swin3d_t": SWIN, "swin3d_s": SWIN, "swin3d_b": SWIN,
     "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
 }
@@ -288,3 +303,37 @@ def test_transformers_attention_and_arguments():
         create_model("vivit", num_classes=2, hiden_size=8)
     with pytest.raises(VidkitError, match="hf_video needs model_type= one of"):
         create_model("hf_video", num_classes=2)
+
+
+@pytest.mark.parametrize("name", TV_ZOO)
+def test_torchvision_zoo_full_size_parameter_count_and_spec_from_the_weights_metadata(name):
+    """Built without weights on the meta device: as many parameters as torchvision's weights say; frames, size
+    and mean/std are those of the weights' transforms and docs (nothing downloaded)."""
+    from torchvision.models import get_model_weights
+    weights = get_model_weights(name).DEFAULT
+    with torch.device("meta"):
+        model = create_model(name, num_classes=400)
+    assert _count(model) == weights.meta["num_params"]
+    spec, transforms = model.input_spec, weights.transforms()
+    assert spec.size == transforms.crop_size[0] == 224 and spec.layout == "CTHW"
+    assert spec.mean == tuple(transforms.mean) and spec.std == tuple(transforms.std)
+    assert f"clip_len={spec.num_frames}" in weights.meta["_docs"]
+
+
+@pytest.mark.parametrize("name", ["s3d", "mvit_v2_s", "swin3d_t"])
+def test_torchvision_zoo_state_dict_round_trip(tmp_path, name, caplog):
+    source = create_model(name, num_classes=400, **TINY[name])
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    model = create_model(name, num_classes=7, pretrained=str(tmp_path / "w.pth"), **TINY[name])
+    own, head = model.state_dict(), model.classifier_name
+    for key, value in source.state_dict().items():
+        if not key.startswith(head + "."):
+            assert torch.equal(own[key], value), key
+    assert "shape mismatch" in caplog.text and f"{head}." in caplog.text  # the resized head is reported
+    assert model(_clip(model.input_spec)).shape == (2, 7)
+
+
+def test_mvit_clip_is_fixed_by_its_position_tables():
+    with pytest.raises(VidkitError, match=r"mvit_v2_s runs at 16 frames x 224 px only \(asked for num_frames=8"):
+        with torch.device("meta"):
+            create_model("mvit_v2_s", num_classes=2, num_frames=8)
