@@ -41,6 +41,9 @@ TINY = {
                      num_attention_heads=2, intermediate_size=64, tubelet_size=[2, 16, 16]),  # any model_type
     "s3d": dict(num_frames=8, image_size=32),  # torchvision's S3D has no width knob: full width, tiny clip
     "mvit_v1_b": MVIT1, "mvit_v2_s": MVIT2, "swin3d_t": SWIN, "swin3d_s": SWIN, "swin3d_b": SWIN,
+    "i3d_r50": dict(num_frames=4, image_size=32, backbone="test_resnet"),
+    "stack2d3d": dict(num_frames=4, image_size=32, backbone="test_resnet", stack=2, head_channels=16, head_blocks=1),
+    "tsm": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
 }
@@ -121,7 +124,7 @@ def test_torchvision_full_width_names_match_torchvision():
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
 
 
-@pytest.mark.parametrize("name", ["tsn", "cnn_rnn"])
+@pytest.mark.parametrize("name", ["tsn", "cnn_rnn", "tsm"])
 def test_timm_backbone_round_trip(tmp_path, name, caplog):
     source = timm.create_model("test_resnet", num_classes=1000)
     save_file(source.state_dict(), str(tmp_path / "test_resnet.safetensors"))
@@ -337,3 +340,91 @@ def test_mvit_clip_is_fixed_by_its_position_tables():
     with pytest.raises(VidkitError, match=r"mvit_v2_s runs at 16 frames x 224 px only \(asked for num_frames=8"):
         with torch.device("meta"):
             create_model("mvit_v2_s", num_classes=2, num_frames=8)
+
+
+def _random_2d(name: str, num_classes: int):
+    """A timm 2D CNN in eval mode with every tensor random (BN statistics too, residual branches not zeroed)."""
+    net = timm.create_model(name, num_classes=num_classes, zero_init_last=False).eval()
+    with torch.no_grad():
+        for key, value in net.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(torch.rand_like(value) + 0.5 if "running_var" in key or key.endswith("bn1.weight")
+                            else torch.randn_like(value) * 0.1 if "running_mean" in key else value)
+    return net
+
+
+def test_i3d_center_inflation_of_identical_frames_gives_the_2d_logits(tmp_path):
+    """The inflation property: `inflate: center` with the 2D checkpoint's own head; a clip of one repeated
+    frame gives the 2D model's logits on that frame."""
+    torch.manual_seed(0)
+    net = _random_2d("test_resnet", 10)
+    save_file(net.state_dict(), str(tmp_path / "2d.safetensors"))
+    model = create_model("i3d_r50", num_classes=10, pretrained=str(tmp_path / "2d.safetensors"), inflate="center",
+                         **TINY["i3d_r50"]).eval()
+    frame = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = net(frame), model(frame.unsqueeze(2).repeat(1, 1, 4, 1, 1))
+    assert expected.std() > 0.1 and torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    with torch.no_grad():  # and time matters: a moving clip is not its frames' average
+        moving = model(torch.randn(2, 3, 4, 32, 32))
+    assert moving.shape == (2, 10)
+    with pytest.raises(VidkitError, match="inflate 'edge' is not one of mean, center"):
+        create_model("i3d_r50", num_classes=2, inflate="edge", **TINY["i3d_r50"])
+
+
+def test_i3d_inflates_a_real_resnet50_state_dict(tmp_path, caplog):
+    """torchvision's resnet50 names and shapes: every tensor lands, each kernel inflated over its time kernel
+    (`mean`: the 2D kernel summed over time), the stem spans 5 frames, every other block's first conv 3."""
+    import logging
+    import torchvision
+    from vidkit.models.inflate import inflate_state_dict
+    state = torchvision.models.resnet50().state_dict()
+    torch.save(state, tmp_path / "resnet50.pth")
+    caplog.set_level(logging.INFO)
+    model = create_model("i3d_r50", num_classes=1000, pretrained=str(tmp_path / "resnet50.pth"))
+    assert f"loaded {len(state)}/{len(state)} tensors" in caplog.text and "mismatch" not in caplog.text
+    own = model.state_dict()
+    assert own["conv1.weight"].shape == (64, 3, 5, 7, 7)
+    assert own["layer1.0.conv1.weight"].shape == (64, 64, 3, 1, 1) and own["layer1.1.conv1.weight"].shape[2] == 1
+    assert own["layer3.0.conv2.weight"].shape == (256, 256, 1, 3, 3)
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer4.2.conv3.weight"):
+        assert torch.allclose(own[key].sum(2) if own[key].ndim == 5 else own[key], state[key], atol=1e-6), key
+    center = inflate_state_dict({"conv1.weight": state["conv1.weight"]}, own, "center")["conv1.weight"]
+    assert torch.equal(center[:, :, 2], state["conv1.weight"]) and not center[:, :, [0, 1, 3, 4]].any()
+    assert model.input_spec.layout == "CTHW" and model.input_spec.num_frames == 8
+
+
+def test_stack2d3d_folds_neighbouring_frames_and_adapts_pretrained_first_conv(tmp_path):
+    from timm.models import adapt_input_conv
+    source = timm.create_model("test_resnet", num_classes=1000)
+    save_file(source.state_dict(), str(tmp_path / "r.safetensors"))
+    model = create_model("stack2d3d", num_classes=4, pretrained=str(tmp_path / "r.safetensors"), **TINY["stack2d3d"])
+    got = model.backbone.state_dict()
+    assert got["conv1.0.weight"].shape[1] == 6  # 2 RGB frames per stack
+    assert torch.allclose(got["conv1.0.weight"], adapt_input_conv(6, source.state_dict()["conv1.0.weight"]))
+    assert torch.equal(got["layer4.0.conv2.weight"], source.state_dict()["layer4.0.conv2.weight"])
+    gray = create_model("stack2d3d", num_classes=4, **{**TINY["stack2d3d"], "grayscale": True})
+    assert gray.backbone.state_dict()["conv1.0.weight"].shape[1] == 2 and gray(_clip(gray.input_spec)).shape == (2, 4)
+    with pytest.raises(VidkitError, match="num_frames=5 is not a multiple of stack=2"):
+        create_model("stack2d3d", num_classes=4, **{**TINY["stack2d3d"], "num_frames": 5})
+
+
+def test_temporal_shift_moves_channels_one_frame_each_way():
+    from vidkit.models.frame2d import temporal_shift
+    x = torch.arange(1, 4.0).view(1, 3, 1, 1, 1).repeat(1, 1, 4, 1, 1).view(3, 4, 1, 1)  # frames 1, 2, 3
+    shifted = temporal_shift(x, segments=3, fold_div=4).view(3, 4)
+    assert shifted[:, 0].tolist() == [2, 3, 0] and shifted[:, 1].tolist() == [0, 1, 2]  # from t+1, from t-1
+    assert shifted[:, 2:].tolist() == x.view(3, 4)[:, 2:].tolist()
+
+
+def test_tsm_sees_frame_order_and_tsn_does_not():
+    torch.manual_seed(0)
+    clip = torch.randn(1, 3, 3, 32, 32)
+    for name, order_matters in (("tsm", True), ("tsn", False)):
+        model = create_model(name, num_classes=3, **TINY[name]).eval()
+        with torch.no_grad():
+            for module in model.modules():  # timm zero-initialises each residual branch's last norm
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.weight.uniform_(0.5, 1.5)
+            same = torch.allclose(model(clip), model(clip.flip(1)), atol=1e-5)
+        assert same is not order_matters, name

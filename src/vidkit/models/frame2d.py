@@ -24,13 +24,18 @@ class GridPooled(nn.Module):
         return self.pool(self.trunk.forward_features(x)).flatten(1)
 
 
+def timm_architecture(name: str, **kwargs) -> nn.Module:
+    """A timm model, randomly initialised (weights are always local files)."""
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except (RuntimeError, TypeError) as e:
+        raise VidkitError(f"model_args: backbone {name!r}: {e}") from None
+
+
 def timm_backbone(name: str, pretrained: str | None, model_name: str, drop_path_rate: float = 0.0,
                   pool_grid: int = 1) -> nn.Module:
     """A timm model without its classifier (forward gives pooled features); local weights only."""
-    try:
-        backbone = timm.create_model(name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
-    except RuntimeError as e:
-        raise VidkitError(f"model_args: backbone {name!r}: {e}") from None
+    backbone = timm_architecture(name, num_classes=0, drop_path_rate=drop_path_rate)
     if pretrained:
         path = require_path(pretrained, model_name, f"a timm {name} checkpoint (.safetensors or .pth)")
         load_matching(backbone, read_state_dict(path), str(path))
@@ -94,5 +99,67 @@ def cnn_rnn(num_classes: int, pretrained: str | None = None, num_frames: int | N
     net = timm_backbone(backbone, pretrained, "cnn_rnn", drop_path_rate, pool_grid)
     model = CnnRnn(net, num_classes, hidden, rnn_layers, dropout)
     model.input_spec = _spec(net, num_frames, image_size, 16, 144)
+    model.classifier_name = "fc"
+    return model
+
+
+def temporal_shift(x: torch.Tensor, segments: int, fold_div: int) -> torch.Tensor:
+    """TSM (Lin et al., 2019): of (B*T, C, H, W) features, 1/fold_div of the channels move one frame back in
+    time, 1/fold_div one frame forward (zeros at the ends), the rest stay."""
+    bt, c, h, w = x.shape
+    x = x.view(bt // segments, segments, c, h, w)
+    fold = c // fold_div
+    zeros = x.new_zeros(x.shape[0], 1, fold, h, w)
+    back = torch.cat([x[:, 1:, :fold], zeros], 1)             # frame t sees t + 1
+    forward = torch.cat([zeros, x[:, :-1, fold:2 * fold]], 1)  # frame t sees t - 1
+    return torch.cat([back, forward, x[:, :, 2 * fold:]], 2).view(bt, c, h, w)
+
+
+class ShiftedConv2d(nn.Conv2d):
+    """A residual block's first conv with a temporal shift before it (TSM's residual shift); same parameters and
+    state_dict keys as the Conv2d it replaces, so 2D checkpoints load unchanged."""
+    segments, fold_div = 8, 8
+
+    def forward(self, x):
+        return super().forward(temporal_shift(x, self.segments, self.fold_div))
+
+
+def insert_shifts(backbone: nn.Module, fold_div: int) -> list[ShiftedConv2d]:
+    """Shift before the first conv of every residual block (timm ResNet `conv1`, ConvNeXt `conv_dw`, ...)."""
+    shifted = []
+    for module in backbone.modules():
+        if module is backbone or not type(module).__name__.endswith(("Block", "Bottleneck")):
+            continue
+        conv = next((m for m in module.children() if type(m) is nn.Conv2d), None)
+        if conv is not None:
+            conv.__class__, conv.fold_div = ShiftedConv2d, fold_div
+            shifted.append(conv)
+    if not shifted:
+        raise VidkitError(f"model_args: tsm found no residual blocks in {type(backbone).__name__}")
+    return shifted
+
+
+class TSM(TSN):
+    """TSN with temporal shifts inside the backbone: per-frame logits, average consensus."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float, fold_div: int):
+        super().__init__(backbone, num_classes, dropout)
+        self.shifted = insert_shifts(backbone, fold_div)
+
+    def forward(self, x):  # (B, T, C, H, W)
+        for conv in self.shifted:
+            conv.segments = x.shape[1]
+        return super().forward(x)
+
+
+@register_model
+def tsm(num_classes: int, pretrained: str | None = None, num_frames: int | None = None,
+        image_size: int | None = None, backbone: str = "resnet50", fold_div: int = 8, dropout: float = 0.5,
+        drop_path_rate: float = 0.0):
+    """TSM: a timm ResNet/ConvNeXt-style backbone per frame with 1/fold_div of the channels shifted one frame
+    each way in every residual block, average consensus (8 frames at 224 px); `pretrained`: its timm weights."""
+    net = timm_backbone(backbone, pretrained, "tsm", drop_path_rate)
+    model = TSM(net, num_classes, dropout, fold_div)
+    model.input_spec = _spec(net, num_frames, image_size, 8, 224)
     model.classifier_name = "fc"
     return model
