@@ -1,4 +1,5 @@
 """Drive the CLI as a user would (subprocesses), and check the files CONTRACT.md lists."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -71,3 +72,58 @@ def test_help_and_not_yet_verbs():
     assert "dry_run=true" in vidkit("kernel", "--help").stdout  # every verb is implemented now
     proc = vidkit("nosuchverb", check=False)
     assert proc.returncode == 2 and "unknown verb 'nosuchverb'" in proc.stderr
+
+
+def test_every_declared_key_is_in_its_help_and_parsed(capsys):
+    from vidkit import cli
+    for name, cls in cli.VERBS.items():
+        assert cli.main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert cls.__doc__.split()[0] in text
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("config"):
+                assert "epochs=10" in text and "mixed_precision=no" in text  # any Config key, with its default
+            elif not f.metadata.get("positional"):
+                assert f"  {cli.key_name(f)}=" in text and f.metadata["help"] in text, (name, f.name)
+    submit = cli.parse("submit", ["runs=a,b", "tta_clips=2", "scale=1.5"])
+    assert (submit.runs, submit.tta_clips, submit.scale, submit.out) == ("a,b", 2, 1.5, "submissions/submission.csv")
+    assert cli.split_runs("a b,c") == ["a", "b", "c"] and cli.split_runs(None) is None
+    train = cli.parse("train", ["r3d18_demo", "epochs=3", "model_args.width=8"])
+    assert train.config == "r3d18_demo" and train.load().epochs == 3 and train.load().model_args["width"] == 8
+
+
+def test_verb_key_errors_are_the_config_errors(capsys):
+    from vidkit import cli
+    cases = [(["frames", "videos=a", "out=b", "fps=fast"], "frames: fps: expected float, got 'fast'"),
+             (["check", "num_frames=2.5"], "check: num_frames: expected int, got '2.5'"),
+             (["report", "comp=x.yaml", "colour=red"], "report: unknown key 'colour' (known: comp, runs, out)"),
+             (["kernel", "private=maybe"], "kernel: private: expected bool, got 'maybe'"),
+             (["folds", "extra"], "folds: takes only key=value arguments, got 'extra'"),
+             (["validate", "a.csv", "b.csv"], "expected one submission, got ['a.csv', 'b.csv']"),
+             (["frames", "out=b"], "frames: videos=DIR is required"),
+             (["cv", "r3d18_demo", "epochz=1"], "unknown key 'epochz'")]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
+
+
+def test_a_new_verb_is_one_declaration(capsys, monkeypatch):
+    from vidkit import cli
+    monkeypatch.setattr(cli, "VERBS", dict(cli.VERBS))  # the registration below is undone after the test
+
+    @cli.verb("hello")
+    class Hello:
+        """greet someone"""
+        who: str = cli.key(cli.REQUIRED, "whom to greet", "NAME")
+        times: int = cli.key(1, "how often")
+
+        def main(self):
+            print(" ".join(["hello " + self.who] * self.times))
+            return 3
+
+    assert cli.main(["hello", "who=ann", "times=2"]) == 3
+    assert capsys.readouterr().out.strip() == "hello ann hello ann"
+    assert cli.main(["--help"]) == 0 and "hello     greet someone" in capsys.readouterr().out
+    assert cli.main(["hello", "--help"]) == 0 and "times=1" in capsys.readouterr().out
+    assert cli.main(["hello", "times=2"]) == 2 and "hello: who=NAME is required" in capsys.readouterr().err

@@ -1,254 +1,430 @@
-"""`python -m vidkit <verb> [config] key=value ...`: the verbs of CONTRACT.md."""
+"""`python -m vidkit <verb> [arg] key=value ...`: the verbs of the outside contract (README.md).
+
+Each verb is declared once, as a dataclass registered with `@verb(name)`: its docstring is the one-line help,
+each field is a key (type, default and help in one `key(...)` line), and `main()` does the work, importing what
+it needs inside (verbs that need no model never import torch). `config.apply` fills the fields, so a wrongly
+typed value (or an unknown key) is the same one-line error as a config override; `--help` is printed from the same
+declaration. A verb with a `config_keys()` field (train, cv, cache) passes every other key to its training config.
+A field named like a Python keyword takes a trailing `_` (`class_` is the key `class`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
+import re
 import sys
 import time
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidkit.config import Config, load_config, parse_overrides
+from vidkit.config import DEFAULT_COMP, Config, apply, load_config, parse_overrides
 from vidkit.errors import VidkitError
 
-log = logging.getLogger("vidkit")
-CONFIG_KEYS = ", ".join(f.name for f in dataclasses.fields(Config))
+REQUIRED = object()  # the default of a key the user must give
+VERBS: dict[str, type] = {}
 
 
-def cmd_train(positional, kv):
-    from vidkit.cv import run_train
-    run_train(load_config(_one(positional, "config"), kv))
+def verb(name: str):
+    """Register a verb class (made a dataclass here) under `name`."""
+    def register(cls):
+        VERBS[name] = dataclass(cls)
+        return VERBS[name]
+    return register
 
 
-def cmd_cv(positional, kv):
-    from vidkit.cv import run_cv
-    run_cv(load_config(_one(positional, "config"), kv))
+def key(default=None, help: str = "", metavar: str | None = None, positional: bool = False):
+    """One key of a verb: its default (`REQUIRED` for a must-give), one line of help, and how `--help` shows its
+    value; `positional=True`: the verb's one bare argument (`validate SUB`) instead of `name=value`."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "positional": positional})
 
 
-def cmd_folds(positional, kv):
-    from vidkit.config import load_competition
-    from vidkit.data import index_train
-    from vidkit.folds import folds_path, load_or_make_folds
-    comp = load_competition(kv.get("comp", "competition/demo.yaml"))
-    folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds)
-    print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
-    print(folds_path(comp.path))
+def config_keys():
+    """A verb field that collects every other key=value as training-config overrides (checked by `load_config`)."""
+    return field(default_factory=dict, metadata={"config": True})
 
 
-def cmd_submit(positional, kv):
-    from vidkit.submit import run_submit
-    _only("submit", positional, kv, ("comp", "runs", "out", "tta_clips", "budget", "scale"))
-    run_submit(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("out", "submissions/submission.csv"),
-               _number(kv, "tta_clips", int), kv.get("budget"), _number(kv, "scale", float) or 1.0)
+def comp_key():
+    return key(DEFAULT_COMP, "the competition yaml")
 
 
-def cmd_predict(positional, kv):
-    _only("predict", positional, kv, ("run", "runs", "video", "topk", "tta_clips"))
-    if "video" not in kv:
-        raise VidkitError("predict: video=VIDEO_FILE_OR_FRAME_DIR is required")
-    from vidkit.predict import run_predict
-    runs = [r for r in kv.get("run", kv.get("runs", "")).split(",") if r]
-    run_predict(runs, kv["video"], _number(kv, "topk", int) or 5, _number(kv, "tta_clips", int))
+def runs_key(default: str):
+    return key(None, f"run folders, comma-separated (default: {default})", "A,B")
 
 
-def cmd_export(positional, kv):
-    _only("export", positional, kv, ("run", "format", "fold", "out", "atol"))
-    if "run" not in kv:
-        raise VidkitError("export: run=RUN_DIR is required")
-    from vidkit.export import run_export
-    run_export(kv["run"], kv.get("format", "torchscript"), _number(kv, "fold", int), kv.get("out"),
-               _number(kv, "atol", float) or 1e-4)
+def split_runs(runs: str | None) -> list[str] | None:
+    """`runs=A,B` (or space-separated, as `make RUNS="A B"` passes them) as a list; None when not given."""
+    return [r for r in (runs or "").replace(" ", ",").split(",") if r] or None
 
 
-def cmd_gallery(positional, kv):
-    _only("gallery", positional, kv, ("run", "n"))
-    if "run" not in kv:
-        raise VidkitError("gallery: run=RUN_DIR is required")
-    from vidkit.gallery import run_gallery
-    run_gallery(kv["run"], _number(kv, "n", int) or 24)
+# ---------------------------------------------------------------- the verbs
+
+@verb("demo")
+class Demo:
+    """build the demo competition, cross-validate two small models, ensemble, submit"""
+    comp: str = key(DEFAULT_COMP, "the demo competition yaml (written when missing)")
+    data: str = key("data/demo", "the demo data folder")
+    models: str = key("r3d18_demo,videomae_demo", "configs to cross-validate, comma-separated")
+    out: str = key("submissions/submission.csv", "the submission file")
+
+    def main(self):
+        from vidkit.cv import run_cv
+        from vidkit.demo import make_demo, test_accuracy
+        from vidkit.ensemble import run_ensemble
+        from vidkit.submit import run_submit
+        start = time.time()
+        comp, data = Path(self.comp), Path(self.data)
+        if not (data / "sample_submission.csv").is_file() or not comp.is_file():
+            make_demo(data, comp)
+            print(f"wrote the demo competition: {comp} (data in {data})")
+        runs = [run_cv(load_config(name, {"comp": str(comp)})) for name in self.models.split(",")]
+        run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
+        out = run_submit(str(comp), None, self.out)  # runs from ensemble.yaml
+        for r in runs:
+            report = json.loads((r / "cv_report.json").read_text())
+            print(f"{r}: CV {report['metric']} {report['score']:.4f} ({report['protocol']})")
+        print(f"demo test accuracy (hidden labels): {test_accuracy(out, data):.3f}; "
+              f"{time.time() - start:.0f}s in all; submission: {out}")
 
 
-def cmd_explain(positional, kv):
-    _only("explain", positional, kv, ("run", "video", "class", "fold", "out"))
-    for key in ("run", "video"):
-        if key not in kv:
-            raise VidkitError(f"explain: {key}= is required")
-    from vidkit.explain import explain_video
-    path, _, method, _ = explain_video(kv["run"], kv["video"], kv.get("class"), _number(kv, "fold", int) or 0,
-                                    kv.get("out"))
-    print(f"{method}: {path}")
+@verb("folds")
+class Folds:
+    """draw (once) and show the competition's grouped folds"""
+    comp: str = comp_key()
+
+    def main(self):
+        from vidkit.config import load_competition
+        from vidkit.data import index_train
+        from vidkit.folds import folds_path, load_or_make_folds
+        comp = load_competition(self.comp)
+        folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds)
+        print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
+        print(folds_path(comp.path))
 
 
-def cmd_app(positional, kv):
-    _only("app", positional, kv, ("run", "runs", "port", "host", "topk"))
-    from vidkit.app import run_app
-    runs = [r for r in kv.get("run", kv.get("runs", "")).split(",") if r]
-    run_app(runs, _number(kv, "port", int) or 7860, kv.get("host") or "127.0.0.1", _number(kv, "topk", int) or 5)
+@dataclass
+class TrainingVerb:
+    """A verb that takes a training config: the bare CONFIG argument, and any config key=value."""
+    config: str = key(REQUIRED, "a config name (configs/<name>.yaml) or yaml path", "CONFIG", positional=True)
+    overrides: dict = config_keys()
+
+    def load(self) -> Config:
+        return load_config(self.config, self.overrides)
 
 
-def _number(kv, key: str, tp):
-    from vidkit.config import _coerce
-    return _coerce(tp, kv[key], key) if kv.get(key) else None
+@verb("train")
+class Train(TrainingVerb):
+    """train one fold: train CONFIG [fold=k] key=value ... (fold=-1: all training data)"""
+
+    def main(self):
+        cfg = self.load()  # a bad key fails before the heavy imports
+        from vidkit.cv import run_train
+        run_train(cfg)
 
 
-def cmd_validate(positional, kv):
-    from vidkit.submit import validate_file
-    path = _one(positional, "submission path")
-    if "sample" not in kv:
-        raise VidkitError("validate: sample=SAMPLE_SUBMISSION is required")
-    validate_file(path, kv["sample"], kv.get("id_column", "id"))
-    print(f"{path}: valid")
+@verb("cv")
+class CV(TrainingVerb):
+    """train every fold, write oof.csv, cv_report.json and plots: cv CONFIG key=value ..."""
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.cv import run_cv
+        run_cv(cfg)
 
 
-def cmd_frames(positional, kv):
-    from vidkit.data.frames import extract_tree
-    for key in ("videos", "out"):
-        if key not in kv:
-            raise VidkitError(f"frames: {key}=DIR is required")
-    n = extract_tree(kv["videos"], kv["out"], float(kv["fps"]) if kv.get("fps") else None,
-                     int(kv["size"]) if kv.get("size") else None)
-    print(f"extracted {n} videos into {kv['out']}")
+@verb("cache")
+class Cache(TrainingVerb):
+    """decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=..."""
+    config: str | None = key(None, "a config (its image_size, else its model's, sets the short side)", "CONFIG",
+                             positional=True)
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.config import load_competition
+        from vidkit.data import short_side
+        from vidkit.data.cache import cache_competition
+        from vidkit.runtime import build_model
+        size = cfg.image_size or build_model(cfg, 2).input_spec.size
+        root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
+                                                cfg.cache_dir, cfg.num_workers if cfg.num_workers > 0 else None)
+        print(f"frame cache: {n} videos, {size_bytes / 2**30:.2f} GiB "
+              f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
 
 
-def _runs(kv) -> list[str] | None:
-    return [r for r in kv.get("runs", "").replace(" ", ",").split(",") if r] or None
+@verb("submit")
+class Submit:
+    """ensemble + TTA over the test set, write and validate the submission"""
+    comp: str = comp_key()
+    runs: str | None = runs_key("ensemble.yaml's, else every finished run")
+    out: str = key("submissions/submission.csv", "the submission file")
+    tta_clips: int | None = key(None, "clips per video (default: each run's config)", "N")
+    budget: str | None = key(None, "time limit: drop flips, crops, clips, members until the estimate fits", "9h")
+    scale: float = key(1.0, "the hidden test set is this many times the local one (for budget=)")
+
+    def main(self):
+        from vidkit.submit import run_submit
+        run_submit(self.comp, split_runs(self.runs), self.out, self.tta_clips, self.budget, self.scale)
 
 
-def _only(verb: str, positional, kv, keys: tuple[str, ...]) -> None:
-    unknown = [k for k in kv if k not in keys]
-    if unknown or positional:
-        raise VidkitError(f"{verb}: unknown key {unknown[0]!r} (known: {', '.join(keys)})" if unknown
-                          else f"{verb}: takes only key=value arguments, got {positional[0]!r}")
+@verb("predict")
+class Predict:
+    """top classes of one video file or frame folder: predict run=RUN video=PATH"""
+    run: str | None = key(None, "run folder(s), comma-separated", "RUN[,RUN2]")
+    runs: str | None = key(None, "the same as run=", "RUN[,RUN2]")
+    video: str = key(REQUIRED, "a video file or a folder of frames", "VIDEO_FILE_OR_FRAME_DIR")
+    topk: int = key(5, "how many classes to print")
+    tta_clips: int | None = key(None, "clips per video (default: the run's config)", "N")
+
+    def main(self):
+        from vidkit.predict import run_predict
+        run_predict(split_runs(self.run or self.runs) or [], self.video, self.topk, self.tta_clips)
 
 
-def cmd_cache(positional, kv):
-    from vidkit.config import load_competition
-    from vidkit.data import short_side
-    from vidkit.data.cache import cache_competition
-    from vidkit.runtime import build_model
-    cfg = load_config(positional[0] if positional else None, kv)
-    size = cfg.image_size or build_model(cfg, 2).input_spec.size
-    root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
-                                            cfg.cache_dir, cfg.num_workers if cfg.num_workers > 0 else None)
-    print(f"frame cache: {n} videos, {size_bytes / 2**30:.2f} GiB "
-          f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
+@verb("export")
+class Export:
+    """write a run's model as TorchScript or ONNX, checked against PyTorch"""
+    run: str = key(REQUIRED, "the run folder", "RUN_DIR")
+    format: str = key("torchscript", "the export format", "torchscript|onnx")
+    fold: int | None = key(None, "which fold's checkpoint (default: the first)", "K")
+    out: str | None = key(None, "output folder (default: <run>/export)", "DIR")
+    atol: float = key(1e-4, "largest allowed |difference| from PyTorch")
+
+    def main(self):
+        from vidkit.export import run_export
+        run_export(self.run, self.format, self.fold, self.out, self.atol)
 
 
-def cmd_check(positional, kv):
-    from vidkit.config import load_competition
-    from vidkit.data.check import run_check
-    _only("check", positional, kv, ("comp", "config", "num_frames", "exclude_out"))
-    clip_len = _number(kv, "num_frames", int)
-    if clip_len is None and kv.get("config"):
-        cfg = load_config(kv["config"])
-        clip_len = cfg.num_frames
-        if clip_len is None:  # what the model declares
-            from vidkit.runtime import build_model
-            clip_len = build_model(cfg, 2).input_spec.num_frames
-    return run_check(load_competition(kv.get("comp", "competition/demo.yaml")), clip_len or 16, kv.get("exclude_out"))
+@verb("gallery")
+class Gallery:
+    """errors.png + errors.html: the most confidently wrong out-of-fold videos of a run"""
+    run: str = key(REQUIRED, "a cross-validated run folder", "RUN_DIR")
+    n: int = key(24, "how many videos")
+
+    def main(self):
+        from vidkit.gallery import run_gallery
+        run_gallery(self.run, self.n)
 
 
-def cmd_report(positional, kv):
-    from vidkit.report import run_report
-    _only("report", positional, kv, ("comp", "runs", "out"))
-    run_report(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("out"))
+@verb("explain")
+class Explain:
+    """saliency over the sampled frames of one video: attention rollout (transformers), Grad-CAM (CNNs); a PNG"""
+    run: str = key(REQUIRED, "a cross-validated run folder", "RUN_DIR")
+    video: str = key(REQUIRED, "a video file or a folder of frames", "PATH")
+    class_: str | None = key(None, "the class to explain (default: the predicted one)", "NAME")
+    fold: int = key(0, "which fold's checkpoint")
+    out: str | None = key(None, "the PNG (default: <run>/explain/<video id>.png)", "PNG")
+
+    def main(self):
+        from vidkit.explain import explain_video
+        path, _, method, _ = explain_video(self.run, self.video, self.class_, self.fold, self.out)
+        print(f"{method}: {path}")
 
 
-def cmd_ensemble(positional, kv):
-    from vidkit.config import _coerce
-    from vidkit.ensemble import run_ensemble
-    _only("ensemble", positional, kv, ("comp", "runs", "method", "search", "temperature", "out"))
-    temperature = _coerce(bool, kv["temperature"], "temperature") if "temperature" in kv else None
-    run_ensemble(kv.get("comp", "competition/demo.yaml"), _runs(kv), kv.get("method", "mean"), kv.get("out"),
-                 kv.get("search", "hill"), temperature)
+@verb("app")
+class App:
+    """a local web demo (Gradio): upload or pick a video, see top classes, frames, saliency; endpoint /predict"""
+    run: str | None = key(None, "run folder(s), comma-separated", "RUN[,RUN2]")
+    runs: str | None = key(None, "the same as run=", "RUN[,RUN2]")
+    port: int = key(7860, "the port to serve on")
+    host: str = key("127.0.0.1", "the address to serve on (0.0.0.0: every interface)")
+    topk: int = key(5, "how many classes to show")
+
+    def main(self):
+        from vidkit.app import run_app
+        run_app(split_runs(self.run or self.runs) or [], self.port, self.host, self.topk)
 
 
-def cmd_kernel(positional, kv):
-    from vidkit.config import _coerce
-    from vidkit.kernel import run_kernel
-    _only("kernel", positional, kv, KERNEL_KEYS)
-    flag = lambda key: _coerce(bool, kv[key], key) if kv.get(key) else None  # noqa: E731
-    options = {k: kv[k] for k in ("user", "slug", "competition", "title", "out", "budget", "kernel_type",
-                                  "wheels", "license", "layout") if kv.get(k)}
-    run_kernel(kv.get("comp", "competition/demo.yaml"), _runs(kv), bool(flag("dry_run")), bool(flag("push")),
-               tta_clips=_number(kv, "tta_clips", int), gpu=flag("gpu"),
-               private=flag("private") is not False, **options)
+@verb("validate")
+class Validate:
+    """check a submission against the sample: validate SUB sample=SAMPLE"""
+    submission: str = key(REQUIRED, "the submission csv", "SUB", positional=True)
+    sample: str = key(REQUIRED, "the sample submission csv", "SAMPLE_SUBMISSION")
+    id_column: str = key("id", "the id column")
+
+    def main(self):
+        from vidkit.submit import validate_file
+        validate_file(self.submission, self.sample, self.id_column)
+        print(f"{self.submission}: valid")
 
 
-KERNEL_KEYS = ("comp", "runs", "dry_run", "push", "user", "slug", "competition", "title", "gpu", "private", "out",
-               "tta_clips", "budget", "kernel_type", "wheels", "license", "layout")
+@verb("frames")
+class Frames:
+    """extract frame folders from raw videos (the folder structure is kept)"""
+    videos: str = key(REQUIRED, "folder of videos", "DIR")
+    out: str = key(REQUIRED, "folder of frame folders to write", "DIR")
+    fps: float | None = key(None, "frames per second to keep (default: all)", "F")
+    size: int | None = key(None, "short side of the written frames (default: as decoded)", "S")
+
+    def main(self):
+        from vidkit.data.frames import extract_tree
+        n = extract_tree(self.videos, self.out, self.fps, self.size)
+        print(f"extracted {n} videos into {self.out}")
 
 
-def cmd_demo(positional, kv):
-    from vidkit.cv import run_cv
-    from vidkit.demo import make_demo, test_accuracy
-    from vidkit.ensemble import run_ensemble
-    from vidkit.submit import run_submit
-    start = time.time()
-    comp, data = Path(kv.get("comp", "competition/demo.yaml")), Path(kv.get("data", "data/demo"))
-    if not (data / "sample_submission.csv").is_file() or not comp.is_file():
-        make_demo(data, comp)
-        print(f"wrote the demo competition: {comp} (data in {data})")
-    runs = []
-    for name in kv.get("models", "r3d18_demo,videomae_demo").split(","):
-        runs.append(run_cv(load_config(name, {"comp": str(comp)})))
-    run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
-    out = run_submit(str(comp), None, kv.get("out", "submissions/submission.csv"))  # runs from ensemble.yaml
-    for r in runs:
-        report = json.loads((r / "cv_report.json").read_text())
-        print(f"{r}: CV {report['metric']} {report['score']:.4f} ({report['protocol']})")
-    print(f"demo test accuracy (hidden labels): {test_accuracy(out, data):.3f}; "
-          f"{time.time() - start:.0f}s in all; submission: {out}")
+@verb("check")
+class Check:
+    """scan train and test media for corrupt, empty, short, odd-sized or mislabelled items; exit 1 when any"""
+    comp: str = comp_key()
+    config: str | None = key(None, "a config whose clip length sets what is too short", "CONFIG")
+    num_frames: int | None = key(None, "the clip length (default: config=, else 16)", "N")
+    exclude_out: str | None = key(None, "write the unusable training videos here (for exclude= in training)",
+                                  "FILE")
+
+    def main(self):
+        from vidkit.config import load_competition
+        from vidkit.data.check import run_check
+        return run_check(load_competition(self.comp), self.num_frames or self.config_frames() or 16, self.exclude_out)
+
+    def config_frames(self) -> int | None:
+        if not self.config:
+            return None
+        cfg = load_config(self.config)
+        if cfg.num_frames is not None:
+            return cfg.num_frames
+        from vidkit.runtime import build_model  # what the model declares
+        return build_model(cfg, 2).input_spec.num_frames
 
 
-VERBS = {
-    "demo": (cmd_demo, "build the demo competition, cross-validate two small models, submit",
-             "comp=competition/demo.yaml data=data/demo models=r3d18_demo,videomae_demo out=..."),
-    "folds": (cmd_folds, "draw (once) and show the competition's grouped folds", "comp=..."),
-    "train": (cmd_train, "train one fold: train CONFIG [fold=k] key=value ...", CONFIG_KEYS),
-    "cv": (cmd_cv, "train every fold, write oof.csv, cv_report.json and plots: cv CONFIG key=value ...", CONFIG_KEYS),
-    "submit": (cmd_submit, "ensemble + TTA over the test set, write and validate the submission",
-               "comp=... runs=A,B out=submissions/submission.csv tta_clips=N budget=9h scale=1.0"),
-    "predict": (cmd_predict, "top classes of one video file or frame folder: predict run=RUN video=PATH",
-                "run=RUN[,RUN2] video=PATH topk=5 tta_clips=N"),
-    "export": (cmd_export, "write a run's model as TorchScript or ONNX, checked against PyTorch",
-               "run=RUN format=torchscript|onnx fold=0 out=DIR atol=1e-4"),
-    "gallery": (cmd_gallery, "errors.png + errors.html: the most confidently wrong out-of-fold videos of a run",
-                "run=RUN n=24"),
-    "explain": (cmd_explain, "saliency over the sampled frames of one video: attention rollout (transformers), "
-                "Grad-CAM (CNNs); a PNG", "run=RUN video=PATH class=NAME fold=0 out=<run>/explain/<id>.png"),
-    "app": (cmd_app, "a local web demo (Gradio): upload or pick a video, see top classes, frames, saliency; "
-            "endpoint /predict", "run=RUN[,RUN2] port=7860 host=127.0.0.1 topk=5"),
-    "validate": (cmd_validate, "check a submission against the sample: validate SUB sample=SAMPLE", "sample=... id_column=id"),
-    "frames": (cmd_frames, "extract frame folders from raw videos", "videos=DIR out=DIR [fps=F] [size=S]"),
-    "cache": (cmd_cache, "decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=...",
-              CONFIG_KEYS),
-    "check": (cmd_check, "scan train and test media for corrupt, empty, short, odd-sized or mislabelled items; "
-              "exit 1 when any", "comp=... config=CONFIG num_frames=16 exclude_out=FILE"),
-    "report": (cmd_report, "table of a competition's cross-validated runs, best first (runs.md, runs.csv)",
-               "comp=competition/demo.yaml runs=A,B out=DIR"),
-    "kernel": (cmd_kernel, "build an offline Kaggle kernel (bundle dataset + notebook) under kernels/; "
-               "dry_run=true runs it locally on a fake /kaggle, push=true uploads it",
-               "comp=... runs=A,B dry_run=true push=true user=NAME competition=SLUG slug=... title=... "
-               "gpu=true|false private=true out=kernels tta_clips=N budget=9h kernel_type=notebook|script "
-               "wheels=DIR license=CC0-1.0 layout=new|old"),
-    "ensemble": (cmd_ensemble, "search blend weights + calibration on OOF predictions, write ensemble.yaml",
-                 "comp=... runs=A,B method=mean|logit|rank search=hill|scipy temperature=true|false "
-                 "out=weights/<comp>/ensemble.yaml"),
-}
-NOT_YET = ()
+@verb("report")
+class Report:
+    """table of a competition's cross-validated runs, best first (runs.md, runs.csv)"""
+    comp: str = comp_key()
+    runs: str | None = runs_key("every finished run")
+    out: str | None = key(None, "folder for runs.md and runs.csv (default: weights/<comp>)", "DIR")
+
+    def main(self):
+        from vidkit.report import run_report
+        run_report(self.comp, split_runs(self.runs), self.out)
 
 
-def _one(positional: list[str], what: str) -> str:
-    if len(positional) != 1:
-        raise VidkitError(f"expected one {what}, got {positional or 'none'}")
-    return positional[0]
+@verb("ensemble")
+class Ensemble:
+    """search blend weights + calibration on OOF predictions, write ensemble.yaml"""
+    comp: str = comp_key()
+    runs: str | None = runs_key("every finished run")
+    method: str = key("mean", "how members blend", "mean|logit|rank")
+    search: str = key("hill", "weight search: greedy hill climbing or Nelder-Mead", "hill|scipy")
+    temperature: bool | None = key(None, "fit a temperature (default: for logloss only)")
+    out: str | None = key(None, "the ensemble file (default: weights/<comp>/ensemble.yaml)", "FILE")
+
+    def main(self):
+        from vidkit.ensemble import run_ensemble
+        run_ensemble(self.comp, split_runs(self.runs), self.method, self.out, self.search, self.temperature)
+
+
+@verb("kernel")
+class Kernel:
+    """build an offline Kaggle kernel (bundle dataset + notebook) under kernels/; dry_run=true runs it locally
+    on a fake /kaggle, push=true uploads it"""
+    comp: str = comp_key()
+    runs: str | None = runs_key("those `submit` would use")
+    dry_run: bool = key(False, "run the kernel's code here on a fake /kaggle tree and validate its submission")
+    push: bool = key(False, "upload with the kaggle CLI (or print the commands)")
+    user: str | None = key(None, "Kaggle username (default: the yaml's kaggle_user)", "NAME")
+    competition: str | None = key(None, "Kaggle competition slug (default: the yaml's kaggle_competition)", "SLUG")
+    slug: str | None = key(None, "the kernel's slug", "SLUG")
+    title: str | None = key(None, "the kernel's title", "TITLE")
+    gpu: bool | None = key(None, "GPU on the kernel (default: the yaml's kernel_gpu, else on)")
+    private: bool = key(True, "keep the dataset and the kernel private")
+    out: str | None = key(None, "output folder (default: kernels)", "DIR")
+    tta_clips: int | None = key(None, "clips per video (default: each run's config)", "N")
+    budget: str | None = key(None, "the kernel's time limit (as submit budget=)", "9h")
+    kernel_type: str | None = key(None, "notebook (default) or script", "notebook|script")
+    wheels: str | None = key(None, "folder of wheels to bundle, installed with pip --no-index", "DIR")
+    license: str | None = key(None, "the bundle dataset's licence", "CC0-1.0")
+    layout: str | None = key(None, "where the kernel finds its inputs: new or old /kaggle/input", "new|old")
+
+    def main(self):
+        from vidkit.kernel import run_kernel
+        names = ("user", "slug", "competition", "title", "out", "budget", "kernel_type", "wheels", "license", "layout")
+        options = {k: getattr(self, k) for k in names if getattr(self, k)}
+        run_kernel(self.comp, split_runs(self.runs), self.dry_run, self.push, tta_clips=self.tta_clips,
+                   gpu=self.gpu, private=self.private, **options)
+
+
+# ---------------------------------------------------------------- parsing and help
+
+def parse(name: str, args: list[str]):
+    """The verb's dataclass filled from `args` (one bare argument at most, and key=value pairs)."""
+    cls = VERBS[name]
+    fields = dataclasses.fields(cls)
+    obj = cls()
+    positional = [a for a in args if "=" not in a]
+    kv = parse_overrides([a for a in args if "=" in a])
+    bare = next((f for f in fields if f.metadata.get("positional")), None)
+    if bare is None and positional:
+        raise VidkitError(f"{name}: takes only key=value arguments, got {positional[0]!r}")
+    if bare is not None and (len(positional) > 1 or (not positional and bare.default is REQUIRED)):
+        raise VidkitError(f"expected one {bare.name}, got {positional or 'none'}")
+    if positional:
+        setattr(obj, bare.name, positional[0])
+    own = {key_name(f): f.name for f in fields if not f.metadata.get("config") and f is not bare}
+    collect = next((f for f in fields if f.metadata.get("config")), None)
+    if collect is not None:  # the verb's own keys here, the rest to the training config
+        setattr(obj, collect.name, {k: v for k, v in kv.items() if k not in own})
+    unknown = [k for k in kv if k not in own and collect is None]
+    if unknown:
+        raise VidkitError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(own)})")
+    apply(obj, {own[k]: v for k, v in kv.items() if k in own}, where=f"{name}: ")
+    missing = [f for f in fields if getattr(obj, f.name) is REQUIRED]
+    if missing:
+        raise VidkitError(f"{name}: {key_name(missing[0])}={missing[0].metadata['metavar']} is required")
+    return obj
+
+
+def key_name(f: dataclasses.Field) -> str:
+    """The key a user types: the field's name, less a trailing `_` (`class_` is the key `class`)."""
+    return f.name.removesuffix("_")
+
+
+def verb_help(name: str) -> str:
+    """`python -m vidkit <verb> --help`: usage, the one-line help, then every key with its help and default."""
+    cls = VERBS[name]
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    bare = [f for f in fields if f.metadata.get("positional")]
+    shown = [f.metadata["metavar"] if f.default is REQUIRED else f"[{f.metadata['metavar']}]" for f in bare]
+    lines = [f"usage: python -m vidkit {' '.join([name, *shown])} key=value ...", " ".join(cls.__doc__.split()), ""]
+    lines += ["argument:"] * bool(bare) + [f"  {f.metadata['metavar']:32s} {f.metadata['help']}" for f in bare]
+    lines.append("keys:")
+    for f in fields:
+        if f.metadata.get("config"):
+            lines += config_help()
+        elif not f.metadata.get("positional"):
+            lines.append(f"  {key_value(f, hints[f.name]):32s} {f.metadata['help']}"
+                         + (f" (default {f.default})" if f.metadata["metavar"] and f.default not in (None, REQUIRED)
+                            else ""))
+    lines.append(f"  {'debug=true':32s} show the traceback of a user error")
+    return "\n".join(lines)
+
+
+def key_value(f: dataclasses.Field, tp) -> str:
+    """`name=VALUE` as help shows it: the metavar, else true|false for flags, else the default."""
+    if f.metadata.get("metavar"):
+        value = f.metadata["metavar"]
+    elif bool in (tp, *typing.get_args(tp)):
+        value = "true|false"
+    else:
+        value = f.default
+    return f"{key_name(f)}={value}"
+
+
+def config_help() -> list[str]:
+    """Every training config key with its default and the comment beside it in `Config` (its help)."""
+    comments = dict(re.findall(r"^ +(\w+):.*?# (.*)$", inspect.getsource(Config), re.M))
+    lines = ["  any training config key (configs/*.yaml; nested ones dotted, e.g. model_args.width=16):"]
+    for f in dataclasses.fields(Config):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        lines.append(f"  {f'{f.name}={default}':32s} {comments.get(f.name, '')}".rstrip())
+    return lines
 
 
 def usage() -> str:
-    lines = ["usage: python -m vidkit <verb> [args] key=value ...", "", "verbs:"]
-    lines += [f"  {v:9s} {d}" for v, (_, d, _) in VERBS.items()]
-    lines += [f"  {v:9s} (not yet implemented)" for v in NOT_YET]
+    lines = ["usage: python -m vidkit <verb> [arg] key=value ...   (python -m vidkit <verb> --help: its keys)", "",
+             "verbs:"]
+    lines += [f"  {name:9s} {' '.join(cls.__doc__.split())}" for name, cls in VERBS.items()]
     return "\n".join(lines)
 
 
@@ -257,26 +433,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    verb, rest = argv[0], argv[1:]
-    if verb in NOT_YET:
-        print(f"error: {verb}: not yet implemented", file=sys.stderr)
+    name, rest = argv[0], argv[1:]
+    if name not in VERBS:
+        print(f"error: unknown verb {name!r}\n{usage()}", file=sys.stderr)
         return 2
-    if verb not in VERBS:
-        print(f"error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
-        return 2
-    fn, doc, keys = VERBS[verb]
     if "-h" in rest or "--help" in rest:
-        print(f"python -m vidkit {verb}: {doc}\nkeys: {keys}")
+        print(verb_help(name))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved state file otherwise
-    positional = [a for a in rest if "=" not in a]
-    kv = parse_overrides([a for a in rest if "=" in a])
-    debug = kv.get("debug", "false").lower() in ("1", "true", "yes")
-    if verb not in ("train", "cv"):
-        kv.pop("debug", None)
+    takes_config = any(f.metadata.get("config") for f in dataclasses.fields(VERBS[name]))
+    debug_arg = next((a.split("=", 1)[1] for a in rest if a.startswith("debug=")), "false")
+    debug = debug_arg.lower() in ("1", "true", "yes")
+    if not takes_config:  # training configs keep `debug` as a key of their own
+        rest = [a for a in rest if not a.startswith("debug=")]
     try:
-        rc = fn(positional, kv)  # a verb may return an exit code (check: 1 when it found problems)
+        rc = parse(name, rest).main()  # a verb may return an exit code (check: 1 when it found problems)
     except VidkitError as e:
         if debug:
             raise

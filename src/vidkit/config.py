@@ -16,6 +16,8 @@ import yaml
 
 from vidkit.errors import VidkitError
 
+DEFAULT_COMP = "competition/demo.yaml"  # the competition of every verb that is not given comp=
+
 
 @dataclass
 class Config:
@@ -23,7 +25,7 @@ class Config:
     model: str = "r3d_18"                   # a name from vidkit.models.list_models()
     model_args: dict = field(default_factory=dict)  # extra builder kwargs (size variants)
     pretrained: str | None = None           # local weights: file or from_pretrained folder
-    comp: str = "competition/demo.yaml"
+    comp: str = DEFAULT_COMP
     out_dir: str | None = None              # default: weights/<competition>/<config name>
     fold: int = 0                           # -1: train on all training data
     # clip sampling; None means "what the model declares"
