@@ -41,7 +41,7 @@ def rollout(model: nn.Module, x: torch.Tensor, size: int) -> np.ndarray | None:
     _attention_kernel(hf, "eager")  # fused kernels return no attention weights
     try:
         with torch.no_grad():
-            attentions = hf(pixel_values=x, output_attentions=True).attentions
+            attentions = hf(**{hf.main_input_name: x}, output_attentions=True).attentions
     finally:
         _attention_kernel(hf, previous)
     if not attentions:
