@@ -134,6 +134,25 @@ class CV(TrainingVerb):
         run_cv(cfg)
 
 
+@verb("tune")
+class Tune(TrainingVerb):
+    """Optuna study over a search space (TPE, median pruning) on the competition's fixed folds, resumed from its
+    database; writes configs/<config>_tuned.yaml: tune CONFIG trials=N key=value ..."""
+    trials: int = key(REQUIRED, "the study's total number of trials (running again continues up to it)", "N")
+    space: str | None = key(None, "the search space yaml (default: tune.yaml next to the config)", "FILE")
+    folds: str = key("0", "folds trained per trial, comma-separated", "0,1")
+    storage: str | None = key(None, "an SQLAlchemy URL (default: sqlite:///weights/<comp>/tune/<config>.db)", "URL")
+    out: str | None = key(None, "the tuned config (default: <config>_tuned.yaml next to the config)", "FILE")
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.config import config_path
+        from vidkit.tune import run_tune
+        run_tune(cfg, config_path(self.config), self.trials, Path(self.space) if self.space else None,
+                 [int(f) for f in self.folds.split(",") if f.strip()], self.storage,
+                 Path(self.out) if self.out else None)
+
+
 @verb("cache")
 class Cache(TrainingVerb):
     """decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=..."""

@@ -288,7 +288,8 @@ def validate(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str) -> 
             "metric": metric}
 
 
-def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int) -> None:
+def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int, on_epoch=None) -> None:
+    """The epochs of one fold; `on_epoch(record)` sees each epoch's record (e.g. `tune`'s pruner, which may raise)."""
     cfg, acc, progress = run.cfg, run.accelerator, run.progress
     weights, log_file, start = run.out_dir / "model.safetensors", run.out_dir / "metrics.jsonl", time.time()
     for epoch in range(progress.epoch, cfg.epochs):
@@ -315,6 +316,8 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
                 f.write(json.dumps(record) + "\n")
         acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=epoch)
         acc.print(_epoch_line(record))
+        if on_epoch is not None:
+            on_epoch(record)
         progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch + 1, 0, 0.0, 0
         if run.stopper.stop:
             break
@@ -337,7 +340,7 @@ def _trim_log(log_file: Path, before_epoch: int) -> None:
 
 
 def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-                out_dir: Path, accelerator: Accelerator) -> pd.DataFrame | None:
+                out_dir: Path, accelerator: Accelerator, on_epoch=None) -> pd.DataFrame | None:
     set_seed(cfg.seed + max(fold, 0))
     accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
     run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator,
@@ -351,7 +354,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     if cfg.log_with:
         accelerator.init_trackers(f"fold{fold}", config={k: v for k, v in asdict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
-    fit(run, val_table, y, comp.metric, fold)
+    fit(run, val_table, y, comp.metric, fold, on_epoch)
     if cfg.log_with:
         accelerator.end_training()
     if cfg.max_steps and run.progress.step >= cfg.max_steps and run.progress.epoch < cfg.epochs:
@@ -366,7 +369,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
 
 
 def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-               out_dir: Path, accelerator: Accelerator) -> pd.DataFrame | None:
+               out_dir: Path, accelerator: Accelerator, on_epoch=None) -> pd.DataFrame | None:
     """Train fold `fold` (rows of `table` with table.fold == fold validate; -1: no validation).
 
     Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table. On an
@@ -382,6 +385,6 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
             log.warning("out of memory: fold %d restarts with batch_size=%d, grad_accum=%d", fold, batch_size, accum)
             run_cfg = dataclasses.replace(cfg, batch_size=batch_size, grad_accum=accum)
             accelerator.gradient_accumulation_steps = accum
-        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator)
+        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch)
 
     return attempt()
