@@ -63,6 +63,7 @@ class Config:
     num_workers: int = -1                   # DataLoader workers; -1: one per core (per process), fewer for tiny sets
     cache: bool = False                     # read clips from the frame cache (built on first use; `vidkit cache`)
     cache_dir: str | None = None            # frame cache root; default data/cache (then <competition>/<short side>/)
+    video_backend: str = "cv2"              # raw-video decoder: cv2 | torchcodec | pyav | auto (see data/video_backends.py)
     seed: int | list = 42                   # a list (seed=1,2,3) trains a seed ensemble: one run folder per seed
     # training features (all off by default)
     layer_decay: float = 1.0                # layer-wise lr decay for transformer backbones (e.g. 0.75)
@@ -252,11 +253,12 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 
 def _check_choices(cfg: Config):
     from vidkit.data.sampling import PAD_MODES, SAMPLERS  # the choices live next to their code
+    from vidkit.data.video_backends import CHOICES as VIDEO_BACKENDS
     choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": tuple(PAD_MODES),
                "train_sampler": tuple(k for k, s in SAMPLERS.items() if s.train), "tta_reduce": ("mean", "logits"),
                "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
                "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
-               "resize_mode": ("short", "letterbox", "squash")}
+               "resize_mode": ("short", "letterbox", "squash"), "video_backend": VIDEO_BACKENDS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")

@@ -119,10 +119,11 @@ def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: flo
 
 def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
                tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0,
-               ensemble_yaml: str | Path | None = None) -> Path:
+               ensemble_yaml: str | Path | None = None, backend: str | None = None) -> Path:
     """Ensemble + TTA over the test set; write the submission in the sample's ids and columns, validated.
 
-    `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's)."""
+    `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's);
+    `backend`: the video decoder (default: each member's `video_backend`)."""
     comp = comp if isinstance(comp, Competition) else load_competition(comp)
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
@@ -134,6 +135,8 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     train = index_train(comp)
     classes = classes_of(comp, train)
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml)
+    for m in members if backend else ():
+        m.cfg.video_backend = backend
     budget_s, plan = parse_duration(budget), {}
     if budget_s:
         members, plan = fit_to_budget(members, test, budget_s, scale)

@@ -44,7 +44,7 @@ def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDatase
                                 cfg.resize_mode)
     # uint8 clips: the batch is normalised on the device (`normalize` in `train_one_epoch`)
     return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels,
-                        normalize=False)
+                        normalize=False, backend=cfg.video_backend)
 
 
 def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:

@@ -115,13 +115,13 @@ class TTADataset(Dataset):
 
     def __init__(self, table: pd.DataFrame, spec, tta: TTASpec, frame_stride: int = 2, pad_mode: str = "repeat",
                  resize_short: int | None = None, labels: np.ndarray | None = None, skip_errors: bool = False,
-                 normalize: bool = False, resize_mode: str = "short"):
+                 normalize: bool = False, resize_mode: str = "short", backend: str = "cv2"):
         self.rows = table.to_dict("records")
         self.spec, self.tta, self.stride, self.pad_mode = spec, tta, frame_stride, pad_mode
         self.short = short_side(spec.size, resize_short)
         self.crops = spatial_crops(spec.size, self.short, tta.crops, resize_mode)
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
-        self.skip_errors, self.normalize = skip_errors, normalize
+        self.skip_errors, self.normalize, self.backend = skip_errors, normalize, backend
 
     def __len__(self):
         return len(self.rows)
@@ -131,7 +131,7 @@ class TTADataset(Dataset):
             raise VidkitError(f"{row.get('path') or row['video_id']}: no readable frames")
         out = []
         for indices in self.tta.clip_indices(int(row["n_frames"]), self.spec.num_frames, self.stride, self.pad_mode):
-            frames = read_clip(row, indices, self.short)
+            frames = read_clip(row, indices, self.short, self.backend)
             for transform in self.crops:
                 crop = transform(images=frames)["images"]
                 out += [crop, crop[:, :, ::-1]] if self.tta.flip else [crop]
@@ -146,7 +146,8 @@ class TTADataset(Dataset):
             if not self.skip_errors:
                 raise
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            log.warning("%s: cannot be read (%s)", row["video_id"], reason)
+            log.warning("%s: cannot be read (%s); video %s gets the prior", row.get("path") or row["video_id"],
+                        reason, row["video_id"])
             s = self.spec
             video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
             if self.normalize:
@@ -160,7 +161,7 @@ def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips:
     """Per-epoch validation (`num_clips` clips, centre crop) or, given `tta`, the TTA views."""
     tta = tta or TTASpec(clips=num_clips)
     return TTADataset(table, spec, tta, cfg.frame_stride, cfg.pad_mode, cfg.resize_short, labels, skip_errors,
-                      resize_mode=cfg.resize_mode)
+                      resize_mode=cfg.resize_mode, backend=cfg.video_backend)
 
 
 def eval_loader(cfg: Config, dataset: TTADataset, cache: bool = False) -> DataLoader:

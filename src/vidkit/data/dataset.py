@@ -14,10 +14,11 @@ from vidkit.data.transforms import ClipTransform, to_tensor
 
 class VideoDataset(Dataset):
     def __init__(self, table: pd.DataFrame, sampler, transform, spec, short_side: int,
-                 labels: np.ndarray | None = None, num_clips: int = 1, normalize: bool = True):
+                 labels: np.ndarray | None = None, num_clips: int = 1, normalize: bool = True,
+                 backend: str = "cv2"):
         self.rows = table.to_dict("records")
         self.sampler, self.transform, self.spec = sampler, transform, spec
-        self.short_side, self.num_clips = short_side, num_clips
+        self.short_side, self.num_clips, self.backend = short_side, num_clips, backend
         self.normalize = normalize  # False: uint8 (T, H, W, C) clips, for `vidkit.data.normalize` on the device
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
         # set `seed` and index with `epoch * len(self) + i` (vidkit.optim.EpochSampler does) to make each item's
@@ -36,7 +37,7 @@ class VideoDataset(Dataset):
         else:  # torch's RNG, which accelerate/DataLoader seed per process and worker
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         indices = self.sampler(row["n_frames"], clip, np.random.default_rng(seed))
-        frames = read_clip(row, indices, self.short_side)
+        frames = read_clip(row, indices, self.short_side, self.backend)
         self.transform.set_random_seed(seed)
         if isinstance(self.transform, ClipTransform):
             frames = self.transform(images=frames, source_shape=(row["height"], row["width"]))["images"]

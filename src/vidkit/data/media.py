@@ -12,6 +12,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
+from vidkit.data.video_backends import decode
 from vidkit.errors import VidkitError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -145,51 +146,15 @@ def read_images(folder: str | Path, names: list[str], indices, reduce: int = 1, 
     return clip
 
 
-def read_video(path: str | Path, indices) -> np.ndarray:
-    """Frames `indices` of a video file as uint8 RGB (T, H, W, 3).
-
-    Decodes forward, skipping frames with `grab()` (no colour conversion) and seeking only across
-    long gaps, so a 16-frame clip of a long video costs far less than decoding it all.
-    """
-    wanted = sorted(set(int(i) for i in indices))
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise VidkitError(f"{path}: cannot open video")
-    got: dict[int, np.ndarray] = {}
-    pos = 0
-    try:
-        for i in wanted:
-            if i - pos > 64:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
-                pos = i
-            while pos < i and cap.grab():
-                pos += 1
-            ok, frame = cap.read()
-            if not ok:
-                break
-            pos += 1
-            got[i] = frame
-    finally:
-        cap.release()
-    if not got:
-        raise VidkitError(f"{path}: no frames could be decoded")
-    last = got[max(got)]
-    # frame counts in headers can overstate the real count: past the end, repeat the last frame
-    frames = [got.get(int(i), last) for i in indices]
-    return _stack([f[..., ::-1] for f in frames])  # BGR -> RGB
+def read_video(path: str | Path, indices, backend: str = "cv2") -> np.ndarray:
+    """Frames `indices` of a video file as uint8 RGB (T, H, W, 3), decoded by `backend` (see video_backends)."""
+    return decode(path, indices, backend)
 
 
-def _stack(frames: list[np.ndarray]) -> np.ndarray:
-    h, w = frames[0].shape[:2]
-    if any(f.shape[:2] != (h, w) for f in frames):
-        frames = [f if f.shape[:2] == (h, w) else cv2.resize(np.ascontiguousarray(f), (w, h)) for f in frames]
-    return np.stack(frames)
-
-
-def read_clip(row, indices, short_side: int = 0) -> np.ndarray:
+def read_clip(row, indices, short_side: int = 0, backend: str = "cv2") -> np.ndarray:
     """A clip from an index row (see vidkit.data.index): its frame cache when the row has one (see
     vidkit.data.cache), else its frame folder or video file. Frames come at a short side >= `short_side`
-    where the decoder can scale for free, else at full size."""
+    where the decoder can scale for free, else at full size; video files through `backend`."""
     if isinstance(row.get("cache"), str):
         frames = np.load(row["cache"], mmap_mode="c")  # copy-on-write: writable views, the file never written
         indices = np.minimum(np.asarray(indices, dtype=np.int64), len(frames) - 1)
@@ -200,4 +165,4 @@ def read_clip(row, indices, short_side: int = 0) -> np.ndarray:
     if row["kind"] == "frames":
         reduce = reduce_factor(row["height"], row["width"], short_side) if short_side else 1
         return read_images(row["path"], row["files"], indices, reduce, short_side)
-    return read_video(row["path"], indices)
+    return read_video(row["path"], indices, backend)
