@@ -428,3 +428,17 @@ def test_tsm_sees_frame_order_and_tsn_does_not():
                     module.weight.uniform_(0.5, 1.5)
             same = torch.allclose(model(clip), model(clip.flip(1)), atol=1e-5)
         assert same is not order_matters, name
+
+
+@pytest.mark.parametrize("config", ["vivit", "vjepa2", "videoprism", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t",
+                                    "swin3d_s", "swin3d_b", "i3d_r50", "stack2d3d", "tsm"])
+def test_new_gpu_configs_build_at_their_clip(config):
+    """Each new model's GPU config builds (no weights, meta device) and runs at the clip it asks for."""
+    from vidkit.config import load_config
+    cfg = load_config(config, {"pretrained": "none"})
+    with torch.device("meta"):
+        model = create_model(cfg.model, num_classes=10, num_frames=cfg.num_frames, image_size=cfg.image_size,
+                             **cfg.model_args)
+        logits = model(_clip(model.input_spec, batch=1).to("meta"))
+    assert (model.input_spec.num_frames, model.input_spec.size) == (cfg.num_frames, cfg.image_size)
+    assert logits.shape == (1, 10)
