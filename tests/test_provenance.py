@@ -40,7 +40,7 @@ def test_report_shows_commit_device_and_warns_on_different_data(tiny_run, tiny_c
     run_report(str(tiny_comp), [str(a), str(b)], root=tmp_path / "weights")
     out = capsys.readouterr().out
     assert provenance.read(a)["commit"][:8] in out and "warning" not in out
-    provenance.update(b / "run.json", lambda p: p.__setitem__("data_fingerprint", "0" * 16))
+    provenance.update(b, lambda p: p.__setitem__("data_fingerprint", "0" * 16))
     run_report(str(tiny_comp), [str(a), str(b)], root=tmp_path / "weights")
     out = capsys.readouterr().out
     assert "warning: ensemble: runs trained on different training data: a" in out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import re
 import sys
@@ -73,6 +72,7 @@ class Demo:
         from vidkit.cv import run_cv
         from vidkit.demo import make_demo, test_accuracy
         from vidkit.ensemble import run_ensemble
+        from vidkit.rundir import RunDir
         from vidkit.submit import run_submit
         start = time.time()
         comp, data = Path(self.comp), Path(self.data)
@@ -83,7 +83,7 @@ class Demo:
         run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
         out = run_submit(str(comp), None, self.out)  # runs from ensemble.yaml
         for r in runs:
-            report = json.loads((r / "cv_report.json").read_text())
+            report = RunDir(r).report()
             print(f"{r}: CV {report['metric']} {report['score']:.4f} ({report['protocol']})")
         print(f"demo test accuracy (hidden labels): {test_accuracy(out, data):.3f}; "
               f"{time.time() - start:.0f}s in all; submission: {out}")

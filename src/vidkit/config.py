@@ -294,6 +294,3 @@ def save_config(obj, path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
 
-
-def run_dir(cfg: Config, comp: Competition) -> Path:
-    return Path(cfg.out_dir) if cfg.out_dir else Path("weights") / comp.name / (cfg.name or cfg.model)

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from vidkit import gallery, metrics, plots, provenance
-from vidkit.config import Config, load_competition, run_dir, save_config
+from vidkit.config import Config, load_competition
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
+from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file
 from vidkit.folds import folds_path, load_or_make_folds
 from vidkit.runtime import build_model, make_accelerator
 from vidkit.train import train_fold
@@ -40,19 +41,18 @@ def prepare_run(cfg: Config, accelerator):
     folds = load_or_make_folds(canonical, drawn, comp.n_folds)
     folds = folds[folds["video_id"].isin(table["video_id"])].reset_index(drop=True)
     table = table.assign(fold=folds["fold"].to_numpy())
-    out = run_dir(cfg, comp)
+    out = CompDir(comp).run(cfg)
     if accelerator.is_main_process:
         model = build_model(cfg, len(classes))
         n_bytes = 4 * sum(p.numel() for p in model.parameters())
         # best weights per fold, plus one resumable state (weights + AdamW moments) at a time
-        check_output(out, n_bytes * (comp.n_folds + 3) + 50_000_000)
-        save_config(cfg, out / "config.yaml")
-        folds.to_csv(out / "folds.csv", index=False)
+        check_output(out.path, n_bytes * (comp.n_folds + 3) + 50_000_000)
+        out.write_config(cfg)
+        folds.to_csv(out.folds_csv, index=False)
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
-        (out / "run.json").write_text(json.dumps(
-            {"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
-             "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous)}, indent=1))
+        out.write_meta({"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
+                        "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous)})
     accelerator.wait_for_everyone()
     return comp, table, classes, out
 
@@ -84,7 +84,7 @@ def per_seed(cfg: Config) -> list[Config]:
     """`seed=1,2,3` is a seed ensemble: one run folder per seed (`<out>-seed<s>`), each a complete run."""
     if not isinstance(cfg.seed, list):
         return [cfg]
-    base = run_dir(cfg, load_competition(cfg.comp))
+    base = CompDir(load_competition(cfg.comp)).run(cfg)
     return [replace(cfg, seed=int(s), out_dir=f"{base}-seed{s}") for s in cfg.seed]
 
 
@@ -94,15 +94,15 @@ def run_train(cfg: Config) -> Path:
 
 
 def _train_one(cfg: Config) -> Path:
-    accelerator = make_accelerator(cfg, run_dir(cfg, load_competition(cfg.comp)))
+    accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
     comp, table, classes, out = prepare_run(cfg, accelerator)
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
-    name = "full" if cfg.fold == -1 else f"fold{cfg.fold}"
+    name = fold_name(cfg.fold)
     oof = _timed(accelerator, out, name, lambda: train_fold(cfg, comp, table, classes, cfg.fold, out / name,
                                                               accelerator), cfg.resume)
     if accelerator.is_main_process:
-        provenance.finish(out / "run.json")
+        provenance.finish(out)
     if oof is not None:
         y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
         accelerator.print(f"fold {cfg.fold} {comp.metric} ({cfg.tta_clips} clips): "
@@ -111,12 +111,12 @@ def _train_one(cfg: Config) -> Path:
     return out / name
 
 
-def _timed(accelerator, out: Path, name: str, train, resumed: bool):
+def _timed(accelerator, out: RunDir, name: str, train, resumed: bool):
     """Run one fold's training and record its wall time in run.json's provenance (resumed: added up)."""
     start = time.time()
     result = train()
     if accelerator.is_main_process:
-        provenance.record_fold(out / "run.json", name, time.time() - start, add=resumed)
+        provenance.record_fold(out, name, time.time() - start, add=resumed)
     return result
 
 
@@ -126,32 +126,32 @@ def run_cv(cfg: Config) -> Path:
 
 
 def _fold_done(fold_dir: Path) -> bool:
-    return (fold_dir / "oof.csv").is_file() and not (fold_dir / "state").exists()
+    return oof_file(fold_dir).is_file() and not (fold_dir / "state").exists()
 
 
 def _cv_one(cfg: Config) -> Path:
-    accelerator = make_accelerator(cfg, run_dir(cfg, load_competition(cfg.comp)))
+    accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
     comp, table, classes, out = prepare_run(cfg, accelerator)
     start = time.time()
     parts = []
     for k in range(comp.n_folds):
-        fold_dir = out / f"fold{k}"
+        fold_dir = out.fold(k)
         if cfg.resume and _fold_done(fold_dir):
-            accelerator.print(f"fold {k}: done earlier, reusing {fold_dir / 'oof.csv'}")
-            parts.append(pd.read_csv(fold_dir / "oof.csv", dtype={"video_id": str, "label": str}))
+            accelerator.print(f"fold {k}: done earlier, reusing {oof_file(fold_dir)}")
+            parts.append(pd.read_csv(oof_file(fold_dir), dtype={"video_id": str, "label": str}))
         else:
             parts.append(_timed(accelerator, out, fold_dir.name,
                                 lambda: train_fold(cfg, comp, table, classes, k, fold_dir, accelerator), cfg.resume))
     if any(p is None for p in parts):  # max_steps stopped a fold early: resume=true finishes the run
         accelerator.print(f"stopped at max_steps={cfg.max_steps}; run again with resume=true to finish")
-        return out
+        return out.path
     if accelerator.is_main_process:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
-        oof.to_csv(out / "oof.csv", index=False)
+        oof.to_csv(out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
-        num_frames = json.loads((out / "run.json").read_text())["input_spec"]["num_frames"]
-        gallery.write_gallery(oof, classes, table, num_frames, cfg, out)
-        provenance.finish(out / "run.json")
+        num_frames = out.meta()["input_spec"]["num_frames"]
+        gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
+        provenance.finish(out)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +
                           (f"; {report['clip_score']:.4f} ({report['clip_protocol']}, mean of folds)"
@@ -159,39 +159,41 @@ def _cv_one(cfg: Config) -> Path:
         accelerator.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in report["all_metrics"].items()))
     accelerator.wait_for_everyone()
     accelerator.print(out)
-    return out
+    return out.path
 
 
-def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path, cfg: Config, seconds: float) -> dict:
+def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path | RunDir, cfg: Config,
+                 seconds: float) -> dict:
     """cv_report.json (competition metric + every other metric, per-class, clip vs video level) and the plots."""
+    out = RunDir(out)
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[classes].to_numpy()
     folds = sorted(oof["fold"].unique())
     fold_scores = [metrics.score(metric, y[oof["fold"] == k], probs[oof["fold"] == k]) for k in folds]
-    run = json.loads((out / "run.json").read_text())
+    run = out.meta()
     report = {"metric": metric, "score": metrics.score(metric, y, probs), "fold_scores": fold_scores,
               "fold_std": float(np.std(fold_scores)), "protocol": run["protocol"],
               "model": cfg.model, "config": cfg.name, "n_videos": len(oof), "n_classes": len(classes),
               "all_metrics": metrics.all_scores(y, probs), "train_time_s": round(seconds, 1),
               **clip_level(out, folds, run["input_spec"]["num_frames"], cfg.val_clips),
               "per_class": metrics.per_class(y, probs, classes)}
-    (out / "cv_report.json").write_text(json.dumps(report, indent=1))
+    out.write_report(report)
     pred = probs.argmax(1)
     plots.plot_confusion(y, pred, classes, out / "confusion_matrix.png")
     plots.plot_per_class(y, pred, classes, out / "per_class.png")
-    plots.plot_curves(sorted(out.glob("fold*/metrics.jsonl")), out / "curves.png")
+    plots.plot_curves(out.metrics_files(), out / "curves.png")
     plots.plot_fold_distribution(oof, classes, out / "class_distribution.png")
     return report
 
 
-def clip_level(out: Path, folds: list[int], num_frames: int, val_clips: int) -> dict:
+def clip_level(out: RunDir, folds: list[int], num_frames: int, val_clips: int) -> dict:
     """The best epoch's validation score of each fold: `val_clips` clips per video (1 = clip level), no TTA.
 
     Read from fold*/metrics.jsonl, so it costs nothing; side by side with the TTA video-level OOF score.
     """
     scores = []
     for k in folds:
-        f = out / f"fold{k}" / "metrics.jsonl"
+        f = metrics_file(out.fold(k))
         records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
         best = [r["val_score"] for r in records if r.get("best") and "val_score" in r]
         if not best:

@@ -5,7 +5,6 @@ model that never saw the video: then a blend fitted on the OOF table is fitted o
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from scipy.stats import rankdata
 from vidkit import metrics
 from vidkit.config import Competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.rundir import CompDir, RunDir
 
 log = logging.getLogger(__name__)
 METHODS = ("mean", "logit", "rank")
@@ -28,8 +28,8 @@ KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "cli
         "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
 
 
-def default_ensemble_path(comp: Competition | str) -> Path:
-    return Path("weights") / (comp if isinstance(comp, str) else comp.name) / "ensemble.yaml"
+def default_ensemble_path(comp: Competition | str, root: str | Path | None = None) -> Path:
+    return CompDir(comp, root).ensemble_yaml
 
 
 # ---------------------------------------------------------------- blending and calibration (also used by submit)
@@ -137,15 +137,15 @@ def write_ensemble(spec: dict, path: Path) -> None:
 
 def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
     """A run's oof.csv, its classes and its fold of every video (folds.csv, else the OOF's fold column)."""
-    if not (run / "oof.csv").is_file():
-        raise VidkitError(f"{run}: no oof.csv; cross-validate it first (`make cv`)")
-    oof = pd.read_csv(run / "oof.csv", dtype={"video_id": str, "label": str})
-    meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-    classes = meta.get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
+    run = RunDir(run)
+    if not run.oof_csv.is_file():
+        raise VidkitError(f"{run}: no {run.oof_csv.name}; cross-validate it first (`make cv`)")
+    oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
+    classes = run.meta().get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
     missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
     if missing:
-        raise VidkitError(f"{run / 'oof.csv'}: missing columns {', '.join(map(str, missing[:5]))}")
-    folds = (pd.read_csv(run / "folds.csv", dtype={"video_id": str}) if (run / "folds.csv").is_file() else oof)
+        raise VidkitError(f"{run.oof_csv}: missing columns {', '.join(map(str, missing[:5]))}")
+    folds = pd.read_csv(run.folds_csv, dtype={"video_id": str}) if run.folds_csv.is_file() else oof
     return oof.set_index("video_id"), [str(c) for c in classes], folds.set_index("video_id")["fold"]
 
 
@@ -173,7 +173,7 @@ def align_members(runs: list[Path]) -> tuple[np.ndarray, list[np.ndarray], np.nd
             raise VidkitError(f"{run} and {runs[0]} disagree on the labels of the same videos")
     y = oof0.loc[ids, "label"].map({c: i for i, c in enumerate(classes)})
     if y.isna().any():
-        raise VidkitError(f"{Path(runs[0]) / 'oof.csv'}: label {oof0.loc[ids, 'label'][y.isna()].iloc[0]!r} is not a class")
+        raise VidkitError(f"{RunDir(runs[0]).oof_csv}: label {oof0.loc[ids, 'label'][y.isna()].iloc[0]!r} is not a class")
     y = y.to_numpy(dtype=int)
     probs = [oof.loc[ids, classes].to_numpy(dtype=np.float64) for oof, _, _ in loaded]
     return y, probs, oof0.loc[ids, "fold"].to_numpy(), classes
@@ -291,22 +291,14 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
 
 # ---------------------------------------------------------------- the `ensemble` verb
 
-def finished_runs(comp: Competition, root: Path = Path("weights")) -> list[Path]:
-    runs = sorted(p.parent for p in (root / comp.name).glob("*/cv_report.json"))
-    if not runs:
-        raise VidkitError(f"no finished runs under {root / comp.name}; run `make cv` first or pass runs=")
-    return runs
-
-
 def run_ensemble(comp_path: str, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
                  search: str = "hill", temperature: bool | None = None) -> Path:
     """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml."""
     comp = load_competition(comp_path)
     metrics.check_metric(comp.metric)
-    runs = runs or [str(r) for r in finished_runs(comp)]
+    runs = runs or [str(r) for r in CompDir(comp).finished_runs()]
     for r in runs:
-        meta = Path(r) / "run.json"
-        name = json.loads(meta.read_text()).get("competition") if meta.is_file() else None
+        name = RunDir(r).meta().get("competition")
         if name not in (None, comp.name):
             raise VidkitError(f"{r} is a run of competition {name!r}, not {comp.name!r}; pass comp=")
     y, probs_list, folds, classes = align_members([Path(r) for r in runs])

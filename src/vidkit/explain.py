@@ -206,12 +206,12 @@ def load_fold_model(run: Path, fold: int = 0):
     from safetensors.torch import load_file
 
     from vidkit.infer import load_run
+    from vidkit.rundir import RunDir
     from vidkit.runtime import build_model
     cfg, classes, _ = load_run(run)
-    weights = next((p for p in (run / f"fold{fold}" / "model.safetensors", run / "full" / "model.safetensors")
-                    if p.is_file()), None)
+    weights = next((p for p in (RunDir(run).checkpoint(fold), RunDir(run).checkpoint(-1)) if p.is_file()), None)
     if weights is None:
-        raise VidkitError(f"{run}: no fold{fold}/model.safetensors")
+        raise VidkitError(f"{run}: no {RunDir(run).checkpoint(fold).relative_to(run)}")
     model = build_model(cfg, len(classes))
     model.load_state_dict(load_file(str(weights)))
     return model.eval(), classes, cfg

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from vidkit.errors import VidkitError
 from vidkit.infer import load_run
+from vidkit.rundir import RunDir
 from vidkit.runtime import build_model
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
@@ -61,7 +62,7 @@ def run_export(run: str | Path, fmt: str = "torchscript", fold: int | None = Non
     cfg, classes, checkpoints = load_run(run)
     checkpoint = checkpoints[0]
     if fold is not None:
-        checkpoint = run / ("full" if fold == -1 else f"fold{fold}") / "model.safetensors"
+        checkpoint = RunDir(run).checkpoint(fold)
     if not checkpoint.is_file():
         have = ", ".join(str(c.parent.relative_to(run)) for c in checkpoints)
         raise VidkitError(f"{checkpoint}: no such checkpoint (have: {have})")

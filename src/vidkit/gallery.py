@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vidkit.config import Config, apply, load_competition, read_yaml
+from vidkit.config import Config, load_competition
 from vidkit.data import index_train, make_sampler
 from vidkit.data.media import read_clip
 from vidkit.errors import VidkitError
+from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
 HEIGHT = 96          # pixels per frame in the strip and the clip
@@ -122,15 +122,14 @@ def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, nu
 
 def run_gallery(run: str | Path, n: int = 24) -> tuple[Path, Path]:
     """`vidkit gallery run=RUN [n=24]`: the gallery of a cross-validated run folder."""
-    run = Path(run)
-    for name in ("config.yaml", "run.json", "oof.csv"):
-        if not (run / name).is_file():
-            raise VidkitError(f"{run}: no {name}; cross-validate it first (`make cv`)")
-    cfg = apply(Config(), read_yaml(run / "config.yaml"), where=f"{run / 'config.yaml'}: ")
-    info = json.loads((run / "run.json").read_text())
-    oof = pd.read_csv(run / "oof.csv", dtype={"video_id": str, "label": str})
+    run = RunDir(run)
+    for path in (run.config_yaml, run.meta_file, run.oof_csv):
+        if not path.is_file():
+            raise VidkitError(f"{run}: no {path.name}; cross-validate it first (`make cv`)")
+    cfg, info = run.read_config(), run.meta()
+    oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
     table = index_train(load_competition(cfg.comp))
-    paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run, n)
+    paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n)
     for p in paths:
         print(p)
     return paths

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from vidkit.config import Competition, Config, apply, read_yaml
+from vidkit.config import Competition, Config
 from vidkit.data import normalize
 from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
 from vidkit.errors import VidkitError
+from vidkit.rundir import CompDir, RunDir
 from vidkit.runtime import build_model, make_accelerator, to_device
 from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict, tta_spec
 
@@ -46,29 +46,19 @@ class Member:
 
 def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
     """A run folder's config, classes and checkpoints: fold*/, full/ and seed sub-runs seed*/fold*/."""
-    run = Path(run)
-    if not (run / "config.yaml").is_file() or not (run / "run.json").is_file():
-        raise VidkitError(f"{run}: not a run folder (no config.yaml/run.json); run `make cv` first")
-    cfg = apply(Config(), read_yaml(run / "config.yaml"), where=f"{run / 'config.yaml'}: ")
-    classes = json.loads((run / "run.json").read_text())["classes"]
-    weights = [w for pattern in ("fold*/model.safetensors", "full/model.safetensors", "seed*/fold*/model.safetensors",
-                                 "seed*/full/model.safetensors") for w in sorted(run.glob(pattern))]
+    run = RunDir(run)
+    if not run.is_run():
+        raise VidkitError(f"{run}: not a run folder (no {run.config_yaml.name}/{run.meta_file.name}); "
+                          "run `make cv` first")
+    cfg, classes, weights = run.read_config(), run.meta()["classes"], run.checkpoints()
     if not weights:
         raise VidkitError(f"{run}: no fold*/model.safetensors checkpoints")
     return cfg, classes, weights
 
 
-def default_runs(comp: Competition, root: Path = Path("weights")) -> list[Path]:
-    """Every finished cross-validation run of the competition (those with a cv_report.json)."""
-    runs = sorted(p.parent for p in (root / comp.name).glob("*/cv_report.json"))
-    if not runs:
-        raise VidkitError(f"no finished runs under {root / comp.name}; run `make cv` or pass runs=")
-    return runs
-
-
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
     cfg, classes, checkpoints = load_run(run)
-    frames = json.loads((Path(run) / "run.json").read_text()).get("input_spec", {}).get("num_frames", 0)
+    frames = RunDir(run).meta().get("input_spec", {}).get("num_frames", 0)
     return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips), frames)
 
 
@@ -92,7 +82,7 @@ def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int 
         members = [load_member(run, w, tta_clips) for run, w in weights.items() if w > 0]
         log.info("ensemble from %s: %s", path, ", ".join(f"{m.name} ({m.weight:.3f})" for m in members))
         return members, spec
-    return [load_member(r, 1.0, tta_clips) for r in (given or default_runs(comp))], {}
+    return [load_member(r, 1.0, tta_clips) for r in (given or CompDir(comp).finished_runs())], {}
 
 
 def load_models(member: Member, device) -> list[torch.nn.Module]:

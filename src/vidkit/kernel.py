@@ -24,6 +24,7 @@ import yaml
 import vidkit
 from vidkit.config import Competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kernel_template.kernel_code import sha256
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,13 @@ def copy_run(run: Path, dest: Path) -> None:
     from vidkit.infer import load_run
     _, _, checkpoints = load_run(run)
     dest.mkdir(parents=True)
-    config = read_yaml(run / "config.yaml")
+    src, out = RunDir(run), RunDir(dest)
+    config = read_yaml(src.config_yaml)
     config.update(pretrained=None, cache=False, cache_dir=None)
-    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for name in ("run.json", "cv_report.json"):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, dest / name)
+    out.config_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in (src.meta_file, src.report_file):
+        if path.is_file():
+            shutil.copyfile(path, dest / path.name)
     for ckpt in checkpoints:
         target = dest / ckpt.relative_to(run)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,7 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
     (dest / "competition.yaml").write_text(yaml.safe_dump(comp_yaml, sort_keys=False))
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
-    (dest / "ensemble.yaml").write_text(header + blend)
+    ensemble_file(dest).write_text(header + blend)
     if wheels:
         found = sorted(Path(wheels).glob("*.whl"))
         if not found:

@@ -3,7 +3,6 @@ hashes of the training data and folds, so a run can be traced and runs trained o
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -13,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+
+from vidkit.rundir import RunDir
 
 LIBRARIES = ("vidkit", "torch", "torchvision", "transformers", "timm", "accelerate")
 
@@ -88,31 +89,29 @@ def start(table: pd.DataFrame, folds: pd.DataFrame, previous: dict | None = None
     return prov
 
 
-def record_fold(run_json: Path, fold: str, seconds: float, add: bool = False) -> None:
+def record_fold(run: Path | RunDir, fold: str, seconds: float, add: bool = False) -> None:
     """One fold's wall time into run.json's provenance; `add`: a resumed fold, its attempts add up."""
     def change(prov):
         prov["fold_seconds"][fold] = round(seconds + (prov["fold_seconds"].get(fold, 0) if add else 0), 1)
-    update(run_json, change)
+    update(run, change)
 
 
-def finish(run_json: Path) -> None:
-    update(run_json, lambda p: p.__setitem__("finished", now()))
+def finish(run: Path | RunDir) -> None:
+    update(run, lambda p: p.__setitem__("finished", now()))
 
 
-def update(run_json: Path, change) -> None:
-    run = json.loads(run_json.read_text())
-    prov = run.setdefault("provenance", {"fold_seconds": {}})
-    prov.setdefault("fold_seconds", {})
-    change(prov)
-    tmp = run_json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(run, indent=1))
-    os.replace(tmp, run_json)
+def update(run: Path | RunDir, change) -> None:
+    """Let `change(provenance)` edit the run folder's provenance in place."""
+    def edit(meta: dict) -> None:
+        prov = meta.setdefault("provenance", {"fold_seconds": {}})
+        prov.setdefault("fold_seconds", {})
+        change(prov)
+    RunDir(run).update_meta(edit)
 
 
-def read(run: Path) -> dict:
+def read(run: Path | RunDir) -> dict:
     """A run folder's provenance ({} for runs made before it was recorded)."""
-    path = Path(run) / "run.json"
-    return json.loads(path.read_text()).get("provenance", {}) if path.is_file() else {}
+    return RunDir(run).meta().get("provenance", {})
 
 
 def differences(runs: list[Path]) -> list[str]:

@@ -1,7 +1,6 @@
 """`report`: every cross-validated run of a competition in one table, best first (also runs.md and runs.csv)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,8 @@ from safetensors import safe_open
 
 from vidkit import metrics, provenance
 from vidkit.config import load_competition
-from vidkit.ensemble import default_ensemble_path, finished_runs, load_ensemble
-from vidkit.errors import VidkitError
+from vidkit.ensemble import load_ensemble
+from vidkit.rundir import OUT_ROOT, RUNS_CSV, RUNS_MD, CompDir, RunDir
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters
 
@@ -24,13 +23,10 @@ def count_params(path: Path) -> int:
 
 def run_row(run: Path, metric: str) -> dict:
     """One table row from a run's cv_report.json, scored with the competition's `metric`."""
-    path = run / "cv_report.json"
-    if not path.is_file():
-        raise VidkitError(f"{run}: no cv_report.json; cross-validate it first (`make cv`)")
-    rep = json.loads(path.read_text())
+    rep = RunDir(run).report()
     same = rep.get("metric") == metric
     score = rep["score"] if same else rep.get("all_metrics", {}).get(metric, float("nan"))
-    checkpoints = sorted(run.glob("fold*/model.safetensors"))
+    checkpoints = RunDir(run).checkpoints()
     return {"run": str(run), "model": rep.get("model", "?"), "config": rep.get("config", "?"), "metric": metric,
             "score": score, "fold_std": float(np.std(rep["fold_scores"])) if same else float("nan"),
             "clip_score": rep.get("clip_score", float("nan")) if same else float("nan"),
@@ -92,26 +88,28 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def run_report(comp_path: str, runs: list[str] | None = None, out: str | None = None,
-               root: Path = Path("weights")) -> pd.DataFrame:
+               root: Path = OUT_ROOT) -> pd.DataFrame:
     """Print the runs table best first and write runs.md / runs.csv (default: weights/<competition>/)."""
     comp = load_competition(comp_path)
     metrics.check_metric(comp.metric)
-    run_paths = [Path(r) for r in runs] if runs else finished_runs(comp, root)
-    table = runs_table(run_paths, comp.metric, root / default_ensemble_path(comp).relative_to("weights"))
+    where = CompDir(comp, root)
+    run_paths = [Path(r) for r in runs] if runs else where.finished_runs()
+    table = runs_table(run_paths, comp.metric, where.ensemble_yaml)
     shown = pretty(table)
-    warnings = ensemble_warnings(root / default_ensemble_path(comp).relative_to("weights"), run_paths)
+    warnings = ensemble_warnings(where.ensemble_yaml, run_paths)
     direction = "higher" if metrics.higher_is_better(comp.metric) else "lower"
     print(f"{comp.name}: {len(run_paths)} runs, {comp.metric} ({direction} is better), best first")
     print(shown.to_string(index=False))
     for w in warnings:
         print(f"warning: {w}")
-    folder = Path(out) if out else root / comp.name
+    folder = Path(out) if out else where.path
     folder.mkdir(parents=True, exist_ok=True)
     note = (f"{comp.name}: CV {comp.metric} ({direction} is better), mean ± std over folds; "
             "no TTA: the best epochs' validation score (val_clips clips, mean of folds)")
-    (folder / "runs.md").write_text(note + "\n\n" + markdown(shown) + "".join(f"\nwarning: {w}\n" for w in warnings))
-    table.to_csv(folder / "runs.csv", index=False)
-    print(f"wrote {folder / 'runs.md'} and {folder / 'runs.csv'}")
+    runs_md, runs_csv = folder / RUNS_MD, folder / RUNS_CSV
+    runs_md.write_text(note + "\n\n" + markdown(shown) + "".join(f"\nwarning: {w}\n" for w in warnings))
+    table.to_csv(runs_csv, index=False)
+    print(f"wrote {runs_md} and {runs_csv}")
     return table
 
 

@@ -32,6 +32,7 @@ from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
                           set_trainable)
+from vidkit.rundir import metrics_file, weights_file
 from vidkit.runtime import bare, build_model, to_device
 from vidkit.tta import eval_dataset, fold_oof, predict
 
@@ -270,7 +271,7 @@ def _skip_bad_step(run: Fold) -> None:
     log.warning("non-finite loss at epoch %d batch %d: step skipped (%d in a row)", p.epoch, p.batch, p.bad_streak)
     if p.bad_streak >= run.cfg.max_bad_steps:
         raise VidkitError(f"training stopped: {p.bad_streak} consecutive NaN/inf losses at epoch {p.epoch} "
-                          f"(step {p.step}); the last good checkpoint is {run.out_dir / 'model.safetensors'}. "
+                          f"(step {p.step}); the last good checkpoint is {weights_file(run.out_dir)}. "
                           "Lower lr, or use mixed_precision=bf16/no instead of fp16")
 
 
@@ -291,7 +292,7 @@ def validate(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str) -> 
 def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int, on_epoch=None) -> None:
     """The epochs of one fold; `on_epoch(record)` sees each epoch's record (e.g. `tune`'s pruner, which may raise)."""
     cfg, acc, progress = run.cfg, run.accelerator, run.progress
-    weights, log_file, start = run.out_dir / "model.safetensors", run.out_dir / "metrics.jsonl", time.time()
+    weights, log_file, start = weights_file(run.out_dir), metrics_file(run.out_dir), time.time()
     for epoch in range(progress.epoch, cfg.epochs):
         progress.epoch = epoch
         if cfg.freeze_epochs:
@@ -348,9 +349,9 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     resumed = cfg.resume and load_state(run)
     if accelerator.is_main_process:
         if resumed:
-            _trim_log(out_dir / "metrics.jsonl", run.progress.epoch)
+            _trim_log(metrics_file(out_dir), run.progress.epoch)
         else:
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            metrics_file(out_dir).unlink(missing_ok=True)
     if cfg.log_with:
         accelerator.init_trackers(f"fold{fold}", config={k: v for k, v in asdict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
@@ -365,7 +366,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     if run.val_dl is None:
         return None
     model = bare(accelerator, run.ema.module if run.ema is not None else run.model)
-    return fold_oof(cfg, model, out_dir / "model.safetensors", val_table, classes, fold, accelerator, out_dir)
+    return fold_oof(cfg, model, weights_file(out_dir), val_table, classes, fold, accelerator, out_dir)
 
 
 def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,

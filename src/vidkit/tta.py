@@ -27,6 +27,7 @@ from vidkit.data.media import read_clip
 from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
 from vidkit.errors import VidkitError
+from vidkit.rundir import oof_file
 
 log = logging.getLogger(__name__)
 
@@ -226,5 +227,5 @@ def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accele
                         "label": val_table["label"].to_numpy()})
     oof = pd.concat([oof, pd.DataFrame(probs, columns=classes)], axis=1)
     if accelerator.is_main_process:
-        oof.to_csv(out_dir / "oof.csv", index=False)
+        oof.to_csv(oof_file(out_dir), index=False)
     return oof

@@ -114,6 +114,7 @@ def main() -> None:
     if bundle.resolve() not in Path(vidkit.__file__).resolve().parents:
         fail(f"vidkit was imported from {vidkit.__file__}, not from the bundle {bundle}")
     from vidkit.config import load_competition
+    from vidkit.rundir import ensemble_file
     from vidkit.submit import run_submit
 
     spec = manifest["competition"]
@@ -126,7 +127,7 @@ def main() -> None:
     settings = manifest.get("submit", {})
     # the bundle's own blend (member runs relative to the bundle): no weights/ folder to rebuild, no chdir
     out = run_submit(comp, None, str(work / "vidkit" / "submission.csv"), settings.get("tta_clips"),
-                     settings.get("budget"), ensemble_yaml=bundle / "ensemble.yaml")
+                     settings.get("budget"), ensemble_yaml=ensemble_file(bundle))
     shutil.copyfile(out, work / "submission.csv")
     print(f"vidkit kernel: wrote {work / 'submission.csv'}")
 

@@ -1,0 +1,154 @@
+"""Where runs and their files live: every file name of a run folder and of a competition's output folder.
+
+A run folder (`RunDir`; by default <out_root>/<competition>/<config>/):
+  config.yaml       the resolved training config
+  run.json          what a run is: classes, competition, model, input_spec, protocol, provenance, ... (a dict
+                    that other code extends: `meta()` / `update_meta()`, never the file name)
+  folds.csv         the folds it was trained on
+  fold<k>/          model.safetensors (best epoch), metrics.jsonl (one record per epoch), oof.csv (that fold's);
+                    full/ for fold=-1, seed<s>/fold<k>/ for seed sub-runs
+  oof.csv           every fold's out-of-fold predictions; cv_report.json: the CV report (and its plots)
+A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensemble.yaml, runs.md and runs.csv.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vidkit.config import Competition, Config, apply, read_yaml, save_config
+from vidkit.errors import VidkitError
+
+OUT_ROOT = Path("weights")  # the default output root, relative to the working folder (every verb's out_root=)
+CONFIG, META, FOLDS, OOF, REPORT = "config.yaml", "run.json", "folds.csv", "oof.csv", "cv_report.json"
+WEIGHTS, METRICS = "model.safetensors", "metrics.jsonl"
+ENSEMBLE, RUNS_MD, RUNS_CSV = "ensemble.yaml", "runs.md", "runs.csv"
+CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")
+
+
+def fold_name(fold: int) -> str:
+    return "full" if fold == -1 else f"fold{fold}"
+
+
+def weights_file(fold_dir: str | Path) -> Path:
+    """A fold folder's best-epoch checkpoint."""
+    return Path(fold_dir) / WEIGHTS
+
+
+def metrics_file(fold_dir: str | Path) -> Path:
+    """A fold folder's per-epoch records (JSON lines)."""
+    return Path(fold_dir) / METRICS
+
+
+def oof_file(folder: str | Path) -> Path:
+    """The out-of-fold predictions of a fold folder (that fold) or of a run folder (every fold)."""
+    return Path(folder) / OOF
+
+
+def ensemble_file(folder: str | Path) -> Path:
+    """The blend in a folder: a competition's output folder, or a kernel bundle."""
+    return Path(folder) / ENSEMBLE
+
+
+class RunDir:
+    """One run folder: its files by name, read and written here."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, other) -> Path:
+        return self.path / other
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    config_yaml = property(lambda self: self.path / CONFIG)
+    meta_file = property(lambda self: self.path / META)
+    folds_csv = property(lambda self: self.path / FOLDS)
+    oof_csv = property(lambda self: oof_file(self.path))
+    report_file = property(lambda self: self.path / REPORT)
+
+    def fold(self, fold: int) -> Path:
+        return self.path / fold_name(fold)
+
+    def checkpoint(self, fold: int) -> Path:
+        return weights_file(self.fold(fold))
+
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint: fold*/, full/ and the seed sub-runs' seed*/fold*/, seed*/full/."""
+        return [w for pattern in CHECKPOINTS for w in sorted(self.path.glob(pattern))]
+
+    def metrics_files(self) -> list[Path]:
+        return sorted(self.path.glob(f"fold*/{METRICS}"))
+
+    def is_run(self) -> bool:
+        return self.config_yaml.is_file() and self.meta_file.is_file()
+
+    def finished(self) -> bool:
+        """Cross-validated to the end (it has a CV report)."""
+        return self.report_file.is_file()
+
+    def read_config(self) -> Config:
+        return apply(Config(), read_yaml(self.config_yaml), where=f"{self.config_yaml}: ")
+
+    def write_config(self, cfg: Config) -> None:
+        save_config(cfg, self.config_yaml)
+
+    def meta(self) -> dict:
+        """run.json as a dict ({} for a folder without one)."""
+        return json.loads(self.meta_file.read_text()) if self.meta_file.is_file() else {}
+
+    def write_meta(self, meta: dict) -> None:
+        """Atomic: a kill never leaves a half-written run.json."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.meta_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, self.meta_file)
+
+    def update_meta(self, change=None, **keys) -> dict:
+        """Set `keys` in run.json and/or let `change(meta)` edit it in place; returns the new dict."""
+        meta = self.meta()
+        meta.update(keys)
+        if change is not None:
+            change(meta)
+        self.write_meta(meta)
+        return meta
+
+    def report(self) -> dict:
+        if not self.finished():
+            raise VidkitError(f"{self.path}: no {REPORT}; cross-validate it first (`make cv`)")
+        return json.loads(self.report_file.read_text())
+
+    def write_report(self, report: dict) -> None:
+        self.report_file.write_text(json.dumps(report, indent=1))
+
+
+class CompDir:
+    """A competition's output folder, <out_root>/<name>/: one run folder per config, ensemble.yaml, runs.md/csv."""
+
+    def __init__(self, comp: Competition | str, root: str | Path | None = None):
+        self.name = comp if isinstance(comp, str) else comp.name
+        self.root = Path(root) if root is not None else OUT_ROOT
+        self.path = self.root / self.name
+
+    ensemble_yaml = property(lambda self: ensemble_file(self.path))
+    runs_md = property(lambda self: self.path / RUNS_MD)
+    runs_csv = property(lambda self: self.path / RUNS_CSV)
+
+    def run(self, cfg: Config) -> RunDir:
+        """The run folder of a config: `out_dir` when set, else <out_root>/<competition>/<config name>."""
+        return RunDir(cfg.out_dir if cfg.out_dir else self.path / (cfg.name or cfg.model))
+
+    def finished_runs(self) -> list[Path]:
+        """Every cross-validated run of the competition (those with a CV report), by name."""
+        runs = sorted(p.parent for p in self.path.glob(f"*/{REPORT}"))
+        if not runs:
+            raise VidkitError(f"no finished runs under {self.path}; run `make cv` first or pass runs=")
+        return runs
