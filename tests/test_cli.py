@@ -127,3 +127,51 @@ def test_a_new_verb_is_one_declaration(capsys, monkeypatch):
     assert cli.main(["--help"]) == 0 and "hello     greet someone" in capsys.readouterr().out
     assert cli.main(["hello", "--help"]) == 0 and "times=1" in capsys.readouterr().out
     assert cli.main(["hello", "times=2"]) == 2 and "hello: who=NAME is required" in capsys.readouterr().err
+
+
+LIGHT_VERBS = """
+import json, sys
+from vidkit.cli import main
+HEAVY = ("torch", "timm", "transformers", "accelerate", "albumentations")
+for argv in json.loads(sys.argv[1]):
+    rc = main(argv)
+    print("VERB", argv[0], rc, ",".join(m for m in HEAVY if m in sys.modules) or "none", flush=True)
+"""
+
+
+def test_verbs_that_need_no_model_never_import_torch(tiny_comp, tmp_path):
+    """`python -m vidkit` validate/report/folds/check/frames/ensemble/--help start without torch, timm,
+    transformers, accelerate or albumentations (seconds of imports): a module-level import of one of them in
+    any module these verbs reach fails here, naming the first verb that pulled it in."""
+    import cv2
+    import numpy as np
+    import yaml
+    spec = yaml.safe_load(tiny_comp.read_text())
+    for k in ("train_dir", "test_dir", "sample_submission"):
+        spec[k] = str((tiny_comp.parent / spec[k]).resolve())
+    comp = tmp_path / "light.yaml"
+    comp.write_text(yaml.safe_dump({**spec, "name": "light"}))
+    oof = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "fold": [0, 0, 1, 1], "label": ["up", "down"] * 2,
+                        "up": [0.8, 0.3, 0.6, 0.1], "down": [0.2, 0.7, 0.4, 0.9]})
+    for name in ("r1", "r2"):
+        (tmp_path / "weights" / "light" / name).mkdir(parents=True)
+        oof.to_csv(tmp_path / "weights" / "light" / name / "oof.csv", index=False)
+        (tmp_path / "weights" / "light" / name / "cv_report.json").write_text(json.dumps(
+            {"metric": "accuracy", "score": 1.0, "fold_scores": [1.0, 1.0], "protocol": "4x1x1 video-level"}))
+    (tmp_path / "videos").mkdir()
+    writer = cv2.VideoWriter(str(tmp_path / "videos" / "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 32))
+    for i in range(6):
+        writer.write(np.full((32, 32, 3), 40 * i, np.uint8))
+    writer.release()
+    sample = str(tiny_comp.parent / spec["sample_submission"])
+    runs = f"runs={tmp_path / 'weights/light/r1'},{tmp_path / 'weights/light/r2'}"
+    argvs = [["--help"], ["train", "--help"], ["validate", sample, f"sample={sample}"], ["folds", f"comp={comp}"],
+             ["report", f"comp={comp}", f"out={tmp_path}"], ["check", f"comp={comp}", "num_frames=4"],
+             ["frames", f"videos={tmp_path / 'videos'}", f"out={tmp_path / 'frames'}"],
+             ["ensemble", f"comp={comp}", runs, f"out={tmp_path / 'ens.yaml'}"]]
+    proc = subprocess.run([sys.executable, "-c", LIGHT_VERBS, json.dumps(argvs)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    verbs = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("VERB ")]
+    assert verbs == [[argv[0], "0", "none"] for argv in argvs], f"verb, exit code, heavy modules: {verbs}"
+    assert (tmp_path / "frames" / "v").is_dir() and (tmp_path / "light.folds.csv").is_file()

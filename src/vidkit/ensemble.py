@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.optimize import minimize, minimize_scalar
 from scipy.special import softmax
-from scipy.stats import rankdata
 
 from vidkit import metrics
 from vidkit.config import Competition, load_competition, read_yaml
@@ -38,6 +36,7 @@ def _to_space(p: np.ndarray, method: str) -> np.ndarray:
     if method == "logit":
         return np.log(np.clip(p, EPS, 1))
     if method == "rank":  # each class column ranked over the videos, in (0, 1]
+        from scipy.stats import rankdata  # scipy.stats and .optimize: 1-2 s to import, so where they are used
         return rankdata(p, axis=0) / len(p)
     return p
 
@@ -206,6 +205,7 @@ def search_weights(y, probs_list: list[np.ndarray], metric: str, method: str = "
         current = trials[pick]
     weights = counts / counts.sum()
     if search == "scipy" and len(spaces) > 1:
+        from scipy.optimize import minimize
         sign = -1 if metrics.higher_is_better(metric) else 1
         loss = lambda z: sign * metrics.score(metric, y, blend(probs_list, softmax(z), method))  # noqa: E731
         z = minimize(loss, np.log(np.maximum(weights, 1e-3)), method="Nelder-Mead",
@@ -222,6 +222,7 @@ def _best_index(metric: str, scores: list[float]) -> int:
 
 def fit_temperature(y, probs: np.ndarray) -> float:
     """The temperature minimising OOF log loss (1.0 when scaling does not help)."""
+    from scipy.optimize import minimize_scalar
     loss = lambda log_t: metrics.score("logloss", y, calibrate(probs, {"temperature": np.exp(log_t)}))  # noqa: E731
     res = minimize_scalar(loss, bounds=(-3, 3), method="bounded")
     return round(float(np.exp(res.x)), 4) if res.fun < loss(0.0) - 1e-6 else 1.0

@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from vidkit.errors import VidkitError
 
@@ -16,6 +15,7 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFram
     n_groups = table["group"].nunique()
     if n_groups < n_folds:
         raise VidkitError(f"n_folds={n_folds} but only {n_groups} groups: lower n_folds")
+    from sklearn.model_selection import StratifiedGroupKFold  # 1-2 s to import; only when folds are drawn
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = table[["video_id", "group", "label"]].copy()
     folds["fold"] = -1

@@ -4,31 +4,36 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn import metrics as skm
 
 from vidkit.errors import VidkitError
 
 
+def skm():
+    """sklearn.metrics, imported on first use (1-2 s): verbs that only need a metric's name or direction skip it."""
+    from sklearn import metrics
+    return metrics
+
+
 def _top_k(y, p, k=5):
     k = min(k, p.shape[1])
-    return skm.top_k_accuracy_score(y, p, k=k, labels=np.arange(p.shape[1]))
+    return skm().top_k_accuracy_score(y, p, k=k, labels=np.arange(p.shape[1]))
 
 
 def _auc(y, p):
     if p.shape[1] == 2:
-        return skm.roc_auc_score(y, p[:, 1])
+        return skm().roc_auc_score(y, p[:, 1])
     present = np.unique(y)
-    return skm.roc_auc_score(y, p[:, present] / p[:, present].sum(1, keepdims=True), multi_class="ovr",
+    return skm().roc_auc_score(y, p[:, present] / p[:, present].sum(1, keepdims=True), multi_class="ovr",
                              labels=present) if len(present) > 2 else float("nan")
 
 
 METRICS = {  # name: (fn(y_true, probs), higher is better)
-    "accuracy": (lambda y, p: skm.accuracy_score(y, p.argmax(1)), True),
+    "accuracy": (lambda y, p: skm().accuracy_score(y, p.argmax(1)), True),
     "top5": (_top_k, True),
-    "f1_macro": (lambda y, p: skm.f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1])), True),
-    "logloss": (lambda y, p: skm.log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])), False),
+    "f1_macro": (lambda y, p: skm().f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1])), True),
+    "logloss": (lambda y, p: skm().log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])), False),
     "auc": (_auc, True),
-    "mcc": (lambda y, p: skm.matthews_corrcoef(y, p.argmax(1)), True),
+    "mcc": (lambda y, p: skm().matthews_corrcoef(y, p.argmax(1)), True),
 }
 
 
@@ -59,9 +64,9 @@ def better(name: str, a: float, b: float) -> bool:
 
 
 LABEL_METRICS = {  # metrics that only see the predicted label: a decision threshold can change them
-    "accuracy": skm.accuracy_score,
-    "f1_macro": lambda y, pred: skm.f1_score(y, pred, average="macro"),
-    "mcc": skm.matthews_corrcoef,
+    "accuracy": lambda y, pred: skm().accuracy_score(y, pred),
+    "f1_macro": lambda y, pred: skm().f1_score(y, pred, average="macro"),
+    "mcc": lambda y, pred: skm().matthews_corrcoef(y, pred),
 }
 
 
@@ -75,7 +80,7 @@ def score_labels(name: str, y_true, pred) -> float:
 def per_class(y_true, probs, classes: list[str]) -> dict[str, dict]:
     """Precision, recall (= per-class accuracy), F1 and support of every class, from the argmax."""
     pred = np.asarray(probs).argmax(1)
-    p, r, f, n = skm.precision_recall_fscore_support(y_true, pred, labels=np.arange(len(classes)), zero_division=0)
+    p, r, f, n = skm().precision_recall_fscore_support(y_true, pred, labels=np.arange(len(classes)), zero_division=0)
     return {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
             for i, c in enumerate(classes)}
 

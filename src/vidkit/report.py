@@ -17,7 +17,7 @@ BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with t
 
 def count_params(path: Path) -> int:
     """Parameters in a safetensors checkpoint, read from its header (no model is built, no tensor loaded)."""
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="np") as f:  # "pt" would import torch
         return int(sum(np.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(BUFFERS)))
 
 

@@ -16,7 +16,6 @@ from vidkit.data import classes_of, index_test, index_train
 from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
 from vidkit.formats import format_submission, is_confidence, topk_style
-from vidkit.infer import ensemble, estimate_s, fit_budget, measure_speed, resolve_members
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +102,7 @@ def _hms(seconds: float) -> str:
 
 def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
     """Time each member on a few test videos, then cut views and members until the estimate fits."""
+    from vidkit.infer import estimate_s, fit_budget, measure_speed
     readable = test[test["n_frames"] > 0].reset_index(drop=True)
     if readable.empty:
         return members, {}
@@ -124,6 +124,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
 
     `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's);
     `backend`: the video decoder (default: each member's `video_backend`)."""
+    from vidkit.infer import ensemble, resolve_members  # torch and the models: not for `validate`
     comp = comp if isinstance(comp, Competition) else load_competition(comp)
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
