@@ -172,3 +172,24 @@ def test_push_with_cli_versions_or_creates_then_pushes(built, monkeypatch, tmp_p
     calls = [line.split()[:2] for line in log.read_text().splitlines()]
     assert calls == [["datasets", "version"], ["datasets", "create"], ["kernels", "push"]]
     assert "-r zip" in log.read_text()
+
+
+def test_kernel_shows_licences_and_refuses_members_outside_allowed_licenses(prob_comp, tiny_run, tmp_path, capsys):
+    run = tmp_path / "nc_run"
+    shutil.copytree(tiny_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["pretrained"] == {"source": None, "license": None}  # tiny_run trained from scratch
+    meta["pretrained"] = {"source": "MCG-NJU/videomae-base", "license": "cc-by-nc-4.0"}
+    (run / "run.json").write_text(json.dumps(meta))
+    comp = tmp_path / "strict.yaml"
+    spec = yaml.safe_load(prob_comp.read_text())
+    spec.update({k: str(prob_comp.parent / spec[k]) for k in ("train_dir", "test_dir", "sample_submission")})
+    comp.write_text(yaml.safe_dump({**spec, "allowed_licenses": ["MIT", "Apache-2.0"]}))
+    with pytest.raises(VidkitError, match=r"nc_run/run.json: pretrained weights MCG-NJU/videomae-base are licensed "
+                                          r"'cc-by-nc-4.0', not one of allowed_licenses \['MIT', 'Apache-2.0'\]"):
+        build(str(comp), [str(run)], out=str(tmp_path / "k1"))
+    assert "nc_run: pretrained MCG-NJU/videomae-base (licence: cc-by-nc-4.0)" in capsys.readouterr().out
+    meta["pretrained"]["license"] = "mit"  # case-insensitive match; scratch runs always pass
+    (run / "run.json").write_text(json.dumps(meta))
+    build(str(comp), [str(run), str(tiny_run)], out=str(tmp_path / "k2"))
+    assert f"{tiny_run.name}: pretrained - (licence: scratch)" in capsys.readouterr().out

@@ -442,3 +442,21 @@ def test_new_gpu_configs_build_at_their_clip(config):
         logits = model(_clip(model.input_spec, batch=1).to("meta"))
     assert (model.input_spec.num_frames, model.input_spec.size) == (cfg.num_frames, cfg.image_size)
     assert logits.shape == (1, 10)
+
+
+def test_pretrained_licence_from_the_checkpoint_else_the_config(tmp_path, monkeypatch):
+    from vidkit.models.weights import pretrained_license
+    assert pretrained_license(None, "r3d_18", "MIT") == {"source": None, "license": None}  # scratch
+    folder = tmp_path / "vjepa2"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"_name_or_path": "facebook/vjepa2-vitl-fpc16-256-ssv2"}')
+    (folder / "README.md").write_text("---\nlicense: mit\ntags: [video]\n---\n# V-JEPA 2\n")
+    assert pretrained_license(str(folder), "vjepa2", "apache-2.0") == {
+        "source": "facebook/vjepa2-vitl-fpc16-256-ssv2", "license": "mit"}  # the model card wins
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "r.safetensors"), metadata={"license": "CC-BY-NC-4.0"})
+    assert pretrained_license(str(tmp_path / "r.safetensors"), "r3d_18")["license"] == "CC-BY-NC-4.0"
+    torch.save({"w": torch.zeros(1)}, tmp_path / "r.pth")
+    assert pretrained_license(str(tmp_path / "r.pth"), "r3d_18", "BSD-3-Clause") == {
+        "source": str(tmp_path / "r.pth"), "license": "BSD-3-Clause"}  # nothing in the file: the config's
+    monkeypatch.chdir(tmp_path)
+    assert pretrained_license("auto", "r3d_18")["source"] == "weights/pretrained/r3d_18"

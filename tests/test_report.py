@@ -64,6 +64,7 @@ def test_report_table_best_first_and_files(runs, tiny_comp, capsys):
     assert (table.loc[table["model"] == "r3d_18", "params"] > 100_000).all()
     md = (root / "weights" / "tiny" / "runs.md").read_text()
     assert "| run | model | config | CV accuracy |" in md and "longer" in md and "4x2x1 video-level" in md
+    assert "| pretrained licence |" in md and (table.loc[table["model"] == "r3d_18", "license"] == "scratch").all()
     csv = pd.read_csv(root / "weights" / "tiny" / "runs.csv")
     assert csv["score"].tolist() == pytest.approx(scores)
     assert "best first" in capsys.readouterr().out

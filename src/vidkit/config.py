@@ -25,6 +25,7 @@ class Config:
     model: str = "r3d_18"                   # a name from vidkit.models.list_models()
     model_args: dict = field(default_factory=dict)  # extra builder kwargs (size variants)
     pretrained: str | None = None           # local weights: file or from_pretrained folder
+    pretrained_license: str | None = None   # their licence where the checkpoint does not say (run.json, kernel)
     comp: str = DEFAULT_COMP
     out_dir: str | None = None              # default: weights/<competition>/<config name>
     fold: int = 0                           # -1: train on all training data
@@ -112,6 +113,7 @@ class Competition:
     kaggle_user: str | None = None          # `kernel`: owner of the bundle dataset and the kernel (or user=)
     kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
+    allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:

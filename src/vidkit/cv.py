@@ -18,6 +18,7 @@ from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file
 from vidkit.folds import folds_path, load_or_make_folds
+from vidkit.models.weights import pretrained_license
 from vidkit.runtime import build_model, make_accelerator
 from vidkit.train import train_fold
 from vidkit.tta import tta_spec
@@ -52,7 +53,8 @@ def prepare_run(cfg: Config, accelerator):
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
         out.write_meta({"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
-                        "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous)})
+                        "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous),
+                        "pretrained": pretrained_license(cfg.pretrained, cfg.model, cfg.pretrained_license)})
     accelerator.wait_for_everyone()
     return comp, table, classes, out
 

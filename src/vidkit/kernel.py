@@ -26,6 +26,7 @@ from vidkit.config import Competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kernel_template.kernel_code import sha256
+from vidkit.report import licence_label, pretrained_of
 
 log = logging.getLogger(__name__)
 # the manifest is hashed with the very function the kernel verifies it with
@@ -223,6 +224,18 @@ def _fresh(path: Path, marker: str) -> Path:
     return path
 
 
+def check_licences(comp: Competition, runs: list[Path]) -> None:
+    """Print each member's pretrained source and licence; refuse members outside `allowed_licenses`."""
+    allowed = [str(a).lower() for a in comp.allowed_licenses] if comp.allowed_licenses is not None else None
+    for run in runs:
+        pretrained = pretrained_of(run)
+        label = licence_label(pretrained)
+        print(f"{Path(run).name}: pretrained {pretrained.get('source') or '-'} (licence: {label})")
+        if allowed is not None and label != "scratch" and label.lower() not in allowed:
+            raise VidkitError(f"{RunDir(run).meta_file}: pretrained weights {pretrained.get('source')} are licensed "
+                              f"{label!r}, not one of allowed_licenses {comp.allowed_licenses} ({comp.path})")
+
+
 def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", tta_clips: int | None = None,
           budget: str | None = None, kernel_type: str = "notebook", private: bool = True,
           wheels: str | None = None, license: str = "CC0-1.0", **kaggle) -> tuple[Path, Path]:
@@ -231,6 +244,7 @@ def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", t
     settings = kaggle_settings(comp, **kaggle)
     from vidkit.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
+    check_licences(comp, [m.run for m in members])
     bundle = _fresh(Path(out) / settings["slug"], "dataset-metadata.json")
     kernel_dir = _fresh(Path(out) / settings["kernel_slug"], "kernel-metadata.json")
     build_bundle(comp, members, spec, settings, bundle, {"tta_clips": tta_clips, "budget": budget}, wheels, license)

@@ -31,7 +31,19 @@ def run_row(run: Path, metric: str) -> dict:
             "score": score, "fold_std": float(np.std(rep["fold_scores"])) if same else float("nan"),
             "clip_score": rep.get("clip_score", float("nan")) if same else float("nan"),
             "protocol": rep.get("protocol", "?"), "params": count_params(checkpoints[0]) if checkpoints else None,
-            "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos"), **_provenance(run)}
+            "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos"), **_provenance(run),
+            "license": licence_label(pretrained_of(run))}
+
+
+def pretrained_of(run: Path) -> dict:
+    """run.json's `pretrained`: {"source", "license"} of the weights the run started from (both None: scratch)."""
+    return RunDir(run).meta().get("pretrained") or {}
+
+
+def licence_label(pretrained: dict) -> str:
+    if not pretrained.get("source"):
+        return "scratch"
+    return pretrained.get("license") or "unknown"
 
 
 def _provenance(run: Path) -> dict:
@@ -54,7 +66,7 @@ def runs_table(runs: list[Path], metric: str, ensemble: Path | None = None) -> p
                          "metric": metric, "score": spec["score"], "fold_std": float("nan"),
                          "clip_score": float("nan"), "protocol": "OOF blend", "params": None,
                          "train_time_s": None, "n_videos": spec.get("n_videos"), "commit": "", "device": "",
-                         "finished": ""})
+                         "finished": "", "license": ""})
     table = pd.DataFrame(rows).astype({"params": "Int64"})
     return table.sort_values("score", ascending=not metrics.higher_is_better(metric), na_position="last",
                              kind="stable").reset_index(drop=True)
@@ -78,7 +90,7 @@ def pretty(table: pd.DataFrame) -> pd.DataFrame:
         "no TTA": ["" if np.isnan(c) else f"{c:.4f}" for c in table["clip_score"]],
         "protocol": table["protocol"], "params": [_params(n) for n in table["params"]],
         "train time": [_time(s) for s in table["train_time_s"]], "commit": table["commit"],
-        "device": table["device"], "finished": table["finished"]})
+        "device": table["device"], "finished": table["finished"], "pretrained licence": table["license"]})
 
 
 def markdown(table: pd.DataFrame) -> str:

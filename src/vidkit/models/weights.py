@@ -1,11 +1,14 @@
 """Local pretrained weights: read a state_dict from .safetensors / .pth / .bin, load what fits, report the rest."""
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -87,3 +90,34 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
                        ("unused from checkpoint", unexpected)):
         if keys:
             log.warning("%s: %s: %s%s", source, what, ", ".join(keys[:6]), " ..." if len(keys) > 6 else "")
+
+
+def _card_license(folder: Path) -> str | None:
+    """`license:` of a Hugging Face model card (README.md front matter) in `folder`."""
+    card = folder / "README.md"
+    text = card.read_text(errors="replace") if card.is_file() else ""
+    if not text.startswith("---"):
+        return None
+    try:
+        front = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    return str(front["license"]) if isinstance(front, dict) and front.get("license") else None
+
+
+def pretrained_license(pretrained: str | None, model: str, fallback: str | None = None) -> dict:
+    """Where pretrained weights came from and their licence: the checkpoint's own metadata (safetensors metadata
+    `license`/`source`, a model card's `license:` next to it, config.json's `_name_or_path`), else `fallback`
+    (the config's `pretrained_license`). Weights trained from scratch: {"source": None, "license": None}."""
+    if not pretrained:
+        return {"source": None, "license": None}
+    path = PRETRAINED_DIR / model if pretrained == "auto" else Path(pretrained)
+    folder = path if path.is_dir() else path.parent
+    source, license = str(path), _card_license(folder)
+    if (folder / "config.json").is_file():
+        source = json.loads((folder / "config.json").read_text()).get("_name_or_path") or source
+    if path.suffix == ".safetensors" and path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        license, source = meta.get("license", license), meta.get("source", source)
+    return {"source": source, "license": license or fallback}
