@@ -37,13 +37,7 @@ def rollout(model: nn.Module, x: torch.Tensor, size: int) -> np.ndarray | None:
     spatial = _patch_grid(hf, size) if hf is not None else 0
     if not spatial:
         return None
-    previous = hf.config._attn_implementation
-    _attention_kernel(hf, "eager")  # fused kernels return no attention weights
-    try:
-        with torch.no_grad():
-            attentions = hf(**{hf.main_input_name: x}, output_attentions=True).attentions
-    finally:
-        _attention_kernel(hf, previous)
+    attentions = _attentions(model, hf, x)
     if not attentions:
         return None
     last = attentions[-1].shape
@@ -60,6 +54,24 @@ def rollout(model: nn.Module, x: torch.Tensor, size: int) -> np.ndarray | None:
     relevance = result[:, 0, cls:] if cls else result.mean(1)
     side = int(round(spatial ** 0.5))
     return relevance.reshape(-1, side, side).numpy()  # groups x (N // spatial) steps, in time order
+
+
+def _attentions(model: nn.Module, hf, x: torch.Tensor):
+    """The attention maps of `hf` while the whole `model` runs on x (its own input handling included): eager
+    attention (fused kernels return no weights) and output_attentions switched on for the call only."""
+    seen = []
+    previous, asked = hf.config._attn_implementation, hf.config.output_attentions
+    _attention_kernel(hf, "eager")
+    hf.config.output_attentions = True
+    handle = hf.register_forward_hook(lambda module, _, out: seen.append(getattr(out, "attentions", None)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+        hf.config.output_attentions = asked
+        _attention_kernel(hf, previous)
+    return seen[-1] if seen else None
 
 
 def _attention_kernel(hf, name: str | None) -> None:
