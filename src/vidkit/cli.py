@@ -49,6 +49,10 @@ def comp_key():
     return key(DEFAULT_COMP, "the competition yaml")
 
 
+def shard_key():
+    return key(None, "this machine's part k/n of the videos (k = 0..n-1; a stable hash of the video id)", "k/n")
+
+
 def runs_key(default: str):
     return key(None, f"run folders, comma-separated (default: {default})", "A,B")
 
@@ -158,6 +162,8 @@ class Cache(TrainingVerb):
     """decode every video once into the frame cache that `cache=true` reads: cache [CONFIG] comp=..."""
     config: str | None = key(None, "a config (its image_size, else its model's, sets the short side)", "CONFIG",
                              positional=True)
+    shard: str | None = shard_key()
+    workers: int | None = key(None, "processes on this machine (default: num_workers=, else one per core)", "N")
 
     def main(self):
         cfg = self.load()
@@ -167,7 +173,8 @@ class Cache(TrainingVerb):
         from vidkit.runtime import build_model
         size = cfg.image_size or build_model(cfg, 2).input_spec.size
         root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
-                                                cfg.cache_dir, cfg.num_workers if cfg.num_workers > 0 else None)
+                                                cfg.cache_dir, self.workers or (cfg.num_workers if cfg.num_workers > 0
+                                                                                else None), self.shard)
         print(f"frame cache: {n} videos, {size_bytes / 2**30:.2f} GiB "
               f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
 
@@ -277,10 +284,12 @@ class Frames:
     out: str = key(REQUIRED, "folder of frame folders to write", "DIR")
     fps: float | None = key(None, "frames per second to keep (default: all)", "F")
     size: int | None = key(None, "short side of the written frames (default: as decoded)", "S")
+    shard: str | None = shard_key()
+    workers: int | None = key(None, "processes on this machine (default: 1)", "N")
 
     def main(self):
         from vidkit.data.frames import extract_tree
-        n = extract_tree(self.videos, self.out, self.fps, self.size)
+        n = extract_tree(self.videos, self.out, self.fps, self.size, self.shard, self.workers)
         print(f"extracted {n} videos into {self.out}")
 
 
@@ -292,11 +301,14 @@ class Check:
     num_frames: int | None = key(None, "the clip length (default: config=, else 16)", "N")
     exclude_out: str | None = key(None, "write the unusable training videos here (for exclude= in training)",
                                   "FILE")
+    shard: str | None = shard_key()
+    workers: int | None = key(None, "processes on this machine (default: a thread pool)", "N")
 
     def main(self):
         from vidkit.config import load_competition
         from vidkit.data.check import run_check
-        return run_check(load_competition(self.comp), self.num_frames or self.config_frames() or 16, self.exclude_out)
+        return run_check(load_competition(self.comp), self.num_frames or self.config_frames() or 16, self.exclude_out,
+                         self.workers, self.shard)
 
     def config_frames(self) -> int | None:
         if not self.config:

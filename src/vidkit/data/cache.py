@@ -12,14 +12,13 @@ import hashlib
 import logging
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from vidkit.data.media import read_images
+from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -109,12 +108,7 @@ def attach_cache(rows: list[dict], short: int, root: Path, workers: int | None =
     if todo:
         workers = workers or min(len(todo), len(os.sched_getaffinity(0)))
         log.info("frame cache: building %d of %d videos in %s (%d processes)", len(todo), len(rows), root, workers)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                list(tqdm(pool.map(_build, todo, chunksize=4), total=len(todo), desc="cache", leave=False, disable=None))
-        else:
-            for job in tqdm(todo, desc="cache", leave=False, disable=None):
-                _build(job)
+        pool_map(_build, todo, workers, "cache")
     return out
 
 
@@ -123,13 +117,17 @@ def cache_size(rows: list[dict]) -> int:
     return sum(Path(r["cache"]).stat().st_size for r in rows if isinstance(r.get("cache"), str))
 
 
-def cache_competition(comp, short: int, cache_dir: str | None = None, workers: int | None = None):
-    """Build the frame cache of a competition's training and test videos; (root, n videos, bytes)."""
+def cache_competition(comp, short: int, cache_dir: str | None = None, workers: int | None = None,
+                      shard: str | None = None):
+    """Build the frame cache of a competition's training and test videos (of shard `k/n`: see
+    vidkit.data.shard); (root, n videos, bytes)."""
     from vidkit.data.index import index_test, index_train
     rows = index_train(comp).to_dict("records")
     test_dir = comp.resolve(comp.test_dir)
     if test_dir is not None and test_dir.is_dir():
         rows += index_test(comp).to_dict("records")
+    part = parse_shard(shard)
+    rows = [r for r in rows if in_shard(r["video_id"], part)]
     root = cache_root(comp.name, short, cache_dir)
     rows = attach_cache(rows, short, root, workers)
     return root, sum(isinstance(r.get("cache"), str) for r in rows), cache_size(rows)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from vidkit.config import Competition
 from vidkit.data.layouts import Entry, walk
 from vidkit.data.media import IMAGE_EXTS, is_video, natural_key
+from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _video_file(path: Path) -> tuple[int, tuple[int, int] | None]:
 
 
 def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers: int | None = None) -> dict:
-    """Decode every frame of every video (thread pool, progress bar); returns {video_id: (height, width)}
+    """Decode every frame of every video (threads, or `workers` processes; one progress bar); returns {video_id: (height, width)}
     of each readable video's first frame, for the dataset-level size check."""
     images = []
     for v in videos:
@@ -126,10 +127,12 @@ def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers
                 else:
                     found.append(Finding("non_image", str(p), v.video_id, v.split))
     jobs = [(v, p) for v, p in images] + [(v, v.path) for v in videos if not v.path.is_dir()]
-    workers = workers or min(16, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda job: _check_job(job[1]), jobs), total=len(jobs),
-                            desc="check", unit="file", mininterval=1.0))
+    if workers and workers > 1:  # processes (workers=N)
+        results = pool_map(_check_job, [p for _, p in jobs], workers, "check", unit="file")
+    else:  # threads: cv2 and libjpeg-turbo release the GIL
+        with ThreadPoolExecutor(min(16, (os.cpu_count() or 1) * 2)) as pool:
+            results = list(tqdm(pool.map(lambda job: _check_job(job[1]), jobs), total=len(jobs),
+                                desc="check", unit="file", mininterval=1.0))
     per_video = defaultdict(list)
     for (v, p), res in zip(jobs, results):
         per_video[id(v)].append((p, res))
@@ -184,12 +187,17 @@ def size_outliers(sizes: dict, found: list[Finding]) -> None:
             found.append(Finding("video_size", path, vid, split, f"{w}x{h}, usual {uw}x{uh}"))
 
 
-def scan(comp: Competition, clip_len: int = 16, workers: int | None = None) -> tuple[list[Finding], int, int]:
-    """All findings for a competition, and the numbers of train and test videos scanned."""
+def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
+         shard: str | None = None) -> tuple[list[Finding], int, int]:
+    """All findings for a competition, and the numbers of train and test videos scanned. With `shard=k/n` only
+    that shard's media are decoded (see vidkit.data.shard; the CSV and label checks are cheap: every shard
+    makes them) and the size outliers are judged within the shard."""
     found: list[Finding] = []
     train = walk(comp, "train", _collect(found, "train"))
     _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
     test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
+    part = parse_shard(shard)
+    train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
     size_outliers(scan_media(train + test, clip_len, found, workers), found)
     return found, len(train), len(test)
 
@@ -229,9 +237,10 @@ def read_exclude(path: str | Path) -> set[str]:
     return {line.split(",")[0] for line in lines}
 
 
-def run_check(comp: Competition, clip_len: int = 16, exclude_out: str | None = None) -> int:
+def run_check(comp: Competition, clip_len: int = 16, exclude_out: str | None = None, workers: int | None = None,
+              shard: str | None = None) -> int:
     """Print the report; write the exclude list when asked. 1 when problems were found, else 0."""
-    found, n_train, n_test = scan(comp, clip_len)
+    found, n_train, n_test = scan(comp, clip_len, workers, shard)
     print(report(found, n_train, n_test))
     if exclude_out:
         bad = bad_training_ids(found)

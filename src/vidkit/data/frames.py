@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-from tqdm.auto import tqdm
-
 from vidkit.data.media import is_video
+from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.errors import VidkitError
 
 
@@ -41,14 +40,22 @@ def extract_frames(video: Path, out: Path, fps: float | None = None, size: int |
     return written
 
 
-def extract_tree(videos: str, out: str, fps: float | None = None, size: int | None = None) -> int:
-    """Every video under `videos` becomes a frame folder at the same relative place under `out`."""
+def _extract(job) -> int:
+    return extract_frames(*job)
+
+
+def extract_tree(videos: str, out: str, fps: float | None = None, size: int | None = None,
+                 shard: str | None = None, workers: int | None = None) -> int:
+    """Every video under `videos` (of shard `k/n`, by its relative path: see vidkit.data.shard) becomes a frame
+    folder at the same relative place under `out`, in `workers` processes. Returns the number of videos."""
     src = Path(videos)
     if not src.is_dir():
         raise VidkitError(f"{src}: videos folder not found")
     files = sorted(p for p in src.rglob("*") if p.is_file() and is_video(p))
     if not files:
         raise VidkitError(f"{src}: no video files (.mp4 .avi .mkv .webm .mov)")
-    for f in tqdm(files, desc="frames"):
-        extract_frames(f, Path(out) / f.relative_to(src).with_suffix(""), fps, size)
-    return len(files)
+    part = parse_shard(shard)
+    jobs = [(f, Path(out) / f.relative_to(src).with_suffix(""), fps, size) for f in files
+            if in_shard(f.relative_to(src).with_suffix("").as_posix(), part)]
+    pool_map(_extract, jobs, workers, "frames")
+    return len(jobs)
