@@ -422,7 +422,7 @@ def verb_help(name: str) -> str:
     lines = [f"usage: python -m vidkit {' '.join([name, *shown])} key=value ...", " ".join(cls.__doc__.split()), ""]
     lines += ["argument:"] * bool(bare) + [f"  {f.metadata['metavar']:32s} {f.metadata['help']}" for f in bare]
     lines.append("keys:")
-    for f in fields:
+    for f in sorted(fields, key=lambda f: bool(f.metadata.get("config"))):  # the verb's own keys first
         if f.metadata.get("config"):
             lines += config_help()
         elif not f.metadata.get("positional"):
@@ -439,6 +439,9 @@ def key_value(f: dataclasses.Field, tp) -> str:
         value = f.metadata["metavar"]
     elif bool in (tp, *typing.get_args(tp)):
         value = "true|false"
+    elif f.default is None:  # the type, e.g. STR for `str | None`
+        value = next(t for t in (tp, *typing.get_args(tp)) if isinstance(t, type) and t is not type(None))
+        value = value.__name__.upper()
     else:
         value = f.default
     return f"{key_name(f)}={value}"
