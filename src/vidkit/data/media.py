@@ -9,8 +9,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import simplejpeg
 from PIL import Image
+
+try:  # not in Kaggle's image (kernels/kaggle_image.txt): cv2's reduced decode gives the same pixels at 1/2^k
+    import simplejpeg
+except ImportError:
+    simplejpeg = None
 
 from vidkit.data.video_backends import decode
 from vidkit.errors import VidkitError
@@ -86,15 +90,18 @@ def reduce_factor(height: int, width: int, short_side: int) -> int:
     return factor
 
 
-def _decode(path: Path, short_side: int, reduce: int, out: np.ndarray | None = None) -> np.ndarray:
-    """RGB frame. JPEGs use libjpeg-turbo's DCT scaling (simplejpeg): the smallest M/8 scale whose short
-    side is still >= `short_side` (0: full size), decoded into `out` when it fits; anything else goes
-    through cv2 at 1/reduce."""
+def _decode(path: Path, reduce: int, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB frame at 1/reduce size (`reduce`: reduce_factor's 1, 2, 4 or 8). JPEGs use libjpeg-turbo's DCT
+    scaling, through simplejpeg (decoded into `out` when it fits) or, without it (Kaggle's image), cv2's
+    IMREAD_REDUCED: at these scales both give the same pixels; simplejpeg's other M/8 scales have no cv2
+    equivalent, so they are not used. Anything else goes through cv2 at 1/reduce."""
     data = path.read_bytes()
-    if data[:2] == b"\xff\xd8":
+    if data[:2] == b"\xff\xd8" and simplejpeg is not None:
         for buffer in (out, None) if out is not None else (None,):
             try:
-                return simplejpeg.decode_jpeg(data, "RGB", min_height=short_side, min_width=short_side, buffer=buffer)
+                height, width = simplejpeg.decode_jpeg_header(data)[:2]
+                return simplejpeg.decode_jpeg(data, "RGB", min_height=-(-height // reduce),
+                                              min_width=-(-width // reduce), buffer=buffer)
             except ValueError:
                 pass  # `out` too small, or a JPEG libjpeg-turbo rejects in strict mode: cv2 tries last
     img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduce])
@@ -106,7 +113,7 @@ def _decode(path: Path, short_side: int, reduce: int, out: np.ndarray | None = N
 _BAD_FRAMES: set[Path] = set()  # frames that failed to decode in this process: each warned about once
 
 
-def _decode_or_neighbour(folder: Path, names: list[str], i: int, short_side: int, reduce: int,
+def _decode_or_neighbour(folder: Path, names: list[str], i: int, reduce: int,
                          out: np.ndarray | None = None) -> np.ndarray:
     """Frame i; when it cannot be decoded, its nearest readable neighbour in the folder (i-1, i+1, i-2, ...),
     with a warning naming the bad file (once per file) and the count so far."""
@@ -116,7 +123,7 @@ def _decode_or_neighbour(folder: Path, names: list[str], i: int, short_side: int
         if path in _BAD_FRAMES:
             continue
         try:
-            return _decode(path, short_side, reduce, out)
+            return _decode(path, reduce, out)
         except (VidkitError, OSError, cv2.error) as e:
             _BAD_FRAMES.add(path)
             why = e.strerror if isinstance(e, OSError) else "cannot be decoded"
@@ -125,19 +132,28 @@ def _decode_or_neighbour(folder: Path, names: list[str], i: int, short_side: int
     raise VidkitError(f"{folder}: no frame can be decoded")
 
 
-def read_images(folder: str | Path, names: list[str], indices, reduce: int = 1, short_side: int = 0) -> np.ndarray:
+def read_images(folder: str | Path, names: list[str], indices, reduce: int | None = None,
+                short_side: int = 0) -> np.ndarray:
     """Frames `indices` of a folder as uint8 RGB (T, H, W, 3), decoded straight into the clip, each file
-    once, at reduced size when `short_side` (or, for non-JPEGs, `reduce`) allows."""
+    once, at 1/reduce size (default: the smallest scale that keeps `short_side`, from the first frame's size)."""
     folder = Path(folder)
     indices = [int(i) for i in indices]
-    first = _decode_or_neighbour(folder, names, indices[0], short_side, reduce)
+    if reduce is None:
+        reduce = 1
+        try:
+            if short_side:
+                with Image.open(folder / names[indices[0]]) as img:  # header only
+                    reduce = reduce_factor(img.height, img.width, short_side)
+        except OSError:
+            pass  # a corrupt first frame: its neighbour stands in for it below, at full size
+    first = _decode_or_neighbour(folder, names, indices[0], reduce)
     clip = np.empty((len(indices), *first.shape), np.uint8)
     clip[0], done = first, {indices[0]: 0}
     for t, i in enumerate(indices[1:], 1):
         if i in done:  # padding repeats a frame: copy it
             clip[t] = clip[done[i]]
             continue
-        img = _decode_or_neighbour(folder, names, i, short_side, reduce, out=clip[t])
+        img = _decode_or_neighbour(folder, names, i, reduce, out=clip[t])
         if img.shape != clip.shape[1:]:  # a frame of another size: fit it to the first
             clip[t] = cv2.resize(np.array(img), (clip.shape[2], clip.shape[1]), interpolation=cv2.INTER_AREA)
         elif not np.shares_memory(img, clip[t]):
