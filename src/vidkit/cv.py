@@ -52,11 +52,18 @@ def prepare_run(cfg: Config, accelerator):
         folds.to_csv(out.folds_csv, index=False)
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
-        out.write_meta({"classes": classes, "competition": comp.name, "model": cfg.model, "input_spec": asdict(spec),
-                        "protocol": protocol(cfg, spec), "provenance": provenance.start(table, folds, previous),
+        out.write_meta({"classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
+                        "model": cfg.model, "input_spec": asdict(spec), "protocol": protocol(cfg, spec),
+                        "provenance": provenance.start(table, folds, previous),
                         "pretrained": pretrained_license(cfg.pretrained, cfg.model, cfg.pretrained_license)})
     accelerator.wait_for_everyone()
     return comp, table, classes, out
+
+
+def class_counts(table: pd.DataFrame, classes: list[str]) -> dict[str, int]:
+    """Training videos per class: submit's prior for test videos without readable media, with no training data."""
+    counts = table["label"].value_counts()
+    return {c: int(counts.get(c, 0)) for c in classes}
 
 
 def _folds_hold(path: Path, table: pd.DataFrame) -> bool:

@@ -38,6 +38,7 @@ class Member:
     checkpoints: list[Path]
     tta: TTASpec
     num_frames: int = 0
+    class_counts: dict | None = None  # run.json's (runs from before vidkit recorded them: None)
 
     @property
     def name(self) -> str:
@@ -58,8 +59,9 @@ def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
 
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
     cfg, classes, checkpoints = load_run(run)
-    frames = RunDir(run).meta().get("input_spec", {}).get("num_frames", 0)
-    return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips), frames)
+    info = RunDir(run).meta()
+    return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips),
+                  info.get("input_spec", {}).get("num_frames", 0), info.get("class_counts"))
 
 
 def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int | None = None,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit.config import Competition, load_competition
-from vidkit.data import classes_of, index_test, index_train
+from vidkit.data import index_test, index_train
 from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
 from vidkit.formats import format_submission, is_confidence, topk_style
@@ -117,6 +117,24 @@ def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: flo
     return kept, {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
 
 
+def classes_and_prior(comp: Competition, members: list) -> tuple[list[str], np.ndarray]:
+    """The class list and the training class prior, from the runs (run.json), so that submitting needs only the
+    test media and the sample. Runs from before run.json held class counts: counted from the training data."""
+    classes = [str(c) for c in comp.classes] if comp.classes else list(members[0].classes)
+    counted = next((m for m in members if m.class_counts), None)
+    if counted is not None:
+        counts = pd.Series(counted.class_counts, dtype=float)
+    else:
+        train_dir, train_csv = comp.resolve(comp.train_dir), comp.resolve(comp.train_csv)
+        if not ((train_csv and train_csv.is_file()) or (not train_csv and train_dir and train_dir.is_dir())):
+            raise VidkitError(f"{members[0].run / 'run.json'}: no class_counts (a run from an older vidkit) and no "
+                              f"training data at {train_csv or train_dir} to count them; rebuild the kernel bundle "
+                              f"where the training data is (`make kernel` records them)")
+        counts = index_train(comp)["label"].value_counts().astype(float)
+    prior = counts.reindex(classes).fillna(0).to_numpy()
+    return classes, prior / prior.sum() if prior.sum() > 0 else np.full(len(classes), 1 / len(classes))
+
+
 def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
                tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0,
                ensemble_yaml: str | Path | None = None, backend: str | None = None) -> Path:
@@ -133,11 +151,10 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     sample_path = comp.resolve(comp.sample_submission)
     test = index_test(comp)  # checks the sample's file and id column
     sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
-    train = index_train(comp)
-    classes = classes_of(comp, train)
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml)
     for m in members if backend else ():
         m.cfg.video_backend = backend
+    classes, prior = classes_and_prior(comp, members)
     budget_s, plan = parse_duration(budget), {}
     if budget_s:
         members, plan = fit_to_budget(members, test, budget_s, scale)
@@ -148,7 +165,6 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     ok = np.isfinite(probs).all(1)
     if spec and ok.any():
         probs[ok] = calibrate(probs[ok], spec)
-    prior = train["label"].value_counts(normalize=True).reindex(classes).fillna(0).to_numpy()
     probs[~ok] = prior
     unread = test["video_id"][~ok].tolist()
     if unread:
