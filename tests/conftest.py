@@ -42,3 +42,11 @@ def tiny_run(tiny_comp, tmp_path_factory) -> Path:
     overrides = {**parse_overrides(TINY), "comp": str(tiny_comp), "epochs": "1", "tta_flip": "true",
                  "out_dir": str(tmp_path_factory.mktemp("tiny_run"))}
     return run_cv(load_config("configs/r3d18_demo.yaml", overrides))
+
+
+@pytest.fixture(scope="session")
+def kaggle_python(tmp_path_factory) -> Path:
+    """A Python that sees only the packages of Kaggle's image (kernels/kaggle_image.txt), not vidkit, and whose
+    interpreter refuses and records network calls and writes under VIDKIT_READONLY (vidkit.kaggle_sim)."""
+    from vidkit.kaggle_sim import restricted_python
+    return restricted_python(tmp_path_factory.mktemp("kaggle_python") / "venv")

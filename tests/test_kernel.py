@@ -15,7 +15,8 @@ import yaml
 
 from vidkit.config import load_competition
 from vidkit.errors import VidkitError
-from vidkit.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, run_kernel_code, slugify
+from vidkit import kaggle_sim
+from vidkit.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, slugify
 from vidkit.submit import run_submit
 
 CLASSES = ["down", "left", "right", "up"]
@@ -79,10 +80,10 @@ def test_manifest_hashes_every_file(built, tiny_run):
     assert (comp["train_dir"], comp["test_dir"], comp["sample_submission"]) == ("train", "test", "sample.csv")
 
 
-def test_dry_run_matches_submit(built, prob_comp, tiny_run, tmp_path):
+def test_dry_run_matches_submit(built, prob_comp, tiny_run, kaggle_python, tmp_path):
     bundle, kernel_dir = built
     comp = load_competition(prob_comp)
-    sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake"))
+    sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
     assert (tmp_path / "fake" / "kaggle" / "working" / "submission.csv").is_file()
     want = pd.read_csv(run_submit(str(prob_comp), [str(tiny_run)], str(tmp_path / "local" / "sub.csv")))
     assert list(sub.columns) == list(want.columns) == ["id"] + [f"prob_{c}" for c in CLASSES]
@@ -92,7 +93,7 @@ def test_dry_run_matches_submit(built, prob_comp, tiny_run, tmp_path):
     assert np.allclose(probs.sum(1), 1, atol=1e-5) and probs.std() > 0  # a real prediction, not the prior
 
 
-def test_tampered_file_fails_clearly(built, prob_comp, tmp_path):
+def test_tampered_file_fails_clearly(built, prob_comp, kaggle_python, tmp_path):
     bundle, kernel_dir = built
     copy = shutil.copytree(bundle, tmp_path / bundle.name)
     ckpt = next(copy.glob("runs/*/fold1/model.safetensors"))
@@ -100,30 +101,35 @@ def test_tampered_file_fails_clearly(built, prob_comp, tmp_path):
     data[-1] ^= 1
     ckpt.write_bytes(bytes(data))
     with pytest.raises(VidkitError, match=r"sha256 mismatch for runs/.+/fold1/model\.safetensors"):
-        dry_run(kernel_dir, copy, load_competition(prob_comp), tmp_path / "fake", layout="old")
+        dry_run(kernel_dir, copy, load_competition(prob_comp), tmp_path / "fake", layout="old", python=kaggle_python)
     assert not (tmp_path / "fake" / "kaggle" / "working" / "submission.csv").exists()
 
 
-def test_kernel_python_is_isolated_and_offline(tmp_path):
-    """The dry run's interpreter has torch but not the repo's vidkit, and a connect is refused even to a
-    port that is listening."""
+def test_kernel_python_is_isolated_and_offline(kaggle_python, tmp_path):
+    """The stand-in's interpreter has torch but neither the repo's vidkit nor packages Kaggle's image lacks;
+    a connect is refused even to a listening port, a write under the read-only input fails (even as root),
+    and both are recorded for the dry run to fail on."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
-    kernel_dir = tmp_path / "k"
-    kernel_dir.mkdir()
-    (kernel_dir / "kernel-metadata.json").write_text(json.dumps({"code_file": "k.py", "kernel_type": "script"}))
-    (kernel_dir / "k.py").write_text(
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "f.txt").write_text("bundle")
+    (tmp_path / "k.py").write_text(
         "import importlib.util, os, socket, torch\n"
-        "print('vidkit', importlib.util.find_spec('vidkit'))\n"
-        "print('root', os.environ['VIDKIT_KAGGLE_ROOT'], 'proxy', os.environ['HTTPS_PROXY'])\n"
+        "print('found', [m for m in ('vidkit', 'simplejpeg', 'onnxruntime', 'torch', 'cv2') if importlib.util.find_spec(m)])\n"
+        "for attempt in (lambda: open(os.environ['RO'], 'a'), lambda: os.remove(os.environ['RO'])):\n"
+        "    try:\n        attempt()\n    except PermissionError as e:\n        print('refused', e)\n"
         f"socket.create_connection(('127.0.0.1', {port}), timeout=5)\n")
-    (tmp_path / "kaggle").mkdir()
-    proc = run_kernel_code(kernel_dir, tmp_path / "kaggle")
+    env = kaggle_sim.kernel_env(tmp_path, [tmp_path / "ro"], tmp_path / "guard.log")
+    proc = kaggle_sim.run_script(kaggle_python, tmp_path / "k.py", {**env, "RO": str(tmp_path / "ro" / "f.txt")},
+                                 tmp_path)
     server.close()
-    assert "vidkit None" in proc.stdout and f"root {tmp_path / 'kaggle'} proxy http://127.0.0.1:9" in proc.stdout
-    assert proc.returncode != 0 and "ConnectionRefusedError: network blocked" in proc.stderr
+    assert "found ['torch', 'cv2']" in proc.stdout and proc.stdout.count("refused") == 2, proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "network blocked" in proc.stderr
+    assert (tmp_path / "ro" / "f.txt").read_text() == "bundle"
+    refused = kaggle_sim.guard_violations(tmp_path / "guard.log")
+    assert [r.split()[0] for r in refused] == ["write:", "write:", "network:"], refused
 
 
 def test_kernel_finds_its_bundle_past_a_decoy(tmp_path):

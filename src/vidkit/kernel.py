@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import shutil
-import site
-import stat
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,7 @@ from pathlib import Path
 import yaml
 
 import vidkit
+from vidkit import kaggle_sim
 from vidkit.config import Competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir, ensemble_file
@@ -31,7 +30,6 @@ from vidkit.report import licence_label, pretrained_of
 log = logging.getLogger(__name__)
 # the manifest is hashed with the very function the kernel verifies it with
 TEMPLATE = Path(__file__).parent / "kernel_template" / "kernel_code.py"
-ROOT_ENV = "VIDKIT_KAGGLE_ROOT"
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,42}[a-z0-9]")  # 3-44 chars, so that "<slug>-infer" stays within 50
 USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 COMPETITION = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
@@ -77,20 +75,20 @@ def hash_tree(folder: Path) -> dict[str, str]:
 
 # ---------------------------------------------------------------- the bundle dataset
 
-def copy_run(run: Path, dest: Path) -> None:
+def copy_run(member, dest: Path, counts: dict) -> None:
     """A run's config (pretrained and cache off: the checkpoints hold every weight, and there is no frame
-    cache on Kaggle), run.json, cv_report.json and its checkpoints, at the same relative paths."""
-    from vidkit.infer import load_run
-    _, _, checkpoints = load_run(run)
+    cache on Kaggle), run.json (with the class counts submit's prior needs), cv_report.json and its
+    checkpoints, at the same relative paths."""
+    run = member.run
     dest.mkdir(parents=True)
     src, out = RunDir(run), RunDir(dest)
     config = read_yaml(src.config_yaml)
     config.update(pretrained=None, cache=False, cache_dir=None)
     out.config_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
-    for path in (src.meta_file, src.report_file):
-        if path.is_file():
-            shutil.copyfile(path, dest / path.name)
-    for ckpt in checkpoints:
+    out.write_meta({**src.meta(), "class_counts": counts})
+    if src.report_file.is_file():
+        shutil.copyfile(src.report_file, out.report_file)
+    for ckpt in member.checkpoints:
         target = dest / ckpt.relative_to(run)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ckpt, target)
@@ -146,8 +144,13 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
     shutil.copytree(Path(vidkit.__file__).parent, dest / "src" / "vidkit",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     folders = member_folders(members)
+    counts = None
     for folder, member in zip(folders, members):
-        copy_run(member.run, dest / folder)
+        if member.class_counts is None and counts is None:  # a run from before run.json held them
+            from vidkit.cv import class_counts
+            from vidkit.data import index_train
+            counts = class_counts(index_train(comp), member.classes)
+        copy_run(member, dest / folder, member.class_counts or counts)
     (dest / "competition.yaml").write_text(yaml.safe_dump(comp_yaml, sort_keys=False))
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
@@ -180,9 +183,10 @@ def notebook(code: str, settings: dict) -> dict:
     intro = (f"# {settings['title']}\n\nOffline inference written by `python -m vidkit kernel`: verifies the "
              f"bundle `{settings['user']}/{settings['slug']}` (sha256 of every file), then runs the same "
              f"ensemble + TTA inference as `make submit` and writes `/kaggle/working/submission.csv`.")
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+    cell = {"cell_type": "code", "execution_count": None, "id": "vidkit-kernel", "metadata": {}, "outputs": [],
             "source": code.splitlines(keepends=True)}
-    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": intro.splitlines(keepends=True)}, cell],
+    markdown = {"cell_type": "markdown", "id": "about", "metadata": {}, "source": intro.splitlines(keepends=True)}
+    return {"cells": [markdown, cell],  # nbformat 4.5: every cell has an id
             "metadata": {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}},
             "nbformat": 4, "nbformat_minor": 5}
 
@@ -257,75 +261,55 @@ def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", t
 
 # ---------------------------------------------------------------- local dry run
 
-# Runs the kernel's code under `python -I -S -B`: no PYTHONPATH, no user site, no .pth files (so not the repo's
-# editable vidkit), only the interpreter's site-packages folders; IPv4/IPv6 connects fail, as with internet off.
-BOOT = r"""
-import os, socket, sys
-sys.path.extend(p for p in os.environ.pop("VIDKIT_DRY_RUN_SITE").split(os.pathsep) if p)
-_connect = socket.socket.connect
-def _blocked(self, address, *args):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        raise ConnectionRefusedError(f"network blocked by the vidkit dry run (connect to {address!r})")
-    return _connect(self, address, *args)
-socket.socket.connect = _blocked
-path = sys.argv[1]
-exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__", "__file__": path})
-"""
-DEAD_PROXY = "http://127.0.0.1:9"
+def _mounts(manifest: dict) -> list[str]:
+    """What a code competition mounts for inference: the test media and the sample submission."""
+    mounts = [manifest["competition"]["sample_submission"], manifest["competition"]["test_dir"]]
+    outside = [m for m in mounts if m.startswith("..") or os.path.isabs(m)]
+    if outside:
+        raise VidkitError(f"dry run: {outside[0]} lies outside the sample submission's folder; Kaggle mounts one "
+                          f"competition folder, so lay the test media out beside the sample")
+    return mounts
 
 
-def _chmod_tree(top: Path, writable: bool) -> None:
-    for p in [top, *top.rglob("*")]:
-        if not p.is_symlink():
-            mode = 0o755 if p.is_dir() else 0o644
-            os.chmod(p, mode if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def fake_kaggle(root: Path, bundle: Path, data: Path, competition: str, owner: str, layout: str = "new") -> Path:
-    """root/input with the competition's data (a symlink) and a read-only copy of the bundle, and root/working.
-    layout new: input/competitions/<slug>/, input/datasets/<owner>/<slug>/; old: input/<slug>/ for both."""
-    if layout not in ("new", "old"):
-        raise VidkitError(f"layout: {layout!r} is not one of new, old")
-    new = layout == "new"
-    comp_dir = root / "input" / ("competitions" if new else "") / competition
-    bundle_dir = root / "input" / (f"datasets/{owner}" if new else "") / bundle.name
-    comp_dir.parent.mkdir(parents=True, exist_ok=True)
-    comp_dir.symlink_to(data, target_is_directory=True)
-    shutil.copytree(bundle, bundle_dir, ignore=shutil.ignore_patterns("dataset-metadata.json"))  # not uploaded
-    _chmod_tree(bundle_dir, writable=False)
-    (root / "working").mkdir(parents=True)
-    return bundle_dir
-
-
-def run_kernel_code(kernel_dir: Path, root: Path) -> subprocess.CompletedProcess:
-    """The kernel's code in a clean subprocess with `root` as its /kaggle, offline."""
+def run_kernel_on(kernel_dir: Path, root: Path, python: Path, env: dict) -> str:
+    """Run the kernel folder's notebook (through a Jupyter kernel) or script on the stand-in; its output."""
+    meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    if meta["kernel_type"] == "notebook":
+        nb_path = root.parent / meta["code_file"]
+        shutil.copyfile(kernel_dir / meta["code_file"], nb_path)
+        return kaggle_sim.notebook_output(kaggle_sim.execute_notebook(nb_path, python, env, root / "working"))
     code = root.parent / "kernel_code.py"
     code.write_text(code_of(kernel_dir))
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS")
-           if k in os.environ}
-    env.update({ROOT_ENV: str(root), "VIDKIT_DRY_RUN_SITE": os.pathsep.join(site.getsitepackages()),
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_PROXY": "", "no_proxy": "",
-                **{k: DEAD_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")}})
-    return subprocess.run([sys.executable, "-I", "-S", "-B", "-c", BOOT, str(code)], cwd=root.parent, env=env,
-                          capture_output=True, text=True)
-
-
-def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, layout: str = "new") -> Path:
-    """Run the kernel on a fake /kaggle under `workdir`; its submission.csv, checked against the sample."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    owner = json.loads((bundle / "dataset-metadata.json").read_text())["id"].split("/")[0]
-    sample = local_path(comp, comp.sample_submission)
-    root = Path(workdir) / "kaggle"
-    bundle_copy = fake_kaggle(root, bundle, sample.parent, manifest["competition"]["slug"], owner, layout)
-    try:
-        proc = run_kernel_code(kernel_dir, root)
-    finally:
-        _chmod_tree(bundle_copy, writable=True)
+    proc = kaggle_sim.run_script(python, code, env, root / "working")
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         log.error("kernel output (last lines):\n%s", "\n".join(lines[-20:]))
         raise VidkitError(f"dry run failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}")
-    for line in proc.stdout.splitlines():
+    return proc.stdout
+
+
+def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, layout: str = "new",
+            python: Path | None = None) -> Path:
+    """Run the kernel on a fake /kaggle under `workdir` (kaggle_sim: only Kaggle's packages, the bundle
+    read-only, no network); its submission.csv, checked against the sample. `python`: a restricted Python
+    made earlier (kaggle_sim.restricted_python), else one is made in `workdir`."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ref = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
+    sample = local_path(comp, comp.sample_submission)
+    root, guard = Path(workdir) / "kaggle", Path(workdir) / "guard.log"
+    python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
+    landed = kaggle_sim.kaggle_tree(root, sample.parent, _mounts(manifest), manifest["competition"]["slug"],
+                                    {ref: bundle}, layout)[ref]
+    kaggle_sim.chmod_tree(landed, writable=False)  # binds non-root users; the audit hook binds root too
+    try:
+        output = run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, [landed], guard))
+    finally:
+        kaggle_sim.chmod_tree(landed, writable=True)
+    refused = kaggle_sim.guard_violations(guard)
+    if refused:
+        raise VidkitError(f"dry run: the kernel tried {len(refused)} forbidden operations (no network and a "
+                          f"read-only bundle on Kaggle), first: {refused[0]}")
+    for line in output.splitlines():
         if line.startswith("vidkit kernel:"):
             log.info("dry run: %s", line[len("vidkit kernel: "):])
     out = root / "working" / "submission.csv"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 BUNDLE = "__VIDKIT_BUNDLE__"                                  # slug of the bundle dataset (manifest.json)
 ROOT = Path(os.environ.get("VIDKIT_KAGGLE_ROOT", "/kaggle"))  # a local dry run points this at a fake tree
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# set before anything imports them: no hub downloads, and no PyPI version check when albumentations is imported
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 
 def fail(message: str):
@@ -109,6 +111,7 @@ def main() -> None:
     bundle, manifest = find_bundle(inputs)
     verify(bundle, manifest)
     install_wheels(bundle, work)
+    sys.dont_write_bytecode = True  # the bundle is read-only: no __pycache__ beside its sources
     sys.path.insert(0, str(bundle / "src"))
     import vidkit
     if bundle.resolve() not in Path(vidkit.__file__).resolve().parents:
