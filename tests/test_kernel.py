@@ -168,16 +168,46 @@ def test_push_without_cli_prints_the_commands(built, monkeypatch, tmp_path, caps
     assert f"kaggle datasets create -p {built[0]} -r zip" in out and f"kaggle kernels push -p {built[1]}" in out
 
 
-def test_push_with_cli_versions_or_creates_then_pushes(built, monkeypatch, tmp_path):
-    log = tmp_path / "calls.txt"
-    fake = tmp_path / "kaggle"  # a stand-in CLI: no dataset yet, so `datasets version` fails
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n[ "$2" = version ] && exit 1\nexit 0\n')
+# A stand-in for the kaggle CLI, printing what kaggle 2.2 prints: `datasets status` of a missing dataset is a 404
+# on stderr (exit 1); `datasets version` of a missing dataset prints the server's error and exits 0.
+FAKE_KAGGLE = r"""#!/bin/sh
+echo "$@" >> "$KAGGLE_FAKE/calls.txt"
+case "$1 $2" in
+"datasets status")
+  [ -f "$KAGGLE_FAKE/exists" ] && { echo ready; exit 0; }
+  echo "404 Client Error: Not Found for url: https://api.kaggle.com/v1/datasets.DatasetApiService/GetDatasetStatus" >&2
+  exit 1;;
+"datasets version")
+  [ -f "$KAGGLE_FAKE/exists" ] && echo "Dataset version is being created. Please check progress at https://www.kaggle.com/x" \
+    || echo "Dataset version creation error: Dataset not found"
+  exit 0;;
+"datasets create")
+  touch "$KAGGLE_FAKE/exists"
+  echo "Your private Dataset is being created. Please check progress at https://www.kaggle.com/x"; exit 0;;
+"kernels push")
+  echo "Kernel version 3 successfully pushed.  Please check progress at https://www.kaggle.com/code/x"; exit 0;;
+esac
+"""
+
+
+def test_push_asks_the_cli_then_creates_or_versions(built, monkeypatch, tmp_path, capsys):
+    fake = tmp_path / "bin" / "kaggle"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_KAGGLE)
     fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert push(*built) is True
-    calls = [line.split()[:2] for line in log.read_text().splitlines()]
-    assert calls == [["datasets", "version"], ["datasets", "create"], ["kernels", "push"]]
-    assert "-r zip" in log.read_text()
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("KAGGLE_FAKE", str(tmp_path))
+    assert push(*built) is True  # first push: no dataset yet -> create
+    assert "push: created dataset alice/vidkit-tinyprob; Kernel version 3 successfully pushed" in capsys.readouterr().out
+    assert push(*built) is True  # then: a new version
+    assert "push: new version of dataset alice/vidkit-tinyprob" in capsys.readouterr().out
+    calls = [line.split()[:2] for line in (tmp_path / "calls.txt").read_text().splitlines()]
+    assert calls == [["datasets", "status"], ["datasets", "create"], ["kernels", "push"]] * 1 + \
+        [["datasets", "status"], ["datasets", "version"], ["kernels", "push"]]
+    (tmp_path / "exists").unlink()  # a CLI that says "exists" but whose version fails: the error, not success
+    fake.write_text(FAKE_KAGGLE.replace('[ -f "$KAGGLE_FAKE/exists" ] && { echo ready', '{ echo ready'))
+    with pytest.raises(VidkitError, match="did not succeed: Dataset version creation error: Dataset not found"):
+        push(*built)
 
 
 def test_kernel_shows_licences_and_refuses_members_outside_allowed_licenses(prob_comp, tiny_run, tmp_path, capsys):
@@ -199,3 +229,124 @@ def test_kernel_shows_licences_and_refuses_members_outside_allowed_licenses(prob
     (run / "run.json").write_text(json.dumps(meta))
     build(str(comp), [str(run), str(tiny_run)], out=str(tmp_path / "k2"))
     assert f"{tiny_run.name}: pretrained - (licence: scratch)" in capsys.readouterr().out
+
+
+def test_notebook_is_valid_nbformat_without_repair(built):
+    """nbformat's own schema, strict: no warning, nothing added (4.5 needs cell ids; nbformat would add them)."""
+    import copy
+    import warnings
+
+    import nbformat
+    from nbformat.validator import normalize
+    _, kernel_dir = built
+    raw = json.loads(next(kernel_dir.glob("*.ipynb")).read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        untouched = copy.deepcopy(raw)
+        nbformat.validate(raw, relax_add_props=False)
+        assert normalize(copy.deepcopy(raw))[0] == 0 and raw == untouched
+        nb = nbformat.reads(json.dumps(raw), as_version=nbformat.NO_CONVERT)
+        nbformat.validate(nb)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5) and all(c.get("id") for c in nb.cells)
+    for cell in raw["cells"]:  # the same notebook without ids is what nbformat repairs: the check can fail
+        cell.pop("id")
+    assert normalize(copy.deepcopy(raw))[0] > 0
+
+
+@pytest.fixture
+def kaggle_api(monkeypatch):
+    """The official kaggle CLI's API object with dummy credentials; reaching its network layer raises
+    `Reached` (every metadata check comes before it)."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", os.environ.get("TMPDIR", "/tmp"))
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    class Reached(Exception):
+        pass
+
+    def offline(*args, **kwargs):
+        raise Reached("network")
+    monkeypatch.setattr(KaggleApi, "dataset_status", offline)
+    monkeypatch.setattr(KaggleApi, "build_kaggle_client", offline)
+    api = KaggleApi()
+    api.authenticate()
+    return api, Reached
+
+
+def test_kaggle_cli_accepts_the_metadata(built, kaggle_api, prob_comp, tmp_path, capsys):
+    api, reached = kaggle_api
+    bundle, kernel_dir = built
+    for upload in (lambda: api.dataset_create_new(str(bundle), dir_mode="zip"),
+                   lambda: api.dataset_create_version(str(bundle), "notes", dir_mode="zip"),
+                   lambda: api.kernels_push(str(kernel_dir))):
+        with pytest.raises(reached):  # past every check the CLI makes before the network
+            upload()
+    assert "does not resolve to the specified id" not in capsys.readouterr().out
+    bad = shutil.copytree(bundle, tmp_path / "bad")  # a 5-character slug: what the CLI refuses ...
+    meta = json.loads((bad / "dataset-metadata.json").read_text())
+    (bad / "dataset-metadata.json").write_text(json.dumps({**meta, "id": "alice/vidkt"}))
+    with pytest.raises(ValueError, match="slug must be between 6 and 50 characters"):
+        api.dataset_create_new(str(bad), dir_mode="zip")
+    with pytest.raises(VidkitError, match="6 to 44 characters"):  # ... and `vidkit kernel` refuses it first
+        kaggle_settings(load_competition(prob_comp), slug="vidkt")
+
+
+def test_slug_title_and_licence_follow_the_cli(tiny_comp):
+    comp = load_competition(tiny_comp)
+    settings = kaggle_settings(comp, user="alice", competition="c-1", slug="vidkit-tiny",
+                               title="Vidkit Tiny Infér")  # python-slugify transliterates, as the CLI does
+    assert settings["kernel_slug"] == "vidkit-tiny-infer" and slugify(settings["title"]) == "vidkit-tiny-infer"
+    with pytest.raises(VidkitError, match="6 to 44"):
+        kaggle_settings(comp, user="alice", competition="c-1", slug="abc")
+    with pytest.raises(VidkitError, match="at least 5 characters"):
+        kaggle_settings(comp, user="alice", competition="c-1", slug="vidkit-tiny", title="V-i")
+    from vidkit.kernel import check_license
+    assert check_license("CC-BY-SA-4.0") == "CC-BY-SA-4.0"
+    with pytest.raises(VidkitError, match="not a licence name Kaggle datasets accept"):
+        check_license("MIT")
+
+
+def test_kernel_reports_bad_test_media_and_writes_every_id(prob_comp, tiny_run, kaggle_python, tmp_path):
+    """Only test media + sample mounted: an undecodable test video, a sample id without media and a test video
+    the sample does not list each get a warning naming the file; every sample id is written (the prior where
+    there is nothing to read, from the bundled class counts: no training data on the stand-in)."""
+    spec = yaml.safe_load(prob_comp.read_text())
+    source = prob_comp.parent / "data"
+    data = tmp_path / "data"
+    (data / "test").mkdir(parents=True)
+    for video in (source / "test").iterdir():
+        (data / "test" / video.name).symlink_to(video.resolve(), target_is_directory=True)
+    (data / "test" / "test_bad").mkdir()
+    for k in range(4):
+        (data / "test" / "test_bad" / f"{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    shutil.copytree(next((source / "test").iterdir()).resolve(), data / "test" / "test_extra")
+    sample = pd.read_csv(source / "sample.csv", dtype=str)
+    sample = pd.concat([sample, sample.head(2).assign(id=["test_bad", "test_gone"])], ignore_index=True)
+    sample.to_csv(data / "sample.csv", index=False)
+    (data / "train").symlink_to((source / "train").resolve(), target_is_directory=True)  # for the build only
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**spec, "train_dir": "data/train", "test_dir": "data/test",
+                                                       "sample_submission": "data/sample.csv"}))
+    bundle, kernel_dir = build(str(tmp_path / "bad.yaml"), [str(tiny_run)], out=str(tmp_path / "kernels"))
+    sub = pd.read_csv(dry_run(kernel_dir, bundle, load_competition(tmp_path / "bad.yaml"), tmp_path / "fake",
+                              python=kaggle_python), dtype={"id": str})
+    assert sub["id"].tolist() == sample["id"].tolist()
+    counts = json.loads((tiny_run / "run.json").read_text())["class_counts"]
+    prior = np.array([counts[c] for c in CLASSES], float) / sum(counts.values())
+    for vid in ("test_bad", "test_gone"):
+        assert np.allclose(sub.set_index("id").loc[vid].to_numpy(float), prior, atol=1e-6)
+    out = (tmp_path / "fake" / "kernel_output.txt").read_text()
+    assert "/test/test_bad/0.jpg: corrupt frame" in out and "/test/test_bad: cannot be read" in out
+    assert "/test/test_gone: a sample id without media" in out
+    assert "/test: 1 test videos are not in the sample submission and will not be written: test_extra" in out
+
+
+def test_kernel_names_a_missing_bundle_file(tmp_path):
+    spec = importlib.util.spec_from_file_location("kernel_code", TEMPLATE)
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a.txt").write_text("a")
+    manifest = {"files": {"runs/a.txt": code.sha256(tmp_path / "runs" / "a.txt"), "runs/fold0/model.safetensors": "0"}}
+    with pytest.raises(SystemExit, match=r"bundle file missing: runs/fold0/model\.safetensors"):
+        code.verify(tmp_path, manifest)

@@ -30,21 +30,48 @@ from vidkit.report import licence_label, pretrained_of
 log = logging.getLogger(__name__)
 # the manifest is hashed with the very function the kernel verifies it with
 TEMPLATE = Path(__file__).parent / "kernel_template" / "kernel_code.py"
-SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,42}[a-z0-9]")  # 3-44 chars, so that "<slug>-infer" stays within 50
+# The official kaggle CLI's rules (kaggle 2.2 kaggle_api_extended.py): `datasets create` refuses dataset slugs and
+# titles outside 6-50 characters; `kernels push` titles under 5 characters, and warns when python-slugify(title)
+# is not the kernel's slug. The bundle slug stops at 44 so that "<slug>-infer" (and "-train") stay within 50.
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{4,42}[a-z0-9]")
 USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 COMPETITION = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
+# the licence names `dataset-metadata.json` accepts (Kaggle/kaggle-api docs/datasets_metadata.md @ 1bea7b41)
+LICENSES = ("CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2.0", "ODbL-1.0", "DbCL-1.0",
+            "copyright-authors", "other", "unknown", "CC-BY-4.0", "CC-BY-NC-4.0", "PDDL", "CC-BY-3.0",
+            "CC-BY-3.0-IGO", "US-Government-Works", "CC-BY-NC-SA-3.0-IGO", "CDLA-Permissive-1.0", "CDLA-Sharing-1.0",
+            "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0", "FDL-1.3", "EU-ODP-Legal-Notice",
+            "apache-2.0", "GPL-3.0")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 PATH_KEYS = ("train_dir", "train_csv", "test_dir", "sample_submission")
 NOT_HASHED = ("manifest.json", "dataset-metadata.json")
 
 
 def slugify(text: str) -> str:
-    """What Kaggle makes of a title: lowercased, runs of other characters turned into one dash."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """What Kaggle makes of a title: python-slugify, as the kaggle CLI calls it (non-ASCII transliterated)."""
+    from slugify import slugify as python_slugify
+    return python_slugify(text)
 
 
-def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None) -> dict:
-    """Username, competition slug, bundle slug, GPU and kernel title: options first, then the competition yaml."""
+def check_license(license: str) -> str:
+    if license not in LICENSES:
+        raise VidkitError(f"license={license!r} is not a licence name Kaggle datasets accept: {', '.join(LICENSES)}")
+    return license
+
+
+def check_title(title: str, kernel_slug: str) -> str:
+    if len(title) < 5:
+        raise VidkitError(f"kernel: title={title!r} is too short (the kaggle CLI wants at least 5 characters)")
+    if slugify(title) != kernel_slug:
+        raise VidkitError(f"kernel: title={title!r} becomes the slug {slugify(title)!r} on Kaggle, not "
+                          f"{kernel_slug!r}; pick a title whose words are {kernel_slug.replace('-', ' ')!r}")
+    return title
+
+
+def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None,
+                    suffix: str = "infer") -> dict:
+    """Username, competition slug, bundle slug, GPU and kernel title: options first, then the competition yaml.
+    The kernel's slug is "<slug>-<suffix>"."""
     user = user or comp.kaggle_user
     competition = competition or comp.kaggle_competition
     if not user:
@@ -57,12 +84,9 @@ def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, g
                                 ("slug", slug, SLUG)):
         if not pattern.fullmatch(value):
             raise VidkitError(f"kernel: {key}={value!r} is not a Kaggle slug (lowercase letters, digits, dashes"
-                              + ("; 3 to 44 characters)" if key == "slug" else ")"))
-    kernel_slug = f"{slug}-infer"
-    title = title or kernel_slug.replace("-", " ")
-    if slugify(title) != kernel_slug:
-        raise VidkitError(f"kernel: title={title!r} becomes the slug {slugify(title)!r} on Kaggle, not "
-                          f"{kernel_slug!r}; pick a title whose words are {kernel_slug.replace('-', ' ')!r}")
+                              + ("; 6 to 44 characters)" if key == "slug" else ")"))
+    kernel_slug = f"{slug}-{suffix}"
+    title = check_title(title or kernel_slug.replace("-", " "), kernel_slug)
     gpu = comp.kernel_gpu if gpu is None else gpu
     return {"user": user, "competition": competition, "slug": slug, "kernel_slug": kernel_slug, "title": title,
             "gpu": True if gpu is None else bool(gpu)}
@@ -246,6 +270,7 @@ def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", t
     """The bundle dataset and the kernel folder for `runs` (default: what `make submit` would use)."""
     comp = load_competition(comp_path)
     settings = kaggle_settings(comp, **kaggle)
+    check_license(license)
     from vidkit.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
     check_licences(comp, [m.run for m in members])
@@ -292,7 +317,8 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
             python: Path | None = None) -> Path:
     """Run the kernel on a fake /kaggle under `workdir` (kaggle_sim: only Kaggle's packages, the bundle
     read-only, no network); its submission.csv, checked against the sample. `python`: a restricted Python
-    made earlier (kaggle_sim.restricted_python), else one is made in `workdir`."""
+    made earlier (kaggle_sim.restricted_python), else one is made in `workdir`. What the kernel printed is
+    kept in `workdir`/kernel_output.txt."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     ref = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
     sample = local_path(comp, comp.sample_submission)
@@ -305,6 +331,7 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
         output = run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, [landed], guard))
     finally:
         kaggle_sim.chmod_tree(landed, writable=True)
+    (Path(workdir) / "kernel_output.txt").write_text(output)
     refused = kaggle_sim.guard_violations(guard)
     if refused:
         raise VidkitError(f"dry run: the kernel tried {len(refused)} forbidden operations (no network and a "
@@ -322,22 +349,64 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
 
 # ---------------------------------------------------------------- upload
 
+def kaggle_cli(args: list[str]) -> tuple[int, str]:
+    """Run the kaggle CLI; (exit code, what it printed). It prints server errors and exits 0 for some of them
+    (`datasets version` of a dataset that does not exist), so callers read the text, not only the code."""
+    proc = subprocess.run(["kaggle", *args], capture_output=True, text=True)
+    text = (proc.stdout + proc.stderr).strip()
+    for line in text.splitlines():
+        print(f"  kaggle: {line}")
+    return proc.returncode, text
+
+
+def _last_line(text: str) -> str:
+    return text.splitlines()[-1] if text else "no output"
+
+
+def dataset_exists(ref: str) -> bool:
+    """Ask the CLI (`kaggle datasets status`): True when the dataset exists, False on a 404; anything else
+    (credentials, network) is an error."""
+    code, text = kaggle_cli(["datasets", "status", ref])
+    if code == 0 and text and "error" not in text.lower():
+        return True
+    if "404" in text or "not found" in text.lower():
+        return False
+    raise VidkitError(f"`kaggle datasets status {ref}` failed: {_last_line(text)} (credentials in "
+                      f"~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY?)")
+
+
+def upload_bundle(bundle: Path, ref: str) -> str:
+    """A new version of the bundle dataset when it exists, else a new dataset; what happened, in words."""
+    exists = dataset_exists(ref)
+    args = (["datasets", "version", "-p", str(bundle), "-r", "zip", "-m", "vidkit kernel bundle"] if exists
+            else ["datasets", "create", "-p", str(bundle), "-r", "zip"])
+    code, text = kaggle_cli(args)
+    if code != 0 or "is being created" not in text:
+        raise VidkitError(f"`kaggle {' '.join(args[:2])}` for {ref} did not succeed: {_last_line(text)}")
+    return f"{'new version of dataset' if exists else 'created dataset'} {ref}"
+
+
+def push_kernel(kernel_dir: Path, ref: str) -> str:
+    code, text = kaggle_cli(["kernels", "push", "-p", str(kernel_dir)])
+    if code != 0 or "successfully pushed" not in text:
+        raise VidkitError(f"`kaggle kernels push -p {kernel_dir}` did not succeed: {_last_line(text)}")
+    if "not valid dataset sources" in text:
+        raise VidkitError(f"the kernel was pushed without its bundle {ref} (Kaggle: not a valid dataset source yet; "
+                          f"a new dataset takes a minute): run `kaggle kernels push -p {kernel_dir}` again")
+    return next((line for line in text.splitlines() if "successfully pushed" in line), "kernel pushed")
+
+
 def push(bundle: Path, kernel_dir: Path) -> bool:
-    """Upload the bundle (a new version, else a new dataset) and push the kernel, with the kaggle CLI when it
-    is installed; otherwise print the commands. The CLI reports missing credentials itself."""
-    version = ["kaggle", "datasets", "version", "-p", str(bundle), "-r", "zip", "-m", "vidkit kernel bundle"]
-    create = ["kaggle", "datasets", "create", "-p", str(bundle), "-r", "zip"]
-    kernel = ["kaggle", "kernels", "push", "-p", str(kernel_dir)]
+    """Upload the bundle (asking the CLI whether it exists: a new version, else a new dataset) and push the
+    kernel, with the kaggle CLI when it is installed; otherwise print the commands."""
+    ref = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
     if shutil.which("kaggle") is None:
         print("the kaggle CLI is not installed (pip install kaggle; API token in ~/.kaggle/kaggle.json); then run:\n"
-              f"  {' '.join(create)}    # the first time; later: {' '.join(version)}\n  {' '.join(kernel)}")
+              f"  kaggle datasets create -p {bundle} -r zip    # the first time; later: kaggle datasets version "
+              f"-p {bundle} -r zip -m 'vidkit kernel bundle'\n  kaggle kernels push -p {kernel_dir}")
         return False
-    if subprocess.run(version).returncode != 0:
-        print("no existing dataset to version; creating it")
-        if subprocess.run(create).returncode != 0:
-            raise VidkitError(f"`{' '.join(create)}` failed (see above; credentials in ~/.kaggle/kaggle.json?)")
-    if subprocess.run(kernel).returncode != 0:
-        raise VidkitError(f"`{' '.join(kernel)}` failed (see above; a new dataset may need a minute first)")
+    uploaded = upload_bundle(bundle, ref)
+    print(f"push: {uploaded}; {push_kernel(kernel_dir, ref)}")
     return True
 
 

@@ -30,7 +30,7 @@ PROBLEMS = {
     "duplicate_id": "raise",    # two training videos with one id
     "group_regex": "raise",     # a video id the group_regex does not match: its folds' group would be a guess
     "unlisted_test": "warn",    # test media the sample submission does not list: never predicted
-    "missing_test": "ignore",   # a sample id without media keeps a row without a path (submit: the prior)
+    "missing_test": "warn",     # a sample id without media keeps a row without a path (submit: the prior)
     "non_image": "ignore",      # a file beside the videos that is neither a frame folder nor a video file
     "empty": "ignore",          # a class folder without videos
 }
@@ -152,7 +152,8 @@ def sample_ids(comp: Competition, report: Report):
     for vid in ids:
         path = find_media(test_dir, vid)
         if path is None:
-            report("missing_test", test_dir / vid, vid, "in the sample submission")
+            report("missing_test", test_dir / vid, vid, "a sample id without media (no frame folder or video "
+                   "file of that name); it gets the training prior")
         else:
             known.add(path.name)
         yield vid, None, None, path
