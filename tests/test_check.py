@@ -245,3 +245,14 @@ def test_spec_errors_are_one_line_naming_field_and_value(tmp_path, shared_data, 
         assert len(err.splitlines()) == 1 and message in err and str(comp["yaml"]) in err
     with pytest.raises(VidkitError, match=re.escape(message)):
         cli.main(["check", f"comp={comp['yaml']}", "debug=true"])  # debug: the traceback
+
+
+def test_check_image_without_simplejpeg(tmp_path, monkeypatch):
+    """Kaggle's image has no simplejpeg: the header comes from PIL, the same findings."""
+    import vidkit.data.check as check
+    good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
+    good.write_bytes(cv2.imencode(".jpg", np.full((24, 40, 3), 128, np.uint8))[1].tobytes())
+    bad.write_bytes(good.read_bytes()[:20])
+    monkeypatch.setattr(check, "simplejpeg", None)
+    assert check.check_image(good) == (None, "", (24, 40))
+    assert check.check_image(bad)[0] == "corrupt_image"

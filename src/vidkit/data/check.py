@@ -6,6 +6,7 @@ lists the training videos that cannot be trained on (`exclude=FILE` in a trainin
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections import Counter, defaultdict
@@ -16,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import simplejpeg
+from PIL import Image
 from tqdm.auto import tqdm
 
 from vidkit.config import Competition
 from vidkit.data.layouts import Entry, walk
-from vidkit.data.media import IMAGE_EXTS, is_video, natural_key
+from vidkit.data.media import IMAGE_EXTS, is_video, natural_key, simplejpeg
 from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.errors import VidkitError
 
@@ -81,6 +82,14 @@ def _check_labels(comp: Competition, videos: list[Entry], where: str, found: lis
               for g, labels in by_group.items() if len(labels) > 1]
 
 
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a JPEG's header: simplejpeg's parser, else PIL's (Kaggle's image has no simplejpeg)."""
+    if simplejpeg is not None:
+        return tuple(simplejpeg.decode_jpeg_header(data)[:2])
+    with Image.open(io.BytesIO(data)) as img:
+        return img.height, img.width
+
+
 def check_image(path: Path) -> tuple[str | None, str, tuple[int, int] | None]:
     """(problem kind or None, detail, (height, width)) of one image file, fully decoded."""
     try:
@@ -91,8 +100,8 @@ def check_image(path: Path) -> tuple[str | None, str, tuple[int, int] | None]:
         return "zero_byte", "", None
     if data[:2] == b"\xff\xd8":  # JPEG: header for the size, a 1/8 decode reads every byte of the scan
         try:
-            h, w = simplejpeg.decode_jpeg_header(data)[:2]
-        except ValueError as e:
+            h, w = jpeg_size(data)
+        except (ValueError, OSError) as e:
             return "corrupt_image", str(e), None
         if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8) is None:
             return "corrupt_image", "cannot be decoded", (h, w)
