@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vidkit.config import Competition
+from vidkit.config import Competition, load_competition
 from vidkit.errors import VidkitError
 from vidkit.submit import format_submission, run_submit, validate, validate_file
 
@@ -197,3 +197,21 @@ def test_budget_cuts_views_when_tiny(messy_comp, tiny_run, tmp_path, capsys):
     validate_file(str(out), str(tmp_path / "sample.csv"))
     with pytest.raises(VidkitError, match="budget"):
         run_submit(str(messy_comp), [str(tiny_run)], str(out), budget="soon")
+
+
+def test_classes_and_prior_from_runs_or_training_data(tiny_comp, tmp_path):
+    """run.json's class_counts give the prior with no training data; older runs count the training data when
+    it is there, else a clear error naming the run."""
+    from types import SimpleNamespace
+
+    from vidkit.submit import classes_and_prior
+    comp = load_competition(tiny_comp)
+    classes = ["down", "left", "right", "up"]
+    recorded = SimpleNamespace(run=tmp_path / "new", classes=classes, class_counts=dict(zip(classes, [1, 1, 2, 0])))
+    old = SimpleNamespace(run=tmp_path / "old", classes=classes, class_counts=None)
+    comp.train_dir = str(tmp_path / "absent")
+    assert classes_and_prior(comp, [old, recorded])[1].tolist() == [0.25, 0.25, 0.5, 0.0]
+    with pytest.raises(VidkitError, match=r"old/run.json: no class_counts .* no training data at .*absent"):
+        classes_and_prior(comp, [old])
+    prior = classes_and_prior(load_competition(tiny_comp), [old])[1]
+    assert np.allclose(prior, 0.25)  # tiny_comp: 6 videos of each class
