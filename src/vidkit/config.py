@@ -84,6 +84,15 @@ class Config:
     max_bad_steps: int = 5                  # NaN/inf losses in a row (each step skipped) before a fold stops
     trust_pickle: bool = False              # allow pickled (non-tensor) .pth checkpoints: only for files you trust
     exclude: str | None = None              # file of training video ids to leave out (`vidkit check exclude_out=`)
+    # extra training signal (`vidkit.distill`): pseudo-labels and a teacher ensemble
+    pseudo: str | None = None               # test probabilities (submit's <out>_probs.csv, or a probabilities CSV)
+    threshold: float = 0.9                  # pseudo-label the test videos whose top class is at least this likely
+    pseudo_weight: float = 0.5              # their loss weight (a labelled video weighs 1)
+    pseudo_soft: bool = False               # train on their probabilities instead of the top class
+    teacher: str | list | None = None       # teacher run folders (A,B): their out-of-fold probabilities as soft targets
+    teacher_test: str | None = None         # also the teachers' test probabilities (a _probs.csv) as unlabelled videos
+    alpha: float = 0.5                      # distillation weight: (1 - alpha) * CE(label) + alpha * KL at temperature
+    temperature: float = 2.0
     # evaluation / TTA
     val_clips: int = 1                      # clips per video for the per-epoch validation
     tta_clips: int = 3                      # clips per video for OOF and test predictions

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit import gallery, metrics, plots, provenance
+from vidkit import distill, gallery, metrics, plots, provenance
 from vidkit.config import Config, load_competition
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
@@ -105,11 +105,12 @@ def run_train(cfg: Config) -> Path:
 def _train_one(cfg: Config) -> Path:
     accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
     comp, table, classes, out = prepare_run(cfg, accelerator)
+    table, extra = distill.prepare(cfg, comp, table, classes, out, accelerator.is_main_process)
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
     name = fold_name(cfg.fold)
     oof = _timed(accelerator, out, name, lambda: train_fold(cfg, comp, table, classes, cfg.fold, out / name,
-                                                              accelerator), cfg.resume)
+                                                              accelerator, extra=extra), cfg.resume)
     if accelerator.is_main_process:
         provenance.finish(out)
     if oof is not None:
@@ -141,6 +142,7 @@ def _fold_done(fold_dir: Path) -> bool:
 def _cv_one(cfg: Config) -> Path:
     accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
     comp, table, classes, out = prepare_run(cfg, accelerator)
+    table, extra = distill.prepare(cfg, comp, table, classes, out, accelerator.is_main_process)
     start = time.time()
     parts = []
     for k in range(comp.n_folds):
@@ -150,7 +152,8 @@ def _cv_one(cfg: Config) -> Path:
             parts.append(pd.read_csv(oof_file(fold_dir), dtype={"video_id": str, "label": str}))
         else:
             parts.append(_timed(accelerator, out, fold_dir.name,
-                                lambda: train_fold(cfg, comp, table, classes, k, fold_dir, accelerator), cfg.resume))
+                                lambda: train_fold(cfg, comp, table, classes, k, fold_dir, accelerator,
+                                                   extra=extra), cfg.resume))
     if any(p is None for p in parts):  # max_steps stopped a fold early: resume=true finishes the run
         accelerator.print(f"stopped at max_steps={cfg.max_steps}; run again with resume=true to finish")
         return out.path

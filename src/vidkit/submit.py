@@ -178,6 +178,9 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
             "calibration": {k: spec.get(k) for k in ("temperature", "threshold", "clip")} if spec else None,
             "prior_ids": unread, **plan}
     path = write(sub, out, meta)
+    # the blended probabilities beside it: what `cv pseudo=` and `teacher_test=` read
+    pd.DataFrame(probs, columns=classes).assign(prior=~ok).set_axis(test["video_id"]).rename_axis("video_id") \
+        .to_csv(path.with_name(f"{path.stem}_probs.csv"))
     validate_file(str(path), str(sample_path), comp.id_column, classes)
     return path
 

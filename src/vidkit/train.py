@@ -24,7 +24,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vidkit import metrics
+from vidkit import distill, metrics
 from vidkit.config import Competition, Config, load_competition
 from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
@@ -39,13 +39,14 @@ from vidkit.tta import eval_dataset, fold_oof, predict
 log = logging.getLogger(__name__)
 
 
-def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels) -> VideoDataset:
+def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels, signal: dict | None = None) -> VideoDataset:
     sampler = make_sampler(cfg.train_sampler, spec.num_frames, cfg.frame_stride, 1, cfg.pad_mode)
     transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotate,
                                 cfg.resize_mode)
     # uint8 clips: the batch is normalised on the device (`normalize` in `train_one_epoch`)
     return VideoDataset(table, sampler, transform, spec, short_side(spec.size, cfg.resize_short), labels,
-                        normalize=False, backend=cfg.video_backend)
+                        normalize=False, backend=cfg.video_backend,
+                        extras=signal)
 
 
 def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
@@ -121,10 +122,15 @@ class Fold:
     out_dir: Path
 
 
-def make_loss(cfg: Config, weights: torch.Tensor | None):
+def make_loss(cfg: Config, weights: torch.Tensor | None, signal: bool = False):
+    """loss(logits, target, batch); with pseudo-labels or a teacher (`signal`) the batch's per-video targets,
+    teacher probabilities and weights make it (`distill.signal_loss`)."""
+    if signal:
+        return lambda logits, target, batch: distill.signal_loss(logits, batch, weights, cfg.label_smoothing,
+                                                                 cfg.alpha, cfg.temperature)
     hard = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     soft = SoftTargetCrossEntropy()
-    return lambda logits, target: soft(logits, target) if target.ndim == 2 else hard(logits, target)
+    return lambda logits, target, batch=None: soft(logits, target) if target.ndim == 2 else hard(logits, target)
 
 
 def make_mixup(cfg: Config, num_classes: int) -> Mixup | None:
@@ -143,15 +149,21 @@ def mix(mixup: Mixup | None, video: torch.Tensor, labels: torch.Tensor):
 
 
 def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, out_dir: Path,
-               accelerator: Accelerator, higher_is_better: bool) -> tuple[Fold, pd.DataFrame, np.ndarray]:
+               accelerator: Accelerator, higher_is_better: bool,
+               extra: pd.DataFrame | None = None) -> tuple[Fold, pd.DataFrame, np.ndarray]:
+    """`extra`: more training videos (pseudo-labelled or teacher-only test videos) that never validate."""
     labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     is_val = (table["fold"] == fold).to_numpy()
     model = build_model(cfg, len(classes), cfg.pretrained)
     spec = model.input_spec
-    train_labels = labels[~is_val]
-    sampler = EpochSampler(int((~is_val).sum()), cfg.seed * 1000 + fold,
+    train_table = pd.concat([table[~is_val], extra], ignore_index=True) if extra is not None else table[~is_val]
+    train_labels = train_table["label"].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int).to_numpy()
+    signal = distill.item_signal(train_table, train_labels, classes)
+    if signal is not None and (cfg.mixup or cfg.cutmix):
+        raise VidkitError("mixup/cutmix do not combine with pseudo= or teacher= (their targets are per video)")
+    sampler = EpochSampler(len(train_table), cfg.seed * 1000 + fold,
                            balanced_weights(train_labels) if cfg.balanced_sampler else None)
-    dataset = train_dataset(cfg, spec, table[~is_val], train_labels)
+    dataset = train_dataset(cfg, spec, train_table, train_labels, signal)
     dataset.seed = sampler.seed
     train_dl = loader(cfg, dataset, train=True, sampler=sampler)
     val_table = table[is_val]
@@ -169,10 +181,10 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
     else:
         model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
-    weights = class_weights(train_labels, len(classes), cfg.class_weights)
+    weights = class_weights(train_labels[train_labels >= 0], len(classes), cfg.class_weights)
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
     run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler,
-               make_loss(cfg, weights.to(accelerator.device) if weights is not None else None),
+               make_loss(cfg, weights.to(accelerator.device) if weights is not None else None, signal is not None),
                make_mixup(cfg, len(classes)), ema, Progress(), EarlyStopping(cfg.patience, higher_is_better), out_dir)
     return run, val_table, labels[is_val]
 
@@ -228,7 +240,7 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
         with acc.accumulate(model):
             video = normalize(batch["video"], spec.mean, spec.std, spec.layout)
             video, target = mix(run.mixup, video, batch["label"])
-            loss = run.loss_fn(model(video), target)
+            loss = run.loss_fn(model(video), target, batch)
             if not _finite(acc, loss):
                 _skip_bad_step(run)
                 continue
@@ -341,11 +353,11 @@ def _trim_log(log_file: Path, before_epoch: int) -> None:
 
 
 def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-                out_dir: Path, accelerator: Accelerator, on_epoch=None) -> pd.DataFrame | None:
+                out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None) -> pd.DataFrame | None:
     set_seed(cfg.seed + max(fold, 0))
     accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
     run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator,
-                                   metrics.higher_is_better(comp.metric))
+                                   metrics.higher_is_better(comp.metric), extra)
     resumed = cfg.resume and load_state(run)
     if accelerator.is_main_process:
         if resumed:
@@ -370,7 +382,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
 
 
 def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-               out_dir: Path, accelerator: Accelerator, on_epoch=None) -> pd.DataFrame | None:
+               out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None) -> pd.DataFrame | None:
     """Train fold `fold` (rows of `table` with table.fold == fold validate; -1: no validation).
 
     Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table. On an
@@ -386,6 +398,6 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
             log.warning("out of memory: fold %d restarts with batch_size=%d, grad_accum=%d", fold, batch_size, accum)
             run_cfg = dataclasses.replace(cfg, batch_size=batch_size, grad_accum=accum)
             accelerator.gradient_accumulation_steps = accum
-        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch)
+        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra)
 
     return attempt()

@@ -16,6 +16,7 @@ import yaml
 
 from vidkit.config import Config, apply, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.rundir import CompDir
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60  # a trial whose process died (no heartbeat for GRACE_S) is marked failed when the study resumes
@@ -160,7 +161,7 @@ def run_tune(base: Config, config_file: Path, trials: int, space_file: Path | No
     space = read_space(space_file, base)
     if not all(0 <= k < comp.n_folds for k in folds):
         raise VidkitError(f"folds: {list(folds)} out of range (0 .. {comp.n_folds - 1})")
-    work = Path("weights") / comp.name / "tune"
+    work = CompDir(comp).path / "tune"
     work.mkdir(parents=True, exist_ok=True)
     study = open_study(base.name, storage or f"sqlite:///{work / base.name}.db", comp.metric, _seed(base))
     todo = trials - finished(study)

@@ -15,12 +15,13 @@ from vidkit.data.transforms import ClipTransform, to_tensor
 class VideoDataset(Dataset):
     def __init__(self, table: pd.DataFrame, sampler, transform, spec, short_side: int,
                  labels: np.ndarray | None = None, num_clips: int = 1, normalize: bool = True,
-                 backend: str = "cv2"):
+                 backend: str = "cv2", extras: dict[str, np.ndarray] | None = None):
         self.rows = table.to_dict("records")
         self.sampler, self.transform, self.spec = sampler, transform, spec
         self.short_side, self.num_clips, self.backend = short_side, num_clips, backend
         self.normalize = normalize  # False: uint8 (T, H, W, C) clips, for `vidkit.data.normalize` on the device
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
+        self.extras = extras or {}  # per-video arrays added to each item by name (soft targets, loss weights)
         # set `seed` and index with `epoch * len(self) + i` (vidkit.optim.EpochSampler does) to make each item's
         # clip and augmentation a function of (seed, epoch, i) alone, whatever the workers or a resume did
         self.seed: int | None = None
@@ -45,7 +46,7 @@ class VideoDataset(Dataset):
             frames = self.transform(images=frames)["images"]
         return {"video": to_tensor(frames, self.spec.mean, self.spec.std, self.spec.layout, self.normalize),
                 "label": int(self.labels[video]), "video_id": row["video_id"],
-                "index": video, "clip_index": clip}
+                "index": video, "clip_index": clip, **{k: v[video] for k, v in self.extras.items()}}
 
 
 def loader_settings(n_batches: int, gpu: bool, workers: int = -1) -> dict:
