@@ -32,7 +32,7 @@ def run_row(run: Path, metric: str) -> dict:
             "clip_score": rep.get("clip_score", float("nan")) if same else float("nan"),
             "protocol": rep.get("protocol", "?"), "params": count_params(checkpoints[0]) if checkpoints else None,
             "train_time_s": rep.get("train_time_s"), "n_videos": rep.get("n_videos"), **_provenance(run),
-            "license": licence_label(pretrained_of(run))}
+            "license": licence_label(pretrained_of(run)), "extra": _extra_signal(run)}
 
 
 def pretrained_of(run: Path) -> dict:
@@ -44,6 +44,17 @@ def licence_label(pretrained: dict) -> str:
     if not pretrained.get("source"):
         return "scratch"
     return pretrained.get("license") or "unknown"
+
+
+def _extra_signal(run: Path) -> str:
+    """Pseudo-labels and teachers a run trained with (run.json's `pseudo` / `teacher`)."""
+    meta = RunDir(run).meta()
+    parts = []
+    if meta.get("pseudo"):
+        parts.append(f"pseudo {len(meta['pseudo']['ids'])} (p >= {meta['pseudo']['threshold']})")
+    if meta.get("teacher"):
+        parts.append("teacher " + ",".join(Path(r).name for r in meta["teacher"]["runs"]))
+    return "; ".join(parts)
 
 
 def _provenance(run: Path) -> dict:
@@ -90,7 +101,8 @@ def pretty(table: pd.DataFrame) -> pd.DataFrame:
         "no TTA": ["" if np.isnan(c) else f"{c:.4f}" for c in table["clip_score"]],
         "protocol": table["protocol"], "params": [_params(n) for n in table["params"]],
         "train time": [_time(s) for s in table["train_time_s"]], "commit": table["commit"],
-        "device": table["device"], "finished": table["finished"], "pretrained licence": table["license"]})
+        "device": table["device"], "finished": table["finished"], "pretrained licence": table["license"],
+        "pseudo / teacher": table["extra"].fillna("") if "extra" in table else ""})
 
 
 def markdown(table: pd.DataFrame) -> str:
