@@ -81,6 +81,8 @@ def test_pseudo_labels_train_but_never_validate(tiny_comp, tmp_path):
     record = json.loads((run / "run.json").read_text())["pseudo"]
     assert sorted(record["ids"]) == sorted(confident)
     assert record["per_class"] == truth["label"][:4].value_counts().to_dict()
+    from vidkit.report import run_row
+    assert run_row(run, "accuracy")["extra"] == "pseudo 4 (p >= 0.9)"  # report shows it
 
 
 @pytest.mark.slow
