@@ -16,10 +16,10 @@ RUNS_ARG := $(if $(strip $(RUNS)),runs="$(strip $(RUNS))",)
 ENSEMBLE ?= 1
 ENSEMBLE_ARGS ?=
 
-.PHONY: install demo test train cv report ensemble submit kernel bench push clean help
+.PHONY: install demo test test-fast train cv report ensemble submit kernel bench push clean help
 
 help:
-	@echo "make demo | test | train MODEL=r3d18 FOLD=0 | cv MODEL=... | report | ensemble | submit [RUNS=...] | kernel | push | bench"
+	@echo "make demo | test | test-fast | train MODEL=r3d18 FOLD=0 | cv MODEL=... | report | ensemble | submit [RUNS=...] | kernel | push | bench"
 
 # reinstall only when requirements.txt or pyproject.toml change
 $(STAMP): requirements.txt pyproject.toml
@@ -35,8 +35,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vidkit demo $(ARGS)
 
+# both print the 15 slowest tests; test-fast leaves out the learning tests (marked slow)
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --durations=15 $(ARGS)
 
 train: $(STAMP)
 	$(PY) -m vidkit train configs/$(MODEL).yaml comp=$(COMP) fold=$(FOLD) $(ARGS)
