@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,21 @@ def kaggle_python(tmp_path_factory) -> Path:
     interpreter refuses and records network calls and writes under VIDKIT_READONLY (vidkit.kaggle_sim)."""
     from vidkit.kaggle_sim import restricted_python
     return restricted_python(tmp_path_factory.mktemp("kaggle_python") / "venv")
+
+
+@pytest.fixture(scope="session")
+def cli_run(tiny_comp, tmp_path_factory) -> Path:
+    """`vidkit cv` in a subprocess, as a user runs it: tiny r3d_18 on `tiny_comp`, 2 epochs, no flip TTA.
+    Returns the run folder; the process's stdout is in `cli_stdout.txt` next to it."""
+    out = tmp_path_factory.mktemp("cli_run") / "run"
+    proc = subprocess.run([sys.executable, "-m", "vidkit", "cv", "configs/r3d18_demo.yaml", f"comp={tiny_comp}",
+                           f"out_dir={out}", "epochs=2", *TINY], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out.parent / "cli_stdout.txt").write_text(proc.stdout)
+    return out
+
+
+def copy_run(run: Path, dst: Path) -> Path:
+    """A private copy of a session run, for a test that writes into it or needs it under another name."""
+    shutil.copytree(run, dst)
+    return dst

@@ -16,10 +16,10 @@ def vidkit(*args, cwd=None, check=True):
     return proc
 
 
-def test_cv_then_submit_leaves_the_contract_files(tiny_comp, tmp_path):
-    out = tmp_path / "run"
-    proc = vidkit("cv", "configs/r3d18_demo.yaml", f"comp={tiny_comp}", f"out_dir={out}", "epochs=2", *TINY)
-    assert proc.stdout.strip().splitlines()[-1] == str(out)  # the folder is printed last
+def test_cv_then_submit_leaves_the_contract_files(tiny_comp, cli_run, tmp_path):
+    out = cli_run  # `vidkit cv configs/r3d18_demo.yaml comp=... out_dir=... epochs=2 TINY` (conftest)
+    stdout = (out.parent / "cli_stdout.txt").read_text()
+    assert stdout.strip().splitlines()[-1] == str(out)  # the folder is printed last
     for name in ("config.yaml", "folds.csv", "oof.csv", "cv_report.json", "confusion_matrix.png", "per_class.png",
                  "curves.png", "run.json"):
         assert (out / name).is_file(), name

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY
+from conftest import copy_run
 
-from vidkit.config import Config, apply, load_config, read_yaml
-from vidkit.cv import run_cv, write_report
+from vidkit.config import Config, apply, read_yaml
+from vidkit.cv import write_report
 from vidkit.ensemble import load_ensemble, run_ensemble
 from vidkit.report import count_params, run_report
 from vidkit.runtime import build_model
@@ -18,16 +18,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_comp, tmp_path_factory):
-    """Two cross-validated tiny R3D runs of competition `tiny` under <root>/weights/tiny/ (about 20 s)."""
+def runs(tiny_run, cli_run, tmp_path_factory):
+    """Two cross-validated tiny R3D runs of competition `tiny` under <root>/weights/tiny/: copies of the session's
+    `tiny_run` (1 epoch, flip TTA) and `cli_run` (2 epochs)."""
     root = tmp_path_factory.mktemp("report")
-    overrides = dict(t.split("=", 1) for t in TINY)
-    out = []
-    for name, epochs in (("short", "1"), ("longer", "2")):
-        cfg = load_config("r3d18_demo", {**overrides, "comp": str(tiny_comp), "epochs": epochs,
-                                         "out_dir": str(root / "weights" / "tiny" / name)})
-        out.append(run_cv(cfg))
-    return root, out
+    return root, [copy_run(run, root / "weights" / "tiny" / name) for run, name in ((tiny_run, "short"),
+                                                                                   (cli_run, "longer"))]
 
 
 def test_cv_report_has_every_metric_and_the_plots(runs):
