@@ -35,12 +35,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vidkit demo $(ARGS)
 
-# both print the 15 slowest tests; test-fast leaves out the learning tests (marked slow)
+# one pytest-xdist worker per core (worksteal evens out the long learning tests); both print the 15 slowest
+# tests; test-fast leaves out the learning tests (marked slow). ARGS="-n0" runs in one process.
+PYTEST := $(PY) -m pytest -q -n auto --dist worksteal --durations=15
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" --durations=15 $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 train: $(STAMP)
 	$(PY) -m vidkit train configs/$(MODEL).yaml comp=$(COMP) fold=$(FOLD) $(ARGS)

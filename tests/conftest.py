@@ -9,10 +9,17 @@ import pytest
 from vidkit.demo import make_demo
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: each worker is one process per core, one torch thread
+    os.environ["OMP_NUM_THREADS"] = "1"
 # ../shared/data beside the checkout (/work/main), or beside the worktrees' folder (/work/wt/<name>)
 SHARED = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" for i in (2, 3)) if p.is_dir()),
               Path(__file__).resolve().parents[2] / "shared" / "data")
 TINY = ["num_frames=4", "image_size=32", "model_args.width=8", "batch_size=8", "num_workers=0", "tta_clips=2"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The learning tests (`slow`) first: under `-n`, workers share them out while the quick tests fill in around."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
