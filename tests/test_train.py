@@ -193,3 +193,16 @@ def test_compiled_training_equals_eager_and_saves_plain_weights(tiny_comp, tmp_p
     assert a.keys() == b.keys() and not any(k.startswith("_orig_mod") for k in b)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
     assert abs(_records(tmp_path / "eager")[0]["val_loss"] - _records(tmp_path / "compiled")[0]["val_loss"]) < 1e-4
+
+
+def test_max_time_stops_cv_cleanly(tiny_comp, tmp_path, capsys):
+    """A deadline that has passed at the first step: fold 0 saves a resumable state after one step and the
+    later folds do not start, as a kill would leave it (the training-kernel test resumes such a run)."""
+    from vidkit.cv import run_cv
+    run_cv(_cfg(tiny_comp, tmp_path, epochs=1, max_time="0.01s"))
+    progress = json.loads((tmp_path / "fold0" / "state" / "progress.json").read_text())
+    assert (progress["epoch"], progress["step"]) == (0, 1)
+    assert not (tmp_path / "fold1").exists() and not (tmp_path / "cv_report.json").exists()
+    assert "stopped in fold 0 at max_time=0.01s; run again with resume=true" in capsys.readouterr().out
+    with pytest.raises(VidkitError, match="max_time: expected a duration"):
+        _cfg(tiny_comp, tmp_path, max_time="soon")

@@ -61,6 +61,7 @@ class Config:
     channels_last: bool = True              # 3D CNNs in channels_last_3d memory on a GPU (faster cuDNN kernels)
     patience: int = 5                       # epochs without improvement before stopping
     max_steps: int | None = None            # stop after this many optimiser steps; the schedule still spans `epochs`
+    max_time: str | None = None             # stop cleanly (state saved) once training ran this long: 11h, 90m, 600s
     num_workers: int = -1                   # DataLoader workers; -1: one per core (per process), fewer for tiny sets
     cache: bool = False                     # read clips from the frame cache (built on first use; `vidkit cache`)
     cache_dir: str | None = None            # frame cache root; default data/cache (then <competition>/<short side>/)
@@ -276,8 +277,19 @@ def _check_choices(cfg: Config):
     for key in ("epochs", "batch_size", "grad_accum", "tta_clips", "val_clips"):
         if getattr(cfg, key) < 1:
             raise VidkitError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
+    parse_duration(cfg.max_time, "max_time")
     if cfg.tta_crops not in (1, 3):
         raise VidkitError(f"tta_crops: must be 1 (centre) or 3 (along the long side), got {cfg.tta_crops}")
+
+
+def parse_duration(text: str | float | None, key: str = "budget") -> float | None:
+    """`9h`, `90m`, `45s`, `1.5h` or plain seconds -> seconds."""
+    if text is None or text == "":
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([hms]?)\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise VidkitError(f"{key}: expected a duration such as 9h, 90m or 600s, got {text!r}")
+    return float(m.group(1)) * {"h": 3600, "m": 60, "s": 1, "": 1}[m.group(2)]
 
 
 def load_competition(path: str | Path) -> Competition:

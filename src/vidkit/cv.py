@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit import distill, gallery, metrics, plots, provenance
-from vidkit.config import Config, load_competition
+from vidkit.config import Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
@@ -109,8 +109,8 @@ def _train_one(cfg: Config) -> Path:
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
     name = fold_name(cfg.fold)
-    oof = _timed(accelerator, out, name, lambda: train_fold(cfg, comp, table, classes, cfg.fold, out / name,
-                                                              accelerator, extra=extra), cfg.resume)
+    oof = _timed(accelerator, out, name, lambda: train_fold(
+        cfg, comp, table, classes, cfg.fold, out / name, accelerator, extra=extra, deadline=deadline(cfg)), cfg.resume)
     if accelerator.is_main_process:
         provenance.finish(out)
     if oof is not None:
@@ -135,6 +135,12 @@ def run_cv(cfg: Config) -> Path:
     return [_cv_one(c) for c in per_seed(cfg)][-1]
 
 
+def deadline(cfg: Config) -> float | None:
+    """When `max_time` (counted from now) runs out: training stops there cleanly, resumable."""
+    seconds = parse_duration(cfg.max_time, "max_time")
+    return time.time() + seconds if seconds else None
+
+
 def _fold_done(fold_dir: Path) -> bool:
     return oof_file(fold_dir).is_file() and not (fold_dir / "state").exists()
 
@@ -143,7 +149,7 @@ def _cv_one(cfg: Config) -> Path:
     accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
     comp, table, classes, out = prepare_run(cfg, accelerator)
     table, extra = distill.prepare(cfg, comp, table, classes, out, accelerator.is_main_process)
-    start = time.time()
+    start, stop_at = time.time(), deadline(cfg)
     parts = []
     for k in range(comp.n_folds):
         fold_dir = out.fold(k)
@@ -151,12 +157,12 @@ def _cv_one(cfg: Config) -> Path:
             accelerator.print(f"fold {k}: done earlier, reusing {oof_file(fold_dir)}")
             parts.append(pd.read_csv(oof_file(fold_dir), dtype={"video_id": str, "label": str}))
         else:
-            parts.append(_timed(accelerator, out, fold_dir.name,
-                                lambda: train_fold(cfg, comp, table, classes, k, fold_dir, accelerator,
-                                                   extra=extra), cfg.resume))
-    if any(p is None for p in parts):  # max_steps stopped a fold early: resume=true finishes the run
-        accelerator.print(f"stopped at max_steps={cfg.max_steps}; run again with resume=true to finish")
-        return out.path
+            parts.append(_timed(accelerator, out, fold_dir.name, lambda: train_fold(
+                cfg, comp, table, classes, k, fold_dir, accelerator, extra=extra, deadline=stop_at), cfg.resume))
+        if parts[-1] is None:  # stopped early, as a kill would: the later folds wait for resume=true too
+            why = f"max_time={cfg.max_time}" if stop_at and time.time() >= stop_at else f"max_steps={cfg.max_steps}"
+            accelerator.print(f"stopped in fold {k} at {why}; run again with resume=true to finish")
+            return out.path
     if accelerator.is_main_process:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
         oof.to_csv(out.oof_csv, index=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit.config import Competition, load_competition
+from vidkit.config import Competition, load_competition, parse_duration
 from vidkit.data import index_test, index_train
 from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
@@ -82,16 +82,6 @@ def validate_file(path: str, sample_path: str, id_column: str = "id", classes: l
             raise VidkitError(f"{p}: file not found")
     validate(pd.read_csv(path, dtype={id_column: str}), pd.read_csv(sample_path, dtype={id_column: str}),
              id_column, source=path, classes=classes)
-
-
-def parse_duration(text: str | float | None) -> float | None:
-    """`9h`, `90m`, `45s`, `1.5h` or plain seconds -> seconds."""
-    if text is None or text == "":
-        return None
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([hms]?)\s*", str(text).lower())
-    if not m or float(m.group(1)) <= 0:
-        raise VidkitError(f"budget: expected a duration such as 9h, 90m or 600s, got {text!r}")
-    return float(m.group(1)) * {"h": 3600, "m": 60, "s": 1, "": 1}[m.group(2)]
 
 
 def _hms(seconds: float) -> str:

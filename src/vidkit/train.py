@@ -120,6 +120,7 @@ class Fold:
     progress: Progress
     stopper: EarlyStopping
     out_dir: Path
+    deadline: float | None = None  # time.time() past which the fold stops cleanly (`max_time`)
 
 
 def make_loss(cfg: Config, weights: torch.Tensor | None, signal: bool = False):
@@ -229,7 +230,8 @@ def load_state(run: Fold) -> bool:
 
 
 def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
-    """One pass over the training data (from `progress.batch` on); returns (mean loss, stopped at max_steps)."""
+    """One pass over the training data (from `progress.batch` on); returns (mean loss, stopped early: at
+    max_steps or past the max_time deadline)."""
     cfg, acc, model, progress = run.cfg, run.accelerator, run.model, run.progress
     spec = bare(acc, model).input_spec
     model.train()
@@ -262,15 +264,25 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
                 run.ema.update(bare(acc, model))
             if cfg.save_every and progress.step % cfg.save_every == 0:
                 save_state(run)
-            if cfg.max_steps and progress.step >= cfg.max_steps:
+            if (cfg.max_steps and progress.step >= cfg.max_steps) or _out_of_time(run):
                 return _mean_loss(run), True
     return _mean_loss(run), False
 
 
+def _any_process(acc: Accelerator, flag: bool) -> bool:
+    """True on every process when `flag` is true on any: all take the same branch, so no collective hangs."""
+    if acc.num_processes == 1:
+        return flag
+    return bool(acc.gather(torch.tensor([float(flag)], device=acc.device)).max() > 0)
+
+
 def _finite(acc: Accelerator, loss: torch.Tensor) -> bool:
-    """All processes agree, so none of them steps into a backward the others skip."""
-    ok = torch.isfinite(loss.detach()).float().reshape(1)
-    return bool(acc.gather(ok).min() > 0) if acc.num_processes > 1 else bool(ok.item())
+    """None of the processes steps into a backward the others skip."""
+    return not _any_process(acc, not bool(torch.isfinite(loss.detach()).all()))
+
+
+def _out_of_time(run: Fold) -> bool:
+    return run.deadline is not None and _any_process(run.accelerator, time.time() >= run.deadline)
 
 
 def _skip_bad_step(run: Fold) -> None:
@@ -301,8 +313,9 @@ def validate(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str) -> 
             "metric": metric}
 
 
-def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int, on_epoch=None) -> None:
-    """The epochs of one fold; `on_epoch(record)` sees each epoch's record (e.g. `tune`'s pruner, which may raise)."""
+def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: int, on_epoch=None) -> bool:
+    """The epochs of one fold; `on_epoch(record)` sees each epoch's record (e.g. `tune`'s pruner, which may raise).
+    True when it stopped early (max_steps, max_time) with a resumable state saved."""
     cfg, acc, progress = run.cfg, run.accelerator, run.progress
     weights, log_file, start = weights_file(run.out_dir), metrics_file(run.out_dir), time.time()
     for epoch in range(progress.epoch, cfg.epochs):
@@ -311,9 +324,9 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
             thawed = epoch >= cfg.freeze_epochs
             set_trainable(bare(acc, run.model), backbone=thawed, only=cfg.unfreeze if thawed else None)
         train_loss, interrupted = train_one_epoch(run, epoch)
-        if interrupted:  # max_steps: stop as a kill would, leaving a resumable state
+        if interrupted:  # max_steps / max_time: stop as a kill would, leaving a resumable state
             save_state(run)
-            return
+            return True
         record = {"fold": fold, "epoch": epoch, "step": progress.step, "train_loss": round(train_loss, 5),
                   "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total}
         if run.val_dl is not None:
@@ -336,6 +349,7 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
             break
         save_state(run)
     progress.epoch = cfg.epochs
+    return False
 
 
 def _epoch_line(r: dict) -> str:
@@ -353,11 +367,13 @@ def _trim_log(log_file: Path, before_epoch: int) -> None:
 
 
 def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-                out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None) -> pd.DataFrame | None:
+                out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None,
+                deadline: float | None = None) -> pd.DataFrame | None:
     set_seed(cfg.seed + max(fold, 0))
     accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
     run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator,
                                    metrics.higher_is_better(comp.metric), extra)
+    run.deadline = deadline
     resumed = cfg.resume and load_state(run)
     if accelerator.is_main_process:
         if resumed:
@@ -367,10 +383,10 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     if cfg.log_with:
         accelerator.init_trackers(f"fold{fold}", config={k: v for k, v in asdict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
-    fit(run, val_table, y, comp.metric, fold, on_epoch)
+    stopped = fit(run, val_table, y, comp.metric, fold, on_epoch)
     if cfg.log_with:
         accelerator.end_training()
-    if cfg.max_steps and run.progress.step >= cfg.max_steps and run.progress.epoch < cfg.epochs:
+    if stopped:
         return None  # interrupted on purpose: resume=true finishes it
     if accelerator.is_main_process:
         shutil.rmtree(out_dir / "state", ignore_errors=True)  # optimiser state is large; the fold is done
@@ -382,11 +398,13 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
 
 
 def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
-               out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None) -> pd.DataFrame | None:
+               out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None,
+               deadline: float | None = None) -> pd.DataFrame | None:
     """Train fold `fold` (rows of `table` with table.fold == fold validate; -1: no validation).
 
-    Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table. On an
-    out-of-memory error the fold restarts with half the batch and twice the accumulation, down to batch 1.
+    Writes out_dir/model.safetensors (best epoch) and metrics.jsonl; returns the fold's OOF table, or None
+    when it stopped early (max_steps, or the `deadline` passed) with a resumable state. On an out-of-memory
+    error the fold restarts with half the batch and twice the accumulation, down to batch 1.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -398,6 +416,6 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
             log.warning("out of memory: fold %d restarts with batch_size=%d, grad_accum=%d", fold, batch_size, accum)
             run_cfg = dataclasses.replace(cfg, batch_size=batch_size, grad_accum=accum)
             accelerator.gradient_accumulation_steps = accum
-        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra)
+        return _train_fold(run_cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra, deadline)
 
     return attempt()
