@@ -93,6 +93,7 @@ def _hms(seconds: float) -> str:
 def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
     """Time each member on a few test videos, then cut views and members until the estimate fits."""
     from vidkit.infer import estimate_s, fit_budget, measure_speed
+    from vidkit.launch import process_state
     readable = test[test["n_frames"] > 0].reset_index(drop=True)
     if readable.empty:
         return members, {}
@@ -104,7 +105,11 @@ def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: flo
     after = sum(estimate_s(k, speed_of[k.run], n_videos) for k in kept)
     print(f"budget {_hms(budget_s)} for {n_videos:.0f} test videos: estimated {_hms(before)}"
           + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
-    return kept, {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
+    plan = {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
+    if process_state().num_processes > 1:  # each process timed itself: all follow the main process's plan
+        from accelerate.utils import broadcast_object_list
+        kept, plan = broadcast_object_list([kept, plan], from_process=0)
+    return kept, plan
 
 
 def classes_and_prior(comp: Competition, members: list) -> tuple[list[str], np.ndarray]:
@@ -133,7 +138,9 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's);
     `backend`: the video decoder (default: each member's `video_backend`)."""
     from vidkit.infer import ensemble, resolve_members  # torch and the models: not for `validate`
+    from vidkit.launch import process_state
     comp = comp if isinstance(comp, Competition) else load_competition(comp)
+    processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
     if scale <= 0:
@@ -167,6 +174,8 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
             "tta": {m.name: m.tta.protocol(m.num_frames) for m in members},
             "calibration": {k: spec.get(k) for k in ("temperature", "threshold", "clip")} if spec else None,
             "prior_ids": unread, **plan}
+    if not processes.is_main_process:
+        return Path(out)  # the main process writes the one submission
     path = write(sub, out, meta)
     # the blended probabilities beside it: what `cv pseudo=` and `teacher_test=` read
     pd.DataFrame(probs, columns=classes).assign(prior=~ok).set_axis(test["video_id"]).rename_axis("video_id") \

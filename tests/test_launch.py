@@ -1,0 +1,52 @@
+"""Several processes from a notebook: `launch` runs a verb through torchrun (2 CPU processes, gloo, here)."""
+import pandas as pd
+import pytest
+import yaml
+
+from vidkit.launch import command, launch, num_processes
+from vidkit.submit import run_submit
+
+CLASSES = ["down", "left", "right", "up"]
+
+
+@pytest.fixture(scope="module")
+def probs_comp(tiny_comp):
+    """tiny_comp with a `probabilities` sample (one column per class): the submission shows the numbers."""
+    data = tiny_comp.parent.parent / "data"
+    sample = pd.read_csv(data / "sample_submission.csv")[["id"]].assign(**{c: 0.25 for c in CLASSES})
+    sample.to_csv(data / "sample_probs.csv", index=False)
+    spec = {**yaml.safe_load(tiny_comp.read_text()), "name": "tinyprobs", "submission": "probabilities",
+            "sample_submission": "../data/sample_probs.csv"}
+    path = tiny_comp.with_name("tinyprobs.yaml")
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_process_count_and_command(monkeypatch):
+    monkeypatch.setenv("VIDKIT_PROCESSES", "3")
+    assert num_processes() == 3 and num_processes(2) == 2
+    monkeypatch.delenv("VIDKIT_PROCESSES")
+    assert num_processes() == 1  # no GPU here
+    cmd = command("cv", ["configs/x.yaml"], 2)
+    assert "torch.distributed.run" in cmd and "--nproc_per_node=2" in cmd and "--no-python" in cmd
+    assert cmd[-4:] == ["-m", "vidkit", "cv", "configs/x.yaml"] and command("cv", [], 1)[-3:] == ["-m", "vidkit", "cv"]
+
+
+def test_two_processes_write_one_submission_equal_to_one_process(probs_comp, tiny_run, tmp_path, capsys):
+    """Each process predicts its shard of the test set; the gathered result is the single-process one and
+    only the main process writes."""
+    one = pd.read_csv(run_submit(str(probs_comp), [str(tiny_run)], str(tmp_path / "one" / "sub.csv")))
+    launch("submit", [f"comp={probs_comp}", f"runs={tiny_run}", f"out={tmp_path / 'two' / 'sub.csv'}"], processes=2)
+    out = capsys.readouterr().out
+    assert "(2 processes)" in out and out.count("wrote ") == 2  # once in-process, once from the main worker
+    two = pd.read_csv(tmp_path / "two" / "sub.csv")
+    assert two["id"].tolist() == one["id"].tolist() and list(two.columns) == ["id", *CLASSES]
+    assert (two[CLASSES] - one[CLASSES]).abs().to_numpy().max() < 1e-5 and one[CLASSES].to_numpy().std() > 0
+    assert sorted(p.suffix for p in (tmp_path / "two").iterdir()) == [".csv", ".csv", ".json"]
+
+
+def test_a_failing_verb_raises_with_its_exit_code(capsys):
+    from vidkit.errors import VidkitError
+    with pytest.raises(VidkitError, match=r"`vidkit nosuchverb` failed \(exit 2\)"):
+        launch("nosuchverb", [], processes=1)
+    assert "unknown verb 'nosuchverb'" in capsys.readouterr().out  # the child's stderr, streamed
