@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import timm
 import torch
@@ -460,3 +462,23 @@ def test_pretrained_licence_from_the_checkpoint_else_the_config(tmp_path, monkey
         "source": str(tmp_path / "r.pth"), "license": "BSD-3-Clause"}  # nothing in the file: the config's
     monkeypatch.chdir(tmp_path)
     assert pretrained_license("auto", "r3d_18")["source"] == "weights/pretrained/r3d_18"
+
+
+def test_pretrained_auto_finds_weights_under_kaggle_inputs(tmp_path, monkeypatch):
+    """A training kernel points pretrained=auto at its weight inputs: a dataset holding r3d_18/ (or one
+    named r3d-18), and a Kaggle Model whose save_pretrained folder sits a few levels down."""
+    monkeypatch.chdir(tmp_path)
+    dataset = tmp_path / "input" / "datasets" / "bob" / "video-weights"
+    (dataset / "r3d_18").mkdir(parents=True)
+    save_file(create_model("r3d_18", num_classes=2, **CNN3D).state_dict(), str(dataset / "r3d_18" / "r3d.safetensors"))
+    hub = tmp_path / "input" / "models" / "bob" / "videomae"
+    VideoMAEForVideoClassification(VideoMAEConfig(**VIT, num_labels=10)).save_pretrained(
+        hub / "transformers" / "base" / "1")
+    monkeypatch.setenv("VIDKIT_PRETRAINED_ROOTS", f"{dataset}{os.pathsep}{hub}")
+    assert create_model("r3d_18", num_classes=2, pretrained="auto", **CNN3D).fc.weight.shape == (2, 64)
+    model = create_model("videomae", num_classes=3, pretrained="auto", num_frames=8, image_size=48)
+    assert model.hf.config.hidden_size == VIT["hidden_size"]
+    (dataset / "r3d_18" / "other.pth").write_bytes(b"")  # two candidates: ambiguous, refused
+    with pytest.raises(VidkitError, match=r"in weights/pretrained/r3d_18/ \(or in a folder r3d_18/ under .*"
+                                          r"video-weights.*several weight files"):
+        create_model("r3d_18", num_classes=2, pretrained="auto", **CNN3D)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,20 +19,55 @@ log = logging.getLogger(__name__)
 
 
 PRETRAINED_DIR = Path("weights/pretrained")
+ROOTS_ENV = "VIDKIT_PRETRAINED_ROOTS"  # more places for pretrained=auto (the training kernel: its weight inputs)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
+def _found_in(folder: Path, hf_folder: bool) -> Path | None:
+    """The folder (config.json) or its one weight file: `folder` itself, else the shallowest folder below it
+    that has any (a Kaggle Model mounts as <model>/<framework>/<variation>/<version>/)."""
+    level = [folder]
+    for _ in range(5):
+        for d in level:
+            if hf_folder and (d / "config.json").is_file():
+                return d
+            files = sorted(p for p in d.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+            if files and not hf_folder:
+                return files[0] if len(files) == 1 else None
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir())
+    return None
+
+
+def _named_folders(root: Path, names: set[str], depth: int = 4) -> list[Path]:
+    """Folders under `root` whose name is one of `names`, shallowest first."""
+    level, found = [root], []
+    for _ in range(depth):
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir())
+        found += [d for d in level if d.name in names]
+    return found
+
+
+def auto_path(model: str, expects: str, hf_folder: bool) -> Path:
+    """pretrained=auto: weights/pretrained/<model>/, then a folder <model>/ (or with dashes) under each
+    folder of $VIDKIT_PRETRAINED_ROOTS: its one weight file, or the transformers folder with config.json."""
+    roots = [Path(r) for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r and Path(r).is_dir()]
+    names = {model, model.replace("_", "-")}
+    folders = [PRETRAINED_DIR / model] + [f for r in roots for f in ([r] if r.name in names else [])
+                                          + _named_folders(r, names)]
+    for folder in folders:
+        hit = _found_in(folder, hf_folder) if folder.is_dir() else None
+        if hit is not None:
+            log.info("pretrained=auto: %s", hit)
+            return hit
+    where = f" (or in a folder {model}/ under {', '.join(map(str, roots))})" if roots else ""
+    raise VidkitError(f"pretrained=auto: put {expects} in {PRETRAINED_DIR / model}/{where}; found none, "
+                      "or several weight files in one folder")
+
+
 def require_path(pretrained: str, model: str, expects: str, folder: bool = False) -> Path:
-    """The local weights for `model`: a path, or `auto` = the one file (or HF folder) in weights/pretrained/<model>/."""
+    """The local weights for `model`: a path, or `auto` (see `auto_path`)."""
     if pretrained == "auto":
-        base = PRETRAINED_DIR / model
-        if folder and (base / "config.json").is_file():
-            return base
-        files = sorted(p for p in base.glob("*") if p.suffix in WEIGHT_SUFFIXES) if base.is_dir() else []
-        if not folder and len(files) == 1:
-            return files[0]
-        found = f" (found {len(files)} weight files)" if files else ""
-        raise VidkitError(f"pretrained=auto: put {expects} in {base}/{found}")
+        return auto_path(model, expects, folder)
     path = Path(pretrained)
     if not path.exists():
         raise VidkitError(f"pretrained: {path} not found; {model} needs {expects} there "
