@@ -78,3 +78,19 @@ def copy_run(run: Path, dst: Path) -> Path:
     """A private copy of a session run, for a test that writes into it or needs it under another name."""
     shutil.copytree(run, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def probs_comp(tiny_comp) -> Path:
+    """tiny_comp with a `probabilities` sample (one column per class), so a submission shows its numbers."""
+    import pandas as pd
+    import yaml
+    data = tiny_comp.parent.parent / "data"
+    classes = ["down", "left", "right", "up"]
+    sample = pd.read_csv(data / "sample_submission.csv")[["id"]].assign(**{c: 0.25 for c in classes})
+    sample.to_csv(data / "sample_probs.csv", index=False)
+    spec = {**yaml.safe_load(tiny_comp.read_text()), "name": "tinyprobs", "submission": "probabilities",
+            "sample_submission": "../data/sample_probs.csv"}
+    path = tiny_comp.with_name("tinyprobs.yaml")
+    path.write_text(yaml.safe_dump(spec))
+    return path

@@ -1,25 +1,11 @@
 """Several processes from a notebook: `launch` runs a verb through torchrun (2 CPU processes, gloo, here)."""
 import pandas as pd
 import pytest
-import yaml
 
 from vidkit.launch import command, launch, num_processes
 from vidkit.submit import run_submit
 
 CLASSES = ["down", "left", "right", "up"]
-
-
-@pytest.fixture(scope="module")
-def probs_comp(tiny_comp):
-    """tiny_comp with a `probabilities` sample (one column per class): the submission shows the numbers."""
-    data = tiny_comp.parent.parent / "data"
-    sample = pd.read_csv(data / "sample_submission.csv")[["id"]].assign(**{c: 0.25 for c in CLASSES})
-    sample.to_csv(data / "sample_probs.csv", index=False)
-    spec = {**yaml.safe_load(tiny_comp.read_text()), "name": "tinyprobs", "submission": "probabilities",
-            "sample_submission": "../data/sample_probs.csv"}
-    path = tiny_comp.with_name("tinyprobs.yaml")
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def test_process_count_and_command(monkeypatch):

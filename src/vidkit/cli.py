@@ -368,11 +368,32 @@ class Kernel:
     wheels: str | None = key(None, "folder of wheels to bundle, installed with pip --no-index", "DIR")
     license: str | None = key(None, "the bundle dataset's licence", "CC0-1.0")
     layout: str | None = key(None, "where the kernel finds its inputs: new or old /kaggle/input", "new|old")
+    mode: str = key("infer", "infer: the offline inference kernel; train: a training kernel", "infer|train")
+    runs_from: str = key("bundle", "infer: the runs from a bundle dataset, or from the output of the training "
+                         "kernel <slug>-train", "bundle|notebook")
+    configs: str | None = key(None, "train: the configs to cross-validate on Kaggle, comma-separated", "A,B")
+    weights: str | None = key(None, "train: pretrained weight inputs (a dataset, or a Kaggle Model)",
+                              "OWNER/DATASET,model:OWNER/MODEL/FRAMEWORK/VARIATION/VERSION")
+    time_budget: str = key("11h", "train: training stops here (resumable) so the version saves its output", "11h")
+    processes: int | None = key(None, "train: processes per config (default: one per GPU)", "N")
+    resume: bool = key(False, "train: continue from the notebook's previous output (added as an input)")
+    overrides: dict = config_keys()  # train: config keys (epochs=...) for every config
 
     def main(self):
-        from vidkit.kernel import run_kernel
         names = ("user", "slug", "competition", "title", "out", "budget", "kernel_type", "wheels", "license", "layout")
         options = {k: getattr(self, k) for k in names if getattr(self, k)}
+        if self.mode not in ("infer", "train"):
+            raise VidkitError(f"kernel: mode={self.mode!r} is not one of infer, train")
+        if self.mode == "train":
+            from vidkit.kernel_train import run_train_kernel
+            return run_train_kernel(self.comp, self.configs, self.overrides, self.dry_run, self.push, self.weights,
+                                    self.time_budget, self.processes, self.resume, self.private, self.gpu, **options)
+        if self.overrides:
+            raise VidkitError(f"kernel: unknown key {next(iter(self.overrides))!r} (config keys go with mode=train)")
+        if self.runs_from != "bundle":
+            from vidkit.kernel_train import infer_from_notebook
+            return infer_from_notebook(self.comp, self.runs_from, gpu=self.gpu, private=self.private, **options)
+        from vidkit.kernel import run_kernel
         run_kernel(self.comp, split_runs(self.runs), self.dry_run, self.push, tta_clips=self.tta_clips,
                    gpu=self.gpu, private=self.private, **options)
 

@@ -51,10 +51,3 @@ def launch(verb: str, args: list[str], processes: int | None = None, env: dict |
     if proc.returncode:
         raise VidkitError(f"`vidkit {verb}` failed (exit {proc.returncode}); its output is above")
 
-
-def process_state():
-    """accelerate's view of the processes this verb runs in (made as `make_accelerator` makes it: gloo
-    between CPU processes), for the main-process-only parts of a verb."""
-    import torch
-    from accelerate import PartialState
-    return PartialState(cpu=not torch.cuda.is_available())

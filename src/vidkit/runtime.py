@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 
 from vidkit.config import Config
@@ -36,6 +36,12 @@ def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerato
     # configs (the demo, tests) sets each run's compile choice on it
     accelerator.state.dynamo_plugin = dynamo
     return accelerator
+
+
+def process_state() -> PartialState:
+    """accelerate's view of the processes a verb runs in, made as `make_accelerator` makes it (gloo between
+    CPU processes under torchrun), for the main-process-only parts of a verb."""
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def bare(accelerator: Accelerator, model):

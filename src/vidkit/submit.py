@@ -93,7 +93,7 @@ def _hms(seconds: float) -> str:
 def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
     """Time each member on a few test videos, then cut views and members until the estimate fits."""
     from vidkit.infer import estimate_s, fit_budget, measure_speed
-    from vidkit.launch import process_state
+    from vidkit.runtime import process_state
     readable = test[test["n_frames"] > 0].reset_index(drop=True)
     if readable.empty:
         return members, {}
@@ -138,7 +138,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's);
     `backend`: the video decoder (default: each member's `video_backend`)."""
     from vidkit.infer import ensemble, resolve_members  # torch and the models: not for `validate`
-    from vidkit.launch import process_state
+    from vidkit.runtime import process_state
     comp = comp if isinstance(comp, Competition) else load_competition(comp)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:

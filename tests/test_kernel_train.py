@@ -1,0 +1,100 @@
+"""The training kernel (`kernel mode=train`): its code dataset and notebook, the Kaggle-side helpers, and a dry
+run on the Kaggle stand-in: a first version stopped by its time budget, a second that resumes and finishes, then
+the inference kernel reading that notebook's output."""
+import hashlib
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from vidkit import cli
+from vidkit.errors import VidkitError
+from vidkit.kernel_train import (MARKER, build_train, infer_from_notebook, previous_output, weight_roots,
+                                 weight_sources)
+
+TINY_TRAIN = {"epochs": "1", "num_frames": "4", "image_size": "32", "batch_size": "8", "num_workers": "0",
+              "tta_clips": "1"}
+KAGGLE = {"user": "alice", "competition": "tiny-videos", "slug": "vidkit-tinyprobs"}
+
+
+@pytest.fixture(scope="module")
+def built(probs_comp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("kernels")
+    return build_train(str(probs_comp), ["r3d18_demo", "configs/videomae_demo.yaml"], TINY_TRAIN, out=str(out),
+                       weights="bob/video-weights,model:bob/videomae/transformers/base/1", resume=True, **KAGGLE)
+
+
+def test_train_kernel_metadata(built):
+    code_dir, kernel_dir = built
+    text = (kernel_dir / "kernel-metadata.json").read_text()
+    meta = json.loads(text)
+    assert '"enable_internet": false' in text and meta["enable_gpu"] is True
+    assert meta["id"] == "alice/vidkit-tinyprobs-train" and kernel_dir.name == "vidkit-tinyprobs-train"
+    assert meta["competition_sources"] == ["tiny-videos"]
+    assert meta["dataset_sources"] == ["alice/vidkit-tinyprobs-code", "bob/video-weights"]
+    assert meta["model_sources"] == ["bob/videomae/transformers/base/1"]
+    assert meta["kernel_sources"] == ["alice/vidkit-tinyprobs-train"]  # resume=true: its own last output
+    about = json.loads((code_dir / "dataset-metadata.json").read_text())
+    assert about["id"] == meta["dataset_sources"][0] and 6 <= len(about["title"]) <= 50
+
+
+def test_train_notebook_is_strict_nbformat_and_runs_the_training_cell(built):
+    _, kernel_dir = built
+    raw = json.loads((kernel_dir / "vidkit-tinyprobs-train.ipynb").read_text())
+    nbformat.validate(raw)  # the schema as written: nothing read through nbformat's repairs
+    nb = nbformat.from_dict(raw)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5) and [c.id for c in nb.cells] == ["about", "helpers", "train"]
+    code = "\n".join("".join(c.source) for c in nb.cells if c.cell_type == "code")
+    compile(code, "notebook", "exec")
+    assert 'BUNDLE = "vidkit-tinyprobs-code"' in code and 'KERNEL = "vidkit-tinyprobs-train"' in code
+    assert "\nmain()" not in code and code.rstrip().endswith("train_main()")  # not the inference kernel's main
+
+
+def test_code_dataset_holds_resolved_configs_and_hashes_everything(built):
+    code_dir, _ = built
+    manifest = json.loads((code_dir / "manifest.json").read_text())
+    on_disk = {p.relative_to(code_dir).as_posix() for p in code_dir.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"manifest.json", "dataset-metadata.json"}
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((code_dir / rel).read_bytes()).hexdigest() == digest, rel
+    assert manifest["configs"] == ["r3d18_demo", "videomae_demo"] and manifest["train"]["time_budget"] == 11 * 3600
+    assert manifest["competition"]["train_dir"] == "train" and "src/vidkit/kernel_train.py" in manifest["files"]
+    r3d = yaml.safe_load((code_dir / "configs" / "r3d18_demo.yaml").read_text())
+    assert r3d["model_args"]["width"] == 16 and r3d["epochs"] == 1 and r3d["num_frames"] == 4  # base + overrides
+    assert not {"comp", "out_dir", "resume", "max_time", "name"} & set(r3d)  # the notebook sets those
+
+
+def test_bad_train_kernel_arguments_are_one_line_errors(probs_comp, tmp_path, capsys):
+    with pytest.raises(VidkitError, match="weights: 'bob' is neither OWNER/DATASET nor model:"):
+        weight_sources("bob")
+    assert weight_sources("") == ([], [])
+    with pytest.raises(VidkitError, match="configs=A,B is required"):
+        build_train(str(probs_comp), [], {}, out=str(tmp_path), **KAGGLE)
+    assert cli.main(["kernel", "mode=train", f"comp={probs_comp}", "configs=r3d18_demo", "epoch=1",
+                     f"out={tmp_path}", "user=alice", "competition=tiny-videos"]) == 2
+    assert "unknown key 'epoch'" in capsys.readouterr().err
+    assert cli.main(["kernel", "mode=tune", f"comp={probs_comp}"]) == 2
+    assert "mode='tune' is not one of infer, train" in capsys.readouterr().err
+
+
+def test_inference_kernel_from_the_training_notebook(probs_comp, tmp_path):
+    kernel_dir = infer_from_notebook(str(probs_comp), "notebook", out=str(tmp_path), **KAGGLE)
+    meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    assert meta["kernel_sources"] == ["alice/vidkit-tinyprobs-train"] and meta["dataset_sources"] == []
+    assert meta["id"] == "alice/vidkit-tinyprobs-infer" and meta["enable_internet"] is False
+
+
+def test_previous_output_and_weight_inputs(tmp_path):
+    inputs = tmp_path / "input"
+    data, code = inputs / "competitions" / "tiny-videos", inputs / "datasets" / "alice" / "vidkit-x-code"
+    weights, model = inputs / "datasets" / "bob" / "video-weights", inputs / "models" / "bob" / "videomae"
+    mine, other = inputs / "notebooks" / "alice" / "vidkit-x-train", inputs / "notebooks" / "carol" / "vidkit-x-train"
+    for folder in (data, code, weights, model, mine, other):
+        folder.mkdir(parents=True)
+    (other / MARKER).write_text(json.dumps({"kernel": "someone-else"}))
+    assert previous_output(inputs, "vidkit-x-train") is None  # no version has finished yet
+    (mine / MARKER).write_text(json.dumps({"kernel": "vidkit-x-train"}))
+    assert previous_output(inputs, "vidkit-x-train") == mine
+    assert weight_roots(inputs, [data, code, mine]) == [weights, model, other]
