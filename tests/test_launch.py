@@ -2,8 +2,9 @@
 import pandas as pd
 import pytest
 
+from vidkit.config import load_competition
 from vidkit.launch import command, launch, num_processes
-from vidkit.submit import run_submit
+from vidkit.submit import submit_on_every_gpu
 
 CLASSES = ["down", "left", "right", "up"]
 
@@ -18,17 +19,20 @@ def test_process_count_and_command(monkeypatch):
     assert cmd[-4:] == ["-m", "vidkit", "cv", "configs/x.yaml"] and command("cv", [], 1)[-3:] == ["-m", "vidkit", "cv"]
 
 
-def test_two_processes_write_one_submission_equal_to_one_process(probs_comp, tiny_run, tmp_path, capsys):
-    """Each process predicts its shard of the test set; the gathered result is the single-process one and
-    only the main process writes."""
-    one = pd.read_csv(run_submit(str(probs_comp), [str(tiny_run)], str(tmp_path / "one" / "sub.csv")))
-    launch("submit", [f"comp={probs_comp}", f"runs={tiny_run}", f"out={tmp_path / 'two' / 'sub.csv'}"], processes=2)
+def test_two_processes_write_one_submission_equal_to_one_process(probs_comp, tiny_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    """What a kernel does on Kaggle's T4 x2: `submit` through `launch`, each process predicting its shard of
+    the test set; the gathered result is the single-process one and only the main process writes."""
+    comp = load_competition(probs_comp)
+    one = pd.read_csv(submit_on_every_gpu(comp, [str(tiny_run)], tmp_path / "one" / "sub.csv"))
+    monkeypatch.setenv("VIDKIT_PROCESSES", "2")
+    two = pd.read_csv(submit_on_every_gpu(comp, [str(tiny_run)], tmp_path / "two" / "sub.csv"))
     out = capsys.readouterr().out
     assert "(2 processes)" in out and out.count("wrote ") == 2  # once in-process, once from the main worker
-    two = pd.read_csv(tmp_path / "two" / "sub.csv")
     assert two["id"].tolist() == one["id"].tolist() and list(two.columns) == ["id", *CLASSES]
     assert (two[CLASSES] - one[CLASSES]).abs().to_numpy().max() < 1e-5 and one[CLASSES].to_numpy().std() > 0
-    assert sorted(p.suffix for p in (tmp_path / "two").iterdir()) == [".csv", ".csv", ".json"]
+    # sub.csv and one archived copy + JSON (not one per process), and the competition handed to the workers
+    assert sorted(p.suffix for p in (tmp_path / "two").iterdir()) == [".csv", ".csv", ".json", ".yaml"]
 
 
 def test_a_failing_verb_raises_with_its_exit_code(capsys):

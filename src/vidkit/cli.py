@@ -189,11 +189,12 @@ class Submit:
     budget: str | None = key(None, "time limit: drop flips, crops, clips, members until the estimate fits", "9h")
     scale: float = key(1.0, "the hidden test set is this many times the local one (for budget=)")
     video_backend: str | None = key(None, "raw-video decoder: auto|cv2|torchcodec|pyav (default: each run's config)")
+    ensemble: str | None = key(None, "the blend file (default: weights/<comp>/ensemble.yaml)", "YAML")
 
     def main(self):
         from vidkit.submit import run_submit
         run_submit(self.comp, split_runs(self.runs), self.out, self.tta_clips, self.budget, self.scale,
-                   backend=self.video_backend)
+                   ensemble_yaml=self.ensemble, backend=self.video_backend)
 
 
 @verb("predict")

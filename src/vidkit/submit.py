@@ -1,6 +1,7 @@
 """Write a submission in the sample submission's columns and id order, and validate it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit.config import Competition, load_competition, parse_duration
+from vidkit.config import Competition, load_competition, parse_duration, save_config
 from vidkit.data import index_test, index_train
 from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
@@ -182,6 +183,26 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         .to_csv(path.with_name(f"{path.stem}_probs.csv"))
     validate_file(str(path), str(sample_path), comp.id_column, classes)
     return path
+
+
+def submit_on_every_gpu(comp: Competition, runs: list[str] | None = None, out: str | Path = "submission.csv",
+                        tta_clips: int | None = None, budget: str | None = None,
+                        ensemble_yaml: str | Path | None = None) -> Path:
+    """`run_submit` here with one GPU (or none); with several (Kaggle's T4 x2), `submit` through `launch`: one
+    process per GPU, each predicting a shard of the test set, the main one writing. The competition goes to
+    the workers as a yaml beside `out`, its paths made absolute."""
+    from vidkit.launch import launch, num_processes
+    processes = num_processes()
+    if processes == 1:
+        return run_submit(comp, runs, str(out), tta_clips, budget, ensemble_yaml=ensemble_yaml)
+    paths = {k: str(comp.resolve(getattr(comp, k))) for k in ("train_dir", "train_csv", "test_dir",
+                                                               "sample_submission") if getattr(comp, k)}
+    spec = Path(out).with_name(f"{Path(out).stem}.competition.yaml")
+    save_config(dataclasses.replace(comp, **paths), spec)
+    options = {"runs": ",".join(map(str, runs or [])), "tta_clips": tta_clips, "budget": budget,
+               "ensemble": ensemble_yaml}
+    launch("submit", [f"comp={spec}", f"out={out}", *(f"{k}={v}" for k, v in options.items() if v)], processes)
+    return Path(out)
 
 
 def write(sub: pd.DataFrame, out: str, meta: dict) -> Path:

@@ -118,7 +118,7 @@ def main() -> None:
         fail(f"vidkit was imported from {vidkit.__file__}, not from the bundle {bundle}")
     from vidkit.config import load_competition
     from vidkit.rundir import ensemble_file
-    from vidkit.submit import run_submit
+    from vidkit.submit import submit_on_every_gpu
 
     spec = manifest["competition"]
     data = find_data(inputs, bundle, spec)
@@ -129,8 +129,9 @@ def main() -> None:
             setattr(comp, key, str(data / getattr(comp, key)))
     settings = manifest.get("submit", {})
     # the bundle's own blend (member runs relative to the bundle): no weights/ folder to rebuild, no chdir
-    out = run_submit(comp, None, str(work / "vidkit" / "submission.csv"), settings.get("tta_clips"),
-                     settings.get("budget"), ensemble_yaml=ensemble_file(bundle))
+    # one process per GPU (Kaggle's T4 x2: each predicts a shard of the test set), else in this process
+    out = submit_on_every_gpu(comp, None, work / "vidkit" / "submission.csv", settings.get("tta_clips"),
+                              settings.get("budget"), ensemble_yaml=ensemble_file(bundle))
     shutil.copyfile(out, work / "submission.csv")
     print(f"vidkit kernel: wrote {work / 'submission.csv'}")
 
