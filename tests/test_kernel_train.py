@@ -3,6 +3,7 @@ run on the Kaggle stand-in: a first version stopped by its time budget, a second
 the inference kernel reading that notebook's output."""
 import hashlib
 import json
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -10,9 +11,11 @@ import pytest
 import yaml
 
 from vidkit import cli
+from vidkit.config import load_competition
 from vidkit.errors import VidkitError
-from vidkit.kernel_train import (MARKER, build_train, infer_from_notebook, previous_output, weight_roots,
-                                 weight_sources)
+from vidkit.kernel_train import (MARKER, build_train, dry_run_from_notebook, dry_run_train, infer_from_notebook,
+                                 previous_output, weight_roots, weight_sources)
+from vidkit.submit import run_submit
 
 TINY_TRAIN = {"epochs": "1", "num_frames": "4", "image_size": "32", "batch_size": "8", "num_workers": "0",
               "tta_clips": "1"}
@@ -99,3 +102,42 @@ def test_previous_output_and_weight_inputs(tmp_path):
     assert previous_output(inputs, "vidkit-x-train") == mine
     assert weight_roots(inputs, [data, code, mine]) == [weights, model, other]
 
+
+@pytest.mark.slow
+def test_training_kernel_resumes_in_its_next_version_then_feeds_inference(probs_comp, kaggle_python, tmp_path,
+                                                                          monkeypatch):
+    """On the Kaggle stand-in (Kaggle's packages only, inputs read-only, network refused), with the training
+    data mounted: version 1 (a 1 s budget) stops inside the first config's first fold; version 2 (resume=true)
+    copies that output in, finishes both configs, ensembles them and writes the bundle; the inference kernel
+    built with runs_from=notebook then reads that output and writes what `submit` writes from those runs."""
+    comp, configs = load_competition(probs_comp), ["r3d18_demo", "videomae_demo"]
+    code, nb = build_train(str(probs_comp), configs, TINY_TRAIN, out=str(tmp_path / "k1"), time_budget="1s",
+                           gpu=False, **KAGGLE)
+    assert dry_run_train(code, nb, comp, tmp_path / "v1", python=kaggle_python) == configs
+    first = tmp_path / "v1" / "kaggle" / "working"
+    runs = first / "vidkit" / "weights" / "tinyprobs"
+    assert json.loads((runs / "r3d18_demo" / "fold0" / "state" / "progress.json").read_text())["step"] == 1
+    assert not (runs / "r3d18_demo" / "fold1").exists() and not (runs / "videomae_demo").exists()
+
+    code, nb = build_train(str(probs_comp), configs, TINY_TRAIN, out=str(tmp_path / "k2"), time_budget="1h",
+                           gpu=False, resume=True, **KAGGLE)
+    assert dry_run_train(code, nb, comp, tmp_path / "v2", previous=first, python=kaggle_python) == []
+    second = tmp_path / "v2" / "kaggle" / "working"
+    records = (second / "vidkit" / "weights" / "tinyprobs" / "r3d18_demo" / "fold0" / "metrics.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in records.splitlines()] == [2]  # resumed after step 1, not redone
+    for config in configs:
+        assert len(json.loads((second / "vidkit" / "weights" / "tinyprobs" / config / "cv_report.json")
+                              .read_text())["fold_scores"]) == 3
+    blend = yaml.safe_load((second / "vidkit" / "weights" / "tinyprobs" / "ensemble.yaml").read_text())
+    assert sorted(Path(m["run"]).name for m in blend["members"]) == configs  # both blended (a weight may be 0)
+    manifest = json.loads((second / "vidkit-tinyprobs" / "manifest.json").read_text())
+    kept = [m for m in manifest["members"]]  # the bundle holds the members with weight > 0
+    assert kept and {Path(m).name for m in kept} <= set(configs)
+    assert all(f"{m}/fold2/model.safetensors" in manifest["files"] for m in kept)
+
+    infer = infer_from_notebook(str(probs_comp), "notebook", out=str(tmp_path / "k3"), gpu=False, **KAGGLE)
+    sub = pd.read_csv(dry_run_from_notebook(infer, second, comp, tmp_path / "v3", python=kaggle_python))
+    monkeypatch.chdir(second / "vidkit")  # the output's runs and ensemble.yaml, as `make submit` would use them
+    want = pd.read_csv(run_submit(str(second / "vidkit" / "competition.yaml"), None, str(tmp_path / "local.csv")))
+    assert sub["id"].tolist() == want["id"].tolist() and list(sub.columns) == list(want.columns)
+    assert (sub.drop(columns="id") - want.drop(columns="id")).abs().to_numpy().max() < 1e-5

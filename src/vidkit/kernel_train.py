@@ -36,14 +36,10 @@ RUN_KEYS = ("name", "comp", "out_dir", "fold", "resume", "max_time")  # the note
 # ---------------------------------------------------------------- built here
 
 def train_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None) -> dict:
-    """kernel.kaggle_settings with this kernel's own slug `<slug>-train` and its code dataset `<slug>-code`."""
-    settings = kernel.kaggle_settings(comp, user=user, competition=competition, slug=slug, gpu=gpu)
-    kernel_slug = f"{settings['slug']}-train"
-    title = title or kernel_slug.replace("-", " ")
-    if kernel.slugify(title) != kernel_slug:
-        raise VidkitError(f"kernel: title={title!r} becomes the slug {kernel.slugify(title)!r} on Kaggle, not "
-                          f"{kernel_slug!r}")
-    return {**settings, "kernel_slug": kernel_slug, "title": title, "code_slug": f"{settings['slug']}-code"}
+    """kernel.kaggle_settings for this kernel's slug `<slug>-train`, plus its code dataset `<slug>-code`."""
+    settings = kernel.kaggle_settings(comp, user=user, competition=competition, slug=slug, gpu=gpu, title=title,
+                                      suffix="train")
+    return {**settings, "code_slug": f"{settings['slug']}-code"}
 
 
 def weight_sources(text: str | None) -> tuple[list[str], list[str]]:
@@ -149,7 +145,7 @@ def build_train(comp_path: str, configs: list[str], overrides: dict | None = Non
                 resume: bool = False, private: bool = True, license: str = "CC0-1.0", **kaggle) -> tuple[Path, Path]:
     """The code dataset and the training notebook for `configs` (names or paths), each with `overrides`."""
     comp = load_competition(comp_path)
-    settings = train_settings(comp, **kaggle)
+    settings, license = train_settings(comp, **kaggle), kernel.check_license(license)
     sources = weight_sources(weights)
     resolved = resolve_configs(configs, overrides or {})
     train = {key: settings[key] for key in ("user", "competition", "slug", "kernel_slug", "gpu")}
@@ -188,7 +184,7 @@ def run_train_kernel(comp: str, configs: str | None, overrides: dict, dry_run: b
                      weights: str | None = None, time_budget: str = "11h", processes: int | None = None,
                      resume: bool = False, private: bool = True, gpu: bool | None = None,
                      **options) -> tuple[Path, Path]:
-    """The `kernel mode=train` verb: build, then optionally push."""
+    """The `kernel mode=train` verb: build, then optionally dry-run the first version locally and push."""
     other = sorted(set(options) - {"user", "competition", "slug", "title", "out", "license"})
     if other:
         raise VidkitError(f"kernel mode=train: {other[0]}= belongs to the inference kernel")
@@ -196,8 +192,10 @@ def run_train_kernel(comp: str, configs: str | None, overrides: dict, dry_run: b
                                        weights=weights, time_budget=time_budget, processes=processes, resume=resume,
                                        private=private, gpu=gpu, **options)
     if dry_run:
-        raise VidkitError("kernel mode=train dry_run=true: needs the Kaggle stand-in (vidkit.kaggle_sim), "
-                          "not on this version yet")
+        with tempfile.TemporaryDirectory(prefix="vidkit-kaggle-") as tmp:
+            left = dry_run_train(code_dir, kernel_dir, load_competition(comp), Path(tmp))
+        print("dry run ok: the training kernel ran offline on a stand-in /kaggle"
+              + (f"; unfinished (time budget): {', '.join(left)}" if left else ", every config cross-validated"))
     if push:
         kernel.push(code_dir, kernel_dir)
     return code_dir, kernel_dir
@@ -308,3 +306,67 @@ def train_on_kaggle(code: Path, manifest: dict, data: Path, inputs: Path, work: 
         print(f"vidkit kernel: every config cross-validated; inference bundle {work / manifest['train']['slug']}")
     return left
 
+
+# ---------------------------------------------------------------- local dry run
+
+def on_stand_in(kernel_dir: Path, root: Path, python: Path, readonly: list[Path], guard: Path) -> str:
+    """Run a kernel folder on the stand-in /kaggle at `root` with `readonly` inputs; its output. Any network
+    call or write to an input the audit hook refused fails the run."""
+    from vidkit import kaggle_sim
+    for folder in readonly:
+        kaggle_sim.chmod_tree(folder, writable=False)  # binds non-root users; the audit hook binds root too
+    try:
+        output = kernel.run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, readonly, guard))
+    finally:
+        for folder in readonly:
+            kaggle_sim.chmod_tree(folder, writable=True)
+    refused = kaggle_sim.guard_violations(guard)
+    if refused:
+        raise VidkitError(f"dry run: {kernel_dir.name} tried {len(refused)} forbidden operations (no network, "
+                          f"read-only inputs on Kaggle), first: {refused[0]}")
+    return output
+
+
+def mount_output(root: Path, output: Path, ref: str) -> Path:
+    """A notebook's output as Kaggle mounts it for a notebook that lists it in kernel_sources."""
+    owner, slug = ref.split("/")
+    shutil.copytree(output, root / "input" / "notebooks" / owner / slug)
+    return root / "input" / "notebooks" / owner / slug
+
+
+def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: Path, previous: Path | None = None,
+                  python: Path | None = None) -> list[str]:
+    """Run the training notebook on a stand-in /kaggle under `workdir` (kaggle_sim: only Kaggle's packages, the
+    code dataset read-only, no network) with the competition's training data mounted too; `previous`: an
+    earlier version's output, mounted as this notebook's own input. Returns the configs left unfinished; the
+    output stays in workdir/kaggle/working."""
+    from vidkit import kaggle_sim
+    manifest = json.loads((code_dir / "manifest.json").read_text())
+    where, train = manifest["competition"], manifest["train"]
+    mounts = kernel._mounts(manifest) + [where[k] for k in ("train_dir", "train_csv") if where.get(k)]
+    root, ref = Path(workdir) / "kaggle", f"{train['user']}/{code_dir.name}"
+    python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
+    sample = kernel.local_path(comp, comp.sample_submission)
+    readonly = [kaggle_sim.kaggle_tree(root, sample.parent, mounts, where["slug"], {ref: code_dir})[ref]]
+    if previous is not None:
+        readonly.append(mount_output(root, previous, f"{train['user']}/{train['kernel_slug']}"))
+    on_stand_in(kernel_dir, root, python, readonly, Path(workdir) / "guard.log")
+    marker = json.loads((root / "working" / MARKER).read_text())
+    return [config for config, state in marker["configs"].items() if state != "done"]
+
+
+def dry_run_from_notebook(kernel_dir: Path, output: Path, comp: Competition, workdir: Path,
+                          python: Path | None = None) -> Path:
+    """The inference kernel of `runs_from=notebook` on the stand-in, the training notebook's `output` mounted
+    read-only as its kernel source; its submission, validated against the sample."""
+    from vidkit import kaggle_sim
+    from vidkit.submit import validate_file
+    meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    manifest = json.loads(next(Path(output).glob("*/manifest.json")).read_text())
+    root, sample = Path(workdir) / "kaggle", kernel.local_path(comp, comp.sample_submission)
+    python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
+    kaggle_sim.kaggle_tree(root, sample.parent, kernel._mounts(manifest), manifest["competition"]["slug"], {})
+    mounted = mount_output(root, output, meta["kernel_sources"][0])
+    on_stand_in(kernel_dir, root, python, [mounted], Path(workdir) / "guard.log")
+    validate_file(str(root / "working" / "submission.csv"), str(sample), comp.id_column)
+    return root / "working" / "submission.csv"
