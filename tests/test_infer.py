@@ -121,3 +121,20 @@ def test_predict_cli(tiny_run, shared_data):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(0 <= float(line.split()[1]) <= 1 for line in lines)
+
+
+def test_shared_decoding_equals_per_member_decoding_and_reads_each_video_once(tiny_run, other_run, tiny_comp,
+                                                                              shared_data):
+    from vidkit.data.index import media_row
+    from vidkit.tta import DECODES
+    test, classes = _test_table(tiny_comp)
+    members = [load_member(tiny_run, 3.0), load_member(other_run, 1.0)]  # other frames, size, clips and crops
+    videos = pd.DataFrame([media_row(p) for p in sorted((shared_data / "videos").glob("*.mp4"))])
+    for table in (test, videos):
+        DECODES.clear()
+        shared = ensemble(members, table, classes)
+        per_member = ensemble(members, table, classes, shared=False)
+        np.testing.assert_allclose(shared, per_member, atol=1e-6)
+        assert np.isfinite(shared).all() and len(DECODES) == len(table)
+        # raw videos: once for both members; frame folders: once per member short side (libjpeg scales per size)
+        assert set(DECODES.values()) == ({1} if table is videos else {2})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,16 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from vidkit.config import Competition, Config
 from vidkit.data import normalize
+from vidkit.data.dataset import loader_settings
 from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
 from vidkit.runtime import build_model, make_accelerator, to_device
-from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict, tta_spec
+from vidkit.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +128,42 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
     return probs[:, [member.classes.index(c) for c in classes]]
 
 
+def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str]) -> list[np.ndarray]:
+    """Every member's probabilities (as `predict_member`'s), with each video decoded once for all of them
+    (SharedViews: the union of the frames every clip of every member needs) and every member's models loaded."""
+    for m in members:
+        if sorted(m.classes) != sorted(classes):
+            raise VidkitError(f"{m.run}: classes differ from the competition's ({len(m.classes)} vs {len(classes)})")
+    accelerators = [make_accelerator(m.cfg) for m in members]
+    loaded = [load_models(m, a.device) for m, a in zip(members, accelerators)]
+    datasets = [eval_dataset(m.cfg, models[0].input_spec, table, tta=m.tta, skip_errors=True)
+                for m, models in zip(members, loaded)]
+    batch = min(eval_batch(m.cfg, d.tta.n_views) for m, d in zip(members, datasets))
+    settings = loader_settings(math.ceil(len(table) / batch), torch.cuda.is_available(), members[0].cfg.num_workers)
+    data = accelerators[0].prepare(DataLoader(SharedViews(datasets), batch_size=batch, shuffle=False, **settings))
+    start = time.time()
+    groups = [(models, d.spec, m.tta.reduce, a) for m, models, d, a in zip(members, loaded, datasets, accelerators)]
+    probs = predict_groups(groups, data, accelerators[0], len(table), desc="submit")
+    log.info("%d members, each video decoded once, in %.0fs", len(members), time.time() - start)
+    for models, a in zip(loaded, accelerators):
+        free(models, a)
+    return [p[:, [m.classes.index(c) for c in classes]] for m, p in zip(members, probs)]
+
+
 def predict_run(run: Path, table: pd.DataFrame, classes: list[str], tta_clips: int | None = None) -> np.ndarray:
     return predict_member(load_member(Path(run), 1.0, tta_clips), table, classes)
 
 
 def ensemble(members: list[Member | Path], table: pd.DataFrame, classes: list[str], tta_clips: int | None = None,
-             weights: list[float] | None = None, method: str = "mean") -> np.ndarray:
-    """Blend of the members' probabilities (members loaded one at a time); NaN rows where any member failed."""
+             weights: list[float] | None = None, method: str = "mean", shared: bool = True) -> np.ndarray:
+    """Blend of the members' probabilities (each video decoded once for all members: `predict_shared`; with
+    `shared=False`, members one at a time, each decoding for itself); NaN rows where any member failed."""
     members = [m if isinstance(m, Member) else load_member(Path(m), 1.0, tta_clips) for m in members]
     weights = weights or [m.weight for m in members]
-    probs_list = [predict_member(m, table, classes) for m in members]
+    if shared:
+        probs_list = predict_shared(members, table, classes)
+    else:
+        probs_list = [predict_member(m, table, classes) for m in members]
     ok = np.all([np.isfinite(p).all(1) for p in probs_list], axis=0)
     out = np.full((len(table), len(classes)), np.nan)
     if ok.any():

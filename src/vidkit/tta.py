@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,17 +128,30 @@ class TTADataset(Dataset):
     def __len__(self):
         return len(self.rows)
 
-    def views(self, row) -> torch.Tensor:
+    def clip_indices(self, row) -> list[np.ndarray]:
+        """The frame indices of each temporal clip of a video."""
         if not row.get("path") or int(row["n_frames"]) < 1:
             raise VidkitError(f"{row.get('path') or row['video_id']}: no readable frames")
+        return self.tta.clip_indices(int(row["n_frames"]), self.spec.num_frames, self.stride, self.pad_mode)
+
+    def cut(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Every view from the decoded clips: each clip's crops (and their flips), stacked."""
         out = []
-        for indices in self.tta.clip_indices(int(row["n_frames"]), self.spec.num_frames, self.stride, self.pad_mode):
-            frames = read_clip(row, indices, self.short, self.backend)
+        for frames in clips:
             for transform in self.crops:
                 crop = transform(images=frames)["images"]
                 out += [crop, crop[:, :, ::-1]] if self.tta.flip else [crop]
         s = self.spec
         return torch.stack([to_tensor(v, s.mean, s.std, s.layout, self.normalize) for v in out])
+
+    def views(self, row) -> torch.Tensor:
+        return self.cut([read_clip(row, indices, self.short, self.backend) for indices in self.clip_indices(row)])
+
+    def blank(self) -> torch.Tensor:
+        """The stand-in views of an unreadable video (its predictions are discarded)."""
+        s = self.spec
+        video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
+        return normalize(video, s.mean, s.std, s.layout) if self.normalize else video
 
     def __getitem__(self, i):
         row, ok = self.rows[i], 1
@@ -146,15 +160,57 @@ class TTADataset(Dataset):
         except Exception as e:  # noqa: BLE001 - any decoder failure: the caller fills the row with the prior
             if not self.skip_errors:
                 raise
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            log.warning("%s: cannot be read (%s); video %s gets the prior", row.get("path") or row["video_id"],
-                        reason, row["video_id"])
-            s = self.spec
-            video = torch.zeros(self.tta.n_views, s.num_frames, s.size, s.size, 3, dtype=torch.uint8)
-            if self.normalize:
-                video = normalize(video, s.mean, s.std, s.layout)
-            ok = 0
+            warn_unreadable(row, e)
+            video, ok = self.blank(), 0
         return {"video": video, "index": i, "ok": ok, "label": int(self.labels[i])}
+
+
+def warn_unreadable(row, error: Exception) -> None:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    log.warning("%s: cannot be read (%s); video %s gets the prior", row.get("path") or row["video_id"], reason,
+                row["video_id"])
+
+
+DECODES: Counter = Counter()  # video path -> decodes by SharedViews in this process (a test checks "once")
+
+
+class SharedViews(Dataset):
+    """Item i: the views of video i for several members (a TTADataset each: their own frames, sizes and TTA),
+    cut from one decode of the union of the frames all their clips need: a raw video is decoded once, at full
+    size, whatever the members. Frame folders are decoded once per distinct short side among the members
+    (libjpeg's DCT scaling decodes straight to each size; JPEG frames have no keyframes to re-decode), which
+    keeps every member's pixels exactly those of its own TTADataset."""
+
+    def __init__(self, datasets: list[TTADataset]):
+        self.datasets, self.rows = datasets, datasets[0].rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def decode(self, row) -> list[list[np.ndarray]]:
+        wanted = [d.clip_indices(row) for d in self.datasets]
+        sized = row["kind"] == "frames" or isinstance(row.get("cache"), str)
+        groups: dict[int, list[int]] = {}
+        for k, d in enumerate(self.datasets):
+            groups.setdefault(d.short if sized else 0, []).append(k)
+        out: list = [None] * len(self.datasets)
+        for short, members in groups.items():
+            union = sorted({int(i) for k in members for clip in wanted[k] for i in clip})
+            frames = read_clip(row, union, short or max(d.short for d in self.datasets), self.datasets[0].backend)
+            DECODES[str(row["path"])] += 1
+            where = {i: j for j, i in enumerate(union)}
+            for k in members:
+                out[k] = [frames[[where[int(i)] for i in clip]] for clip in wanted[k]]
+        return out
+
+    def __getitem__(self, i):
+        row, ok = self.rows[i], 1
+        try:
+            videos = tuple(d.cut(clips) for d, clips in zip(self.datasets, self.decode(row)))
+        except Exception as e:  # noqa: BLE001 - any decoder failure: the caller fills the row with the prior
+            warn_unreadable(row, e)
+            videos, ok = tuple(d.blank() for d in self.datasets), 0
+        return {"video": videos, "index": i, "ok": ok, "label": -1}
 
 
 def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips: int = 1,
@@ -165,10 +221,15 @@ def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips:
                       resize_mode=cfg.resize_mode, backend=cfg.video_backend)
 
 
+def eval_batch(cfg: Config, n_views: int) -> int:
+    """Videos per batch: about `eval_batch_size` clips in all."""
+    return max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // n_views)
+
+
 def eval_loader(cfg: Config, dataset: TTADataset, cache: bool = False) -> DataLoader:
     """Batches of videos holding about `eval_batch_size` clips in all; with `cache` and `cfg.cache`, the
     clips come from the frame cache (the training videos' cache, for OOF)."""
-    batch = max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // dataset.tta.n_views)
+    batch = eval_batch(cfg, dataset.tta.n_views)
     if cache and cfg.cache:
         root = cache_root(load_competition(cfg.comp).name, dataset.short, cfg.cache_dir)
         dataset.rows = attach_cache(dataset.rows, dataset.short, root)
@@ -183,7 +244,6 @@ def reduce_views(logits: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     return logits.softmax(-1).mean(1)
 
 
-@torch.no_grad()
 def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "predict",
             reduce: str | None = None) -> np.ndarray:
     """Video-level probabilities (n_videos, C), averaged over `models` (one or a list); NaN rows: unreadable.
@@ -193,27 +253,45 @@ def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "p
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     dataset = getattr(data, "dataset", None)
     reduce = reduce or getattr(dataset, "tta", TTASpec()).reduce
-    for m in models:
-        m.eval()
-    total, ok_all = None, np.zeros(n_videos, dtype=bool)
+    return predict_groups([(models, dataset.spec, reduce, accelerator)], data, accelerator, n_videos, desc)[0]
+
+
+def group_probs(models, spec, reduce: str, accelerator, x: torch.Tensor) -> torch.Tensor:
+    """(B, C) probabilities of a batch of B videos x V views, averaged over `models`."""
+    x = x.to(accelerator.device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        x = normalize(x, spec.mean, spec.std, spec.layout)
+    b, v = x.shape[:2]
+    with accelerator.autocast():
+        return sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce) for m in models) / len(models)
+
+
+@torch.no_grad()
+def predict_groups(groups: list[tuple], data: DataLoader, accelerator, n_videos: int,
+                   desc: str = "predict") -> list[np.ndarray]:
+    """`predict` for several groups (models, spec, reduce, their accelerator) at once: a batch's "video" holds
+    one views tensor per group (SharedViews), or one tensor for one group. A list of (n_videos, C_g) arrays."""
+    for models, *_ in groups:
+        for m in models:
+            m.eval()
+    totals, ok_all = [None] * len(groups), np.zeros(n_videos, dtype=bool)
     for batch in tqdm(data, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
-        x = batch["video"].to(accelerator.device, non_blocking=True)
-        if x.dtype == torch.uint8:
-            x = normalize(x, dataset.spec.mean, dataset.spec.std, dataset.spec.layout)
-        b, v = x.shape[:2]
-        with accelerator.autocast():
-            probs = sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce) for m in models) / len(models)
-        index, ok = batch["index"].to(x.device), batch["ok"].to(x.device)
+        videos = batch["video"] if isinstance(batch["video"], (list, tuple)) else [batch["video"]]
+        probs = [group_probs(*group, x) for group, x in zip(groups, videos)]
+        device = probs[0].device
+        index, ok = batch["index"].to(device), batch["ok"].to(device)
         probs, index, ok = accelerator.gather_for_metrics((probs, index, ok))
-        probs, index, ok = probs.float().cpu().numpy(), index.cpu().numpy(), ok.cpu().numpy().astype(bool)
-        if total is None:
-            total = np.full((n_videos, probs.shape[1]), np.nan)
-        total[index] = probs
+        index, ok = index.cpu().numpy(), ok.cpu().numpy().astype(bool)
+        for g, p in enumerate(probs):
+            if totals[g] is None:
+                totals[g] = np.full((n_videos, p.shape[1]), np.nan)
+            totals[g][index] = p.float().cpu().numpy()
         ok_all[index] = ok
-    if total is None:
+    if totals[0] is None:
         raise VidkitError("predict: no videos to predict")
-    total[~ok_all] = np.nan
-    return total
+    for total in totals:
+        total[~ok_all] = np.nan
+    return totals
 
 
 def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accelerator, out_dir: Path) -> pd.DataFrame:
