@@ -33,6 +33,35 @@ def test_two_processes_predict_every_validation_video_once(tiny_comp, tmp_path):
     assert ((probs - 1).abs() < 1e-4).all()
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_one_fold_once(tiny_comp, tmp_path):
+    """Two "machines" (two torchrun launchers meeting at a c10d rendezvous, one CPU process each) train one fold
+    into one (shared) run folder: one checkpoint, one metrics.jsonl, every validation video scored once."""
+    torchrun = shutil.which("torchrun", path=str(sys.executable).rsplit("/", 1)[0])
+    if torchrun is None:
+        pytest.skip("torchrun not found")
+    node = [torchrun, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "vidkit-test", "-m", "vidkit", "train",
+            "r3d18_demo", f"comp={tiny_comp}", f"out_dir={tmp_path}", "fold=0", "epochs=1", *TINY, "batch_size=3"]
+    nodes = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [n.communicate(timeout=600) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert [out.count("fold 0 epoch 0:") for out, _ in outs] == [1, 1]  # each node's log: its local rank 0
+    assert [p.name for p in (tmp_path / "fold0").glob("*.safetensors")] == ["model.safetensors"]
+    assert len(list(tmp_path.rglob("metrics.jsonl"))) == 1
+    assert len((tmp_path / "fold0" / "metrics.jsonl").read_text().splitlines()) == 1
+    oof = pd.read_csv(tmp_path / "fold0" / "oof.csv")
+    folds = pd.read_csv(tmp_path / "folds.csv")
+    assert sorted(oof["video_id"]) == sorted(folds.loc[folds["fold"] == 0, "video_id"])  # each once
+
+
 # --- training features (issue: model zoo and full training features) ---------------------------------------
 import json  # noqa: E402
 
