@@ -15,7 +15,6 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vidkit.errors import VidkitError
@@ -28,6 +27,7 @@ SEEK_GAP = 64  # cv2: past this many frames to the next wanted one, seek instead
 def _cv2(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
     """Decode forward, skipping frames with `grab()` (no colour conversion) and seeking only across long gaps,
     so a 16-frame clip of a long video costs far less than decoding it all."""
+    import cv2  # lazily: the config validates `video_backend` against CHOICES in verbs that decode nothing
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VidkitError(f"{path}: cannot open video")
@@ -144,5 +144,6 @@ def stack_frames(frames: list[np.ndarray]) -> np.ndarray:
     """One array of frames, any of another size than the first resized to it."""
     h, w = frames[0].shape[:2]
     if any(f.shape[:2] != (h, w) for f in frames):
+        import cv2
         frames = [f if f.shape[:2] == (h, w) else cv2.resize(np.ascontiguousarray(f), (w, h)) for f in frames]
     return np.stack(frames)
