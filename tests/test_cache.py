@@ -84,6 +84,6 @@ def test_cache_verb_and_cache_true_in_training(tiny_comp, tmp_path, capsys):
     table = index_train(load_competition(tiny_comp))
     spec = InputSpec(4, 32, (0.5,) * 3, (0.25,) * 3, "CTHW")
     ds = VideoDataset(table, make_sampler("multi", 4, 2), eval_transform(32), spec, 36)
-    batch = next(iter(loader(cfg, ds, train=False)))
+    batch = next(iter(loader(cfg, ds, train=False, comp=load_competition(tiny_comp))))
     assert all(str(r["cache"]).startswith(str(root)) for r in ds.rows)
     assert batch["video"].shape[1:] == (3, 4, 32, 32) and len(list(root.glob("*.npy"))) == n_files

@@ -73,6 +73,7 @@ class Demo:
     out: str = key("submissions/submission.csv", "the submission file")
 
     def main(self):
+        from vidkit.config import load_competition
         from vidkit.cv import run_cv
         from vidkit.demo import make_demo, test_accuracy
         from vidkit.ensemble import run_ensemble
@@ -83,9 +84,10 @@ class Demo:
         if not (data / "sample_submission.csv").is_file() or not comp.is_file():
             make_demo(data, comp)
             print(f"wrote the demo competition: {comp} (data in {data})")
-        runs = [run_cv(load_config(name, {"comp": str(comp)})) for name in self.models.split(",")]
-        run_ensemble(str(comp), [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
-        out = run_submit(str(comp), None, self.out)  # runs from ensemble.yaml
+        competition = load_competition(comp)  # once, for every step below
+        runs = [run_cv(load_config(name, {"comp": str(comp)}), competition) for name in self.models.split(",")]
+        run_ensemble(competition, [str(r) for r in runs])  # weights/<comp>/ensemble.yaml: the blend submit uses
+        out = run_submit(competition, None, self.out)  # runs from ensemble.yaml
         for r in runs:
             report = RunDir(r).report()
             print(f"{r}: CV {report['metric']} {report['score']:.4f} ({report['protocol']})")

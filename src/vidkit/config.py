@@ -313,6 +313,11 @@ def load_competition(path: str | Path) -> Competition:
     return comp
 
 
+def as_competition(comp: Competition | str | Path) -> Competition:
+    """A verb's competition: loaded once at the top (from its yaml), then passed down as the object."""
+    return comp if isinstance(comp, Competition) else load_competition(comp)
+
+
 def save_config(obj, path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit import distill, gallery, metrics, plots, provenance
-from vidkit.config import Config, load_competition, parse_duration
+from vidkit.config import Competition, Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
@@ -26,9 +26,9 @@ from vidkit.tta import tta_spec
 log = logging.getLogger(__name__)
 
 
-def prepare_run(cfg: Config, accelerator):
+def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_root: Path | None = None):
     """Index the data, load (or draw once) the competition's folds, write the run's config and folds."""
-    comp = load_competition(cfg.comp)
+    comp = comp or load_competition(cfg.comp)
     metrics.check_metric(comp.metric)
     full = index_train(comp)
     table = drop_bad(full, cfg.exclude)  # unreadable or excluded videos leave before the folds are drawn
@@ -42,7 +42,7 @@ def prepare_run(cfg: Config, accelerator):
     folds = load_or_make_folds(canonical, drawn, comp.n_folds)
     folds = folds[folds["video_id"].isin(table["video_id"])].reset_index(drop=True)
     table = table.assign(fold=folds["fold"].to_numpy())
-    out = CompDir(comp).run(cfg)
+    out = CompDir(comp, out_root).run(cfg)
     if accelerator.is_main_process:
         model = build_model(cfg, len(classes))
         n_bytes = 4 * sum(p.numel() for p in model.parameters())
@@ -89,22 +89,33 @@ def protocol(cfg: Config, spec) -> str:
     return tta_spec(cfg).protocol(spec.num_frames)
 
 
-def per_seed(cfg: Config) -> list[Config]:
+def per_seed(cfg: Config, comp: Competition, out_root: Path | None = None) -> list[Config]:
     """`seed=1,2,3` is a seed ensemble: one run folder per seed (`<out>-seed<s>`), each a complete run."""
     if not isinstance(cfg.seed, list):
         return [cfg]
-    base = CompDir(load_competition(cfg.comp)).run(cfg)
+    base = CompDir(comp, out_root).run(cfg)
     return [replace(cfg, seed=int(s), out_dir=f"{base}-seed{s}") for s in cfg.seed]
 
 
-def run_train(cfg: Config) -> Path:
-    """`train`: one fold (or all data with fold=-1); every seed of a seed list."""
-    return [_train_one(c) for c in per_seed(cfg)][-1]
+def _context(cfg: Config, comp: Competition | None) -> tuple[Config, Competition]:
+    """The verb's config and competition, each loaded once; a competition passed in is the one the run records."""
+    if comp is None:
+        return cfg, load_competition(cfg.comp)
+    if comp.path and Path(cfg.comp).resolve() != Path(comp.path).resolve():
+        cfg = replace(cfg, comp=comp.path)
+    return cfg, comp
 
 
-def _train_one(cfg: Config) -> Path:
-    accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
-    comp, table, classes, out = prepare_run(cfg, accelerator)
+def run_train(cfg: Config, comp: Competition | None = None, out_root: Path | None = None) -> Path:
+    """`train`: one fold (or all data with fold=-1); every seed of a seed list. `comp`: default cfg.comp's;
+    `out_root`: default weights/ (the run folder is <out_root>/<competition>/<config> unless out_dir= says)."""
+    cfg, comp = _context(cfg, comp)
+    return [_train_one(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
+
+
+def _train_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
+    accelerator = make_accelerator(cfg, CompDir(comp, out_root).run(cfg).path)
+    comp, table, classes, out = prepare_run(cfg, accelerator, comp, out_root)
     table, extra = distill.prepare(cfg, comp, table, classes, out, accelerator.is_main_process)
     if cfg.fold >= comp.n_folds or cfg.fold < -1:
         raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
@@ -130,9 +141,11 @@ def _timed(accelerator, out: RunDir, name: str, train, resumed: bool):
     return result
 
 
-def run_cv(cfg: Config) -> Path:
-    """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder; every seed of a seed list."""
-    return [_cv_one(c) for c in per_seed(cfg)][-1]
+def run_cv(cfg: Config, comp: Competition | None = None, out_root: Path | None = None) -> Path:
+    """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder; every seed of a seed list.
+    `comp` and `out_root` as in `run_train`."""
+    cfg, comp = _context(cfg, comp)
+    return [_cv_one(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
 
 
 def deadline(cfg: Config) -> float | None:
@@ -145,9 +158,9 @@ def _fold_done(fold_dir: Path) -> bool:
     return oof_file(fold_dir).is_file() and not (fold_dir / "state").exists()
 
 
-def _cv_one(cfg: Config) -> Path:
-    accelerator = make_accelerator(cfg, CompDir(load_competition(cfg.comp)).run(cfg).path)
-    comp, table, classes, out = prepare_run(cfg, accelerator)
+def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
+    accelerator = make_accelerator(cfg, CompDir(comp, out_root).run(cfg).path)
+    comp, table, classes, out = prepare_run(cfg, accelerator, comp, out_root)
     table, extra = distill.prepare(cfg, comp, table, classes, out, accelerator.is_main_process)
     start, stop_at = time.time(), deadline(cfg)
     parts = []

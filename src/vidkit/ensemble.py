@@ -14,7 +14,7 @@ import yaml
 from scipy.special import softmax
 
 from vidkit import metrics
-from vidkit.config import Competition, load_competition, read_yaml
+from vidkit.config import Competition, as_competition, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
 
@@ -292,12 +292,13 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
 
 # ---------------------------------------------------------------- the `ensemble` verb
 
-def run_ensemble(comp_path: str, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
-                 search: str = "hill", temperature: bool | None = None) -> Path:
-    """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml."""
-    comp = load_competition(comp_path)
+def run_ensemble(comp: Competition | str, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
+                 search: str = "hill", temperature: bool | None = None, out_root: Path | None = None) -> Path:
+    """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml
+    (default: <out_root>/<competition>/, out_root default weights/)."""
+    comp = as_competition(comp)
     metrics.check_metric(comp.metric)
-    runs = runs or [str(r) for r in CompDir(comp).finished_runs()]
+    runs = runs or [str(r) for r in CompDir(comp, out_root).finished_runs()]
     for r in runs:
         name = RunDir(r).meta().get("competition")
         if name not in (None, comp.name):
@@ -325,7 +326,7 @@ def run_ensemble(comp_path: str, runs: list[str] | None = None, method: str = "m
     # dropped runs stay listed with weight 0, so `submit runs=<the same runs>` still finds this blend
     members = [{"run": r, "weight": round(w, 6), "score": round(s, 6)}
                for r, w, s in zip(runs, spec["weights"], singles)]
-    path = Path(out) if out else default_ensemble_path(comp)
+    path = Path(out) if out else default_ensemble_path(comp, out_root)
     write_ensemble({"metric": comp.metric, "method": method, "members": members, "score": round(final, 6),
                     "temperature": spec["temperature"], "threshold": spec["threshold"], "clip": spec["clip"],
                     "competition": comp.name, "positive_class": classes[pos] if len(classes) == 2 else None,

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from vidkit.config import Competition, Config
 from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
-from vidkit.ensemble import blend, default_ensemble_path, load_ensemble
+from vidkit.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
 from vidkit.runtime import build_model, make_accelerator, to_device
@@ -68,14 +68,16 @@ def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) ->
 
 
 def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int | None = None,
-                    ensemble_yaml: str | Path | None = None) -> tuple[list[Member], dict]:
+                    ensemble_yaml: str | Path | None = None,
+                    out_root: Path | None = None) -> tuple[list[Member], dict]:
     """The ensemble's members and its spec (method, temperature, threshold, clip; {} when equal weights).
 
-    `ensemble_yaml` (default weights/<comp>/ensemble.yaml) gives the weights when `runs` is not given or names
+    `ensemble_yaml` (default <out_root>/<comp>/ensemble.yaml, out_root default weights/) gives the weights when `runs` is not given or names
     exactly its members (relative member paths: from its folder); other `runs` get equal weights; neither:
     every finished run of the competition, equal weights.
     """
-    path = Path(ensemble_yaml) if ensemble_yaml else default_ensemble_path(comp)
+    where = CompDir(comp, out_root)
+    path = Path(ensemble_yaml) if ensemble_yaml else where.ensemble_yaml
     spec = load_ensemble(path) if path.is_file() else None
     weights = {}
     if spec:
@@ -87,7 +89,7 @@ def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int 
         members = [load_member(run, w, tta_clips) for run, w in weights.items() if w > 0]
         log.info("ensemble from %s: %s", path, ", ".join(f"{m.name} ({m.weight:.3f})" for m in members))
         return members, spec
-    return [load_member(r, 1.0, tta_clips) for r in (given or CompDir(comp).finished_runs())], {}
+    return [load_member(r, 1.0, tta_clips) for r in (given or where.finished_runs())], {}
 
 
 def load_models(member: Member, device) -> list[torch.nn.Module]:

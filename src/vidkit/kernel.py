@@ -21,7 +21,7 @@ import yaml
 
 import vidkit
 from vidkit import kaggle_sim
-from vidkit.config import Competition, load_competition, read_yaml
+from vidkit.config import Competition, as_competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kernel_template.kernel_code import sha256
@@ -264,11 +264,11 @@ def check_licences(comp: Competition, runs: list[Path]) -> None:
                               f"{label!r}, not one of allowed_licenses {comp.allowed_licenses} ({comp.path})")
 
 
-def build(comp_path: str, runs: list[str] | None = None, out: str = "kernels", tta_clips: int | None = None,
+def build(comp: Competition | str, runs: list[str] | None = None, out: str = "kernels", tta_clips: int | None = None,
           budget: str | None = None, kernel_type: str = "notebook", private: bool = True,
           wheels: str | None = None, license: str = "CC0-1.0", **kaggle) -> tuple[Path, Path]:
     """The bundle dataset and the kernel folder for `runs` (default: what `make submit` would use)."""
-    comp = load_competition(comp_path)
+    comp = as_competition(comp)
     settings = kaggle_settings(comp, **kaggle)
     check_license(license)
     from vidkit.infer import resolve_members  # torch: imported after the quick checks above
@@ -414,10 +414,11 @@ def run_kernel(comp_path: str, runs: list[str] | None = None, dry_run_: bool = F
                layout: str = "new", **options) -> tuple[Path, Path]:
     """The `kernel` verb: build, then optionally dry-run (submission kept as kernels/<kernel>.dry-run.csv)
     and push."""
-    bundle, kernel_dir = build(comp_path, runs, **options)
+    comp = load_competition(comp_path)
+    bundle, kernel_dir = build(comp, runs, **options)
     if dry_run_:
         with tempfile.TemporaryDirectory(prefix="vidkit-kaggle-") as tmp:
-            out = dry_run(kernel_dir, bundle, load_competition(comp_path), Path(tmp), layout)
+            out = dry_run(kernel_dir, bundle, comp, Path(tmp), layout)
             kept = kernel_dir.parent / f"{kernel_dir.name}.dry-run.csv"
             shutil.copyfile(out, kept)
         print(f"dry run ok: offline kernel wrote a valid submission ({kept})")

@@ -8,9 +8,9 @@ import pandas as pd
 from safetensors import safe_open
 
 from vidkit import metrics, provenance
-from vidkit.config import load_competition
+from vidkit.config import Competition, as_competition
 from vidkit.ensemble import load_ensemble
-from vidkit.rundir import OUT_ROOT, RUNS_CSV, RUNS_MD, CompDir, RunDir
+from vidkit.rundir import RUNS_CSV, RUNS_MD, CompDir, RunDir
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters
 
@@ -111,10 +111,11 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_report(comp_path: str, runs: list[str] | None = None, out: str | None = None,
-               root: Path = OUT_ROOT) -> pd.DataFrame:
-    """Print the runs table best first and write runs.md / runs.csv (default: weights/<competition>/)."""
-    comp = load_competition(comp_path)
+def run_report(comp: Competition | str, runs: list[str] | None = None, out: str | None = None,
+               root: Path | None = None) -> pd.DataFrame:
+    """Print the runs table best first and write runs.md / runs.csv (default: <root>/<competition>/, root
+    default weights/)."""
+    comp = as_competition(comp)
     metrics.check_metric(comp.metric)
     where = CompDir(comp, root)
     run_paths = [Path(r) for r in runs] if runs else where.finished_runs()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit.config import Competition, load_competition, parse_duration, save_config
+from vidkit.config import Competition, as_competition, parse_duration, save_config
 from vidkit.data import index_test, index_train
 from vidkit.ensemble import calibrate
 from vidkit.errors import VidkitError
@@ -133,14 +133,15 @@ def classes_and_prior(comp: Competition, members: list) -> tuple[list[str], np.n
 
 def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str = "submissions/submission.csv",
                tta_clips: int | None = None, budget: str | float | None = None, scale: float = 1.0,
-               ensemble_yaml: str | Path | None = None, backend: str | None = None) -> Path:
+               ensemble_yaml: str | Path | None = None, backend: str | None = None,
+               out_root: Path | None = None) -> Path:
     """Ensemble + TTA over the test set; write the submission in the sample's ids and columns, validated.
 
-    `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's);
-    `backend`: the video decoder (default: each member's `video_backend`)."""
+    `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's, under
+    `out_root`, default weights/); `backend`: the video decoder (default: each member's `video_backend`)."""
     from vidkit.infer import ensemble, resolve_members  # torch and the models: not for `validate`
     from vidkit.runtime import process_state
-    comp = comp if isinstance(comp, Competition) else load_competition(comp)
+    comp = as_competition(comp)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
@@ -149,7 +150,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     sample_path = comp.resolve(comp.sample_submission)
     test = index_test(comp)  # checks the sample's file and id column
     sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
-    members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml)
+    members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml, out_root)
     for m in members if backend else ():
         m.cfg.video_backend = backend
     classes, prior = classes_and_prior(comp, members)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vidkit import distill, metrics
-from vidkit.config import Competition, Config, load_competition
+from vidkit.config import Competition, Config
 from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
@@ -49,13 +49,13 @@ def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels, signal: dict |
                         extras=signal)
 
 
-def loader(cfg: Config, dataset, train: bool, sampler=None) -> DataLoader:
+def loader(cfg: Config, dataset, train: bool, sampler=None, comp: Competition | None = None) -> DataLoader:
     """Workers, pinning and prefetch from the machine (`num_workers=-1`, see `loader_settings`); with
-    `cache=true` the dataset's clips come from the frame cache, built here first where missing or stale."""
+    `cache=true` the dataset's clips come from `comp`'s frame cache, built here first where missing or stale."""
     batch = cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size)
-    if cfg.cache:
+    if cfg.cache and comp is not None:
         short = short_side(dataset.spec.size, cfg.resize_short)
-        dataset.rows = attach_cache(dataset.rows, short, cache_root(load_competition(cfg.comp).name, short, cfg.cache_dir))
+        dataset.rows = attach_cache(dataset.rows, short, cache_root(comp.name, short, cfg.cache_dir))
     settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
     return DataLoader(dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
                       drop_last=train and len(dataset) > cfg.batch_size, **settings)
@@ -150,7 +150,7 @@ def mix(mixup: Mixup | None, video: torch.Tensor, labels: torch.Tensor):
 
 
 def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, out_dir: Path,
-               accelerator: Accelerator, higher_is_better: bool,
+               accelerator: Accelerator, comp: Competition,
                extra: pd.DataFrame | None = None) -> tuple[Fold, pd.DataFrame, np.ndarray]:
     """`extra`: more training videos (pseudo-labelled or teacher-only test videos) that never validate."""
     labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
@@ -166,12 +166,14 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
                            balanced_weights(train_labels) if cfg.balanced_sampler else None)
     dataset = train_dataset(cfg, spec, train_table, train_labels, signal)
     dataset.seed = sampler.seed
-    train_dl = loader(cfg, dataset, train=True, sampler=sampler)
+    train_dl = loader(cfg, dataset, train=True, sampler=sampler, comp=comp)
     val_table = table[is_val]
-    val_dl = loader(cfg, eval_dataset(cfg, spec, val_table, num_clips=cfg.val_clips), False) if is_val.any() else None
+    val_dl = loader(cfg, eval_dataset(cfg, spec, val_table, num_clips=cfg.val_clips), False, comp=comp) \
+        if is_val.any() else None
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay, cfg.head_lr_scale),
                                   lr=cfg.lr)
     total = cfg.epochs * math.ceil(len(train_dl) / cfg.grad_accum)
+    higher_is_better = metrics.higher_is_better(comp.metric)
     mode = "max" if higher_is_better and is_val.any() else "min"  # plateau without validation: the training loss
     scheduler = make_scheduler(cfg.scheduler, optimizer, int(cfg.warmup_ratio * total), total, cfg.lr_factor,
                                cfg.plateau_patience, mode)
@@ -371,8 +373,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
                 deadline: float | None = None) -> pd.DataFrame | None:
     set_seed(cfg.seed + max(fold, 0))
     accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
-    run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator,
-                                   metrics.higher_is_better(comp.metric), extra)
+    run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator, comp, extra)
     run.deadline = deadline
     resumed = cfg.resume and load_state(run)
     if accelerator.is_main_process:
@@ -394,7 +395,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     if run.val_dl is None:
         return None
     model = bare(accelerator, run.ema.module if run.ema is not None else run.model)
-    return fold_oof(cfg, model, weights_file(out_dir), val_table, classes, fold, accelerator, out_dir)
+    return fold_oof(cfg, model, weights_file(out_dir), val_table, classes, fold, accelerator, out_dir, comp)
 
 
 def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from vidkit.config import Config, load_competition
+from vidkit.config import Competition, Config
 from vidkit.data import make_sampler, short_side
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
@@ -226,12 +226,12 @@ def eval_batch(cfg: Config, n_views: int) -> int:
     return max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // n_views)
 
 
-def eval_loader(cfg: Config, dataset: TTADataset, cache: bool = False) -> DataLoader:
-    """Batches of videos holding about `eval_batch_size` clips in all; with `cache` and `cfg.cache`, the
-    clips come from the frame cache (the training videos' cache, for OOF)."""
+def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = None) -> DataLoader:
+    """Batches of videos holding about `eval_batch_size` clips in all; with `comp` and `cfg.cache`, the
+    clips come from that competition's frame cache (the training videos' cache, for OOF)."""
     batch = eval_batch(cfg, dataset.tta.n_views)
-    if cache and cfg.cache:
-        root = cache_root(load_competition(cfg.comp).name, dataset.short, cfg.cache_dir)
+    if comp is not None and cfg.cache:
+        root = cache_root(comp.name, dataset.short, cfg.cache_dir)
         dataset.rows = attach_cache(dataset.rows, dataset.short, root)
     settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
@@ -294,12 +294,13 @@ def predict_groups(groups: list[tuple], data: DataLoader, accelerator, n_videos:
     return totals
 
 
-def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accelerator, out_dir: Path) -> pd.DataFrame:
+def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accelerator, out_dir: Path,
+             comp: Competition | None = None) -> pd.DataFrame:
     """Reload the best weights and predict the fold's validation videos with the config's TTA views."""
     model.load_state_dict(load_file(str(weights)))
     tta = tta_spec(cfg)
     dataset = eval_dataset(cfg, model.input_spec, val_table, tta=tta)
-    data = accelerator.prepare(eval_loader(cfg, dataset, cache=True))
+    data = accelerator.prepare(eval_loader(cfg, dataset, comp))
     probs = predict(model, data, accelerator, len(val_table), desc="oof", reduce=tta.reduce)
     oof = pd.DataFrame({"video_id": val_table["video_id"].to_numpy(), "fold": fold,
                         "label": val_table["label"].to_numpy()})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from vidkit.config import Config, apply, read_yaml
+from vidkit.config import Competition, Config, apply, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir
 
@@ -86,7 +86,7 @@ def _seed(cfg: Config) -> int:
     return cfg.seed[0] if isinstance(cfg.seed, list) else cfg.seed
 
 
-def objective(base: Config, space: dict, folds: list[int], work: Path):
+def objective(base: Config, space: dict, folds: list[int], work: Path, comp: Competition):
     """Mean out-of-fold score of `folds` (TTA as configured) for one trial's config."""
     from vidkit import metrics
     from vidkit.cv import prepare_run
@@ -97,7 +97,7 @@ def objective(base: Config, space: dict, folds: list[int], work: Path):
         cfg = trial_config(base, trial, space, work)
         accelerator = make_accelerator(cfg, Path(cfg.out_dir))
         try:
-            comp, table, classes, out = prepare_run(cfg, accelerator)
+            _, table, classes, out = prepare_run(cfg, accelerator, comp)
             scores = []
             for i, k in enumerate(folds):
                 oof = train_fold(cfg, comp, table, classes, k, out / f"fold{k}", accelerator,
@@ -156,6 +156,7 @@ def run_tune(base: Config, config_file: Path, trials: int, space_file: Path | No
     """Run the study until it holds `trials` finished trials (complete, pruned or failed); write the best config."""
     import optuna
     from vidkit.config import load_competition
+    from vidkit.rundir import CompDir
     comp = load_competition(base.comp)
     space_file = space_file or config_file.with_name("tune.yaml")
     space = read_space(space_file, base)
@@ -169,7 +170,7 @@ def run_tune(base: Config, config_file: Path, trials: int, space_file: Path | No
     if todo > 0:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # a failed trial (NaN, out of memory, a bad value) is recorded as failed and the study goes on
-        study.optimize(objective(base, space, list(folds), work), n_trials=todo, catch=(Exception,))
+        study.optimize(objective(base, space, list(folds), work, comp), n_trials=todo, catch=(Exception,))
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise VidkitError(f"study {base.name!r}: no trial completed (see {work})")
     tuned = write_tuned(base, study, space, out or config_file.with_name(f"{base.name}_tuned.yaml"))
