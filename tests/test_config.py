@@ -60,3 +60,21 @@ def test_competition_unknown_field(tmp_path):
     bad.write_text("name: x\ntrain_dir: t\nmetrics: accuracy\n")
     with pytest.raises(VidkitError, match=r"c.yaml: unknown key 'metrics'"):
         load_competition(bad)
+
+
+@pytest.mark.parametrize("name, config", [("r3d_18", "r3d18"), ("configs/r3d_18.yaml", "r3d18"),  # make MODEL=r3d_18
+                                          ("r2plus1d_18", "r2plus1d18"), ("mc3_18", "mc3_18"), ("r3d18", "r3d18"),
+                                          ("cnn_rnn", "cnn_rnn"), ("r3d18_demo", "r3d18_demo")])
+def test_a_model_name_names_its_config(name, config):
+    cfg = load_config(name)
+    assert cfg.name == config and load_config(config).model == cfg.model
+
+
+def test_unknown_or_ambiguous_config_names_the_candidates(tmp_path):
+    with pytest.raises(VidkitError, match=r"r3d_81.*configs: .*r3d18.*models: .*r3d_18"):
+        load_config("r3d_81")
+    (tmp_path / "a.yaml").write_text("model: tsn\n")
+    (tmp_path / "b.yaml").write_text("model: tsn\nlr: 0.1\n")
+    (tmp_path / "b_demo.yaml").write_text("_base_: b.yaml\n")
+    with pytest.raises(VidkitError, match=r"several configs .* for model 'tsn' \(a, b\)"):
+        load_config(str(tmp_path / "tsn.yaml"))

@@ -188,3 +188,22 @@ def test_ensemble_verb(toy, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vidkit", "ensemble", f"comp={comp}", "methd=mean"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown key 'methd'" in proc.stderr
+
+
+def test_ensemble_without_comp_uses_the_runs_competition(toy, tmp_path, y, monkeypatch, capsys):
+    from vidkit.cli import main
+    comp, good, weak, folds = toy
+    monkeypatch.chdir(tmp_path)
+    meta = json.loads((good / "run.json").read_text())
+    (good / "run.json").write_text(json.dumps({**meta, "competition_yaml": str(comp)}))  # as cv records it
+    (weak / "config.yaml").write_text(f"comp: {comp}\n")  # a run from before: config.yaml's comp
+    assert main(["ensemble", f"runs={good},{weak}"]) == 0
+    assert E.load_ensemble(E.default_ensemble_path("toy"))["competition"] == "toy"
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\ntrain_dir: train\nmetric: logloss\n")
+    foreign = write_run(tmp_path / "weights" / "other", "foreign", y, member(y, 2.0, 13), folds, competition="other")
+    (foreign / "config.yaml").write_text(f"comp: {other}\n")
+    with pytest.raises(VidkitError, match=f"runs of different competitions: .*{good}.*{foreign}"):
+        E.run_ensemble(None, [str(good), str(foreign)])
+    assert main(["ensemble", f"runs={good},{foreign}"]) == 2
+    assert "runs of different competitions" in capsys.readouterr().err

@@ -138,3 +138,9 @@ def test_shared_decoding_equals_per_member_decoding_and_reads_each_video_once(ti
         assert np.isfinite(shared).all() and len(DECODES) == len(table)
         # raw videos: once for both members; frame folders: once per member short side (libjpeg scales per size)
         assert set(DECODES.values()) == ({1} if table is videos else {2})
+
+
+def test_a_run_knows_its_competition(tiny_run, tiny_comp):
+    from vidkit.rundir import RunDir, competition_of
+    assert RunDir(tiny_run).competition_yaml() == str(tiny_comp.resolve())  # recorded by cv in run.json
+    assert competition_of([tiny_run]) == str(tiny_comp.resolve())

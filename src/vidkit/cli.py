@@ -338,7 +338,8 @@ class Report:
 @verb("ensemble")
 class Ensemble:
     """search blend weights + calibration on OOF predictions, write ensemble.yaml"""
-    comp: str = comp_key()
+    comp: str | None = key(None, "the competition yaml (default: the one runs= were trained on, else "
+                           f"{DEFAULT_COMP})", "YAML")
     runs: str | None = runs_key("every finished run")
     method: str = key("mean", "how members blend", "mean|logit|rank")
     search: str = key("hill", "weight search: greedy hill climbing or Nelder-Mead", "hill|scipy")

@@ -237,11 +237,46 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def config_path(name_or_path: str) -> Path:
-    """`r3d18`, `configs/r3d18.yaml` and `/abs/x.yaml` all name a config."""
+    """`r3d18`, `configs/r3d18.yaml` and `/abs/x.yaml` all name a config; so does a registered model's own name
+    (`r3d_18`, `configs/r3d_18.yaml`: the config whose `model:` it is, a non-`_demo` one when there is a choice)."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        return p
-    return Path("configs") / f"{name_or_path}.yaml"
+    path = p if p.suffix in (".yaml", ".yml") else Path("configs") / f"{name_or_path}.yaml"
+    if path.is_file() or not path.parent.is_dir():
+        return path
+    return config_of_model(path.parent, path.stem)
+
+
+def _model_of(path: Path) -> str | None:
+    """The `model:` a config file sets, through its `_base_` chain (None for a yaml that is not a config)."""
+    for _ in range(10):
+        try:
+            data = read_yaml(path)
+        except VidkitError:
+            return None
+        if "model" in data or not data.get("_base_"):
+            return data.get("model")  # a yaml without one (e.g. a tuning space) is no model's config
+        path = path.parent / data["_base_"]
+    return None
+
+
+def config_of_model(folder: Path, name: str) -> Path:
+    """The config in `folder` for model `name`; a one-line error naming the candidates when none or several."""
+    by_model: dict[str, list[Path]] = {}
+    for f in sorted(folder.glob("*.yaml")):
+        by_model.setdefault(_model_of(f), []).append(f)
+    found = by_model.get(name, [])
+    found = [f for f in found if not f.stem.endswith("_demo")] or found
+    if len(found) > 1:  # r3d_18: r3d18.yaml rather than another config built on the same model
+        found = [f for f in found if f.stem == name.replace("_", "")] or found
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise VidkitError(f"config {name!r}: several configs in {folder} are for model {name!r} "
+                          f"({', '.join(f.stem for f in found)}); name one")
+    configs = ", ".join(f.stem for model, files in by_model.items() if model for f in files)
+    models = ", ".join(sorted(m for m in by_model if m))
+    raise VidkitError(f"{folder / (name + '.yaml')}: file not found, and no config in {folder} is for model "
+                      f"{name!r} (configs: {configs}; models: {models})")
 
 
 def load_config(name_or_path: str | None, overrides: dict | None = None) -> Config:

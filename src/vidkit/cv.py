@@ -53,6 +53,7 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
         out.write_meta({"classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
+                        "competition_yaml": comp.path,
                         "model": cfg.model, "input_spec": asdict(spec), "protocol": protocol(cfg, spec),
                         "provenance": provenance.start(table, folds, previous),
                         "pretrained": pretrained_license(cfg.pretrained, cfg.model, cfg.pretrained_license)})

@@ -14,9 +14,9 @@ import yaml
 from scipy.special import softmax
 
 from vidkit import metrics
-from vidkit.config import Competition, as_competition, read_yaml
+from vidkit.config import DEFAULT_COMP, Competition, as_competition, read_yaml
 from vidkit.errors import VidkitError
-from vidkit.rundir import CompDir, RunDir
+from vidkit.rundir import CompDir, RunDir, competition_of
 
 log = logging.getLogger(__name__)
 METHODS = ("mean", "logit", "rank")
@@ -292,11 +292,11 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
 
 # ---------------------------------------------------------------- the `ensemble` verb
 
-def run_ensemble(comp: Competition | str, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
+def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
                  search: str = "hill", temperature: bool | None = None, out_root: Path | None = None) -> Path:
     """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml
-    (default: <out_root>/<competition>/, out_root default weights/)."""
-    comp = as_competition(comp)
+    (default: <out_root>/<competition>/, out_root default weights/). No `comp`: the competition of `runs`."""
+    comp = as_competition(comp if comp is not None else competition_of(runs) if runs else DEFAULT_COMP)
     metrics.check_metric(comp.metric)
     runs = runs or [str(r) for r in CompDir(comp, out_root).finished_runs()]
     for r in runs:

@@ -121,6 +121,12 @@ class RunDir:
         self.write_meta(meta)
         return meta
 
+    def competition_yaml(self) -> str | None:
+        """The competition yaml it was trained on: run.json's (resolved at cv time), else config.yaml's `comp`."""
+        if self.meta().get("competition_yaml"):
+            return self.meta()["competition_yaml"]
+        return self.read_config().comp if self.config_yaml.is_file() else None
+
     def report(self) -> dict:
         if not self.finished():
             raise VidkitError(f"{self.path}: no {REPORT}; cross-validate it first (`make cv`)")
@@ -128,6 +134,20 @@ class RunDir:
 
     def write_report(self, report: dict) -> None:
         self.report_file.write_text(json.dumps(report, indent=1))
+
+
+def competition_of(runs: list) -> str:
+    """The one competition yaml that `runs` were trained on; a one-line error when they differ or cannot say."""
+    found: dict[str, list[str]] = {}
+    for r in runs:
+        path = RunDir(r).competition_yaml()
+        if path is None:
+            raise VidkitError(f"{r}: not a run folder (no {CONFIG}/{META}); pass comp=")
+        found.setdefault(str(Path(path).resolve()), []).append(str(r))
+    if len(found) > 1:
+        which = "; ".join(f"{', '.join(rs)} ({path})" for path, rs in found.items())
+        raise VidkitError(f"runs of different competitions: {which}; blend runs of one competition")
+    return next(iter(found))
 
 
 class CompDir:
