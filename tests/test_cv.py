@@ -11,7 +11,9 @@ from vidkit.cv import run_cv
 @pytest.mark.slow
 def test_r3d_learns_the_demo_through_cv(demo_comp, tmp_path):
     """The classes are motion directions: a model that ignores time cannot beat chance (25%)."""
-    cfg = load_config("r3d18_demo", {"comp": str(demo_comp), "out_dir": str(tmp_path / "run"), "num_workers": "0"})
+    # 4 epochs (the demo config trains 6): OOF 0.994 (folds 0.97-1.0) when measured, a clear margin over 0.9
+    cfg = load_config("r3d18_demo", {"comp": str(demo_comp), "out_dir": str(tmp_path / "run"), "num_workers": "0",
+                                     "epochs": "4"})
     out = run_cv(cfg)
     report = json.loads((out / "cv_report.json").read_text())
     oof = pd.read_csv(out / "oof.csv")
