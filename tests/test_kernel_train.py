@@ -116,15 +116,18 @@ def test_training_kernel_resumes_in_its_next_version_then_feeds_inference(probs_
     assert dry_run_train(code, nb, comp, tmp_path / "v1", python=kaggle_python) == configs
     first = tmp_path / "v1" / "kaggle" / "working"
     runs = first / "vidkit" / "weights" / "tinyprobs"
-    assert json.loads((runs / "r3d18_demo" / "fold0" / "state" / "progress.json").read_text())["step"] == 1
-    assert not (runs / "r3d18_demo" / "fold1").exists() and not (runs / "videomae_demo").exists()
+    # where the 1 s budget runs out depends on the machine's speed: somewhere inside the first config, resumable
+    states = list((runs / "r3d18_demo").glob("fold*/state/progress.json"))
+    assert len(states) == 1 and not (runs / "videomae_demo").exists()
+    stopped, step = states[0].parents[1].name, json.loads(states[0].read_text())["step"]
+    assert step >= 1 and not (runs / "r3d18_demo" / "cv_report.json").exists()
 
     code, nb = build_train(str(probs_comp), configs, TINY_TRAIN, out=str(tmp_path / "k2"), time_budget="1h",
                            gpu=False, resume=True, **KAGGLE)
     assert dry_run_train(code, nb, comp, tmp_path / "v2", previous=first, python=kaggle_python) == []
     second = tmp_path / "v2" / "kaggle" / "working"
-    records = (second / "vidkit" / "weights" / "tinyprobs" / "r3d18_demo" / "fold0" / "metrics.jsonl").read_text()
-    assert [json.loads(line)["step"] for line in records.splitlines()] == [2]  # resumed after step 1, not redone
+    records = (second / "vidkit" / "weights" / "tinyprobs" / "r3d18_demo" / stopped / "metrics.jsonl").read_text()
+    assert json.loads(records.splitlines()[-1])["step"] > step  # went on from where version 1 stopped
     for config in configs:
         assert len(json.loads((second / "vidkit" / "weights" / "tinyprobs" / config / "cv_report.json")
                               .read_text())["fold_scores"]) == 3
