@@ -78,3 +78,22 @@ def test_a_non_video_is_a_clear_error_and_the_server_stays_up(server, tmp_path, 
     video = sorted((shared_data / "videos").glob("*.mp4"))[-1]
     label, _, _ = client.predict(handle_file(str(video)), api_name="/predict")
     assert len(label["confidences"]) == 3
+
+
+def test_app_with_comp_serves_the_ensemble_blend(tiny_run, tiny_comp, shared_data, tmp_path, monkeypatch):
+    """`app comp=` without runs: the ensemble.yaml's members, blended and calibrated as `submit` does."""
+    from vidkit.app import make_predict
+    from vidkit.config import load_competition
+    from vidkit.explain import load_fold_model
+    from vidkit.rundir import CompDir
+    monkeypatch.chdir(tmp_path)
+    comp = load_competition(tiny_comp)
+    CompDir(comp).path.mkdir(parents=True)
+    CompDir(comp).ensemble_yaml.write_text(f"metric: accuracy\ntemperature: 2.0\nmembers:\n- run: {tiny_run}\n"
+                                           "  weight: 1.0\n")
+    predict = make_predict([str(tiny_run)], 4, load_fold_model(tiny_run, 0), tmp_path, comp)
+    video = sorted((shared_data / "videos").glob("*.mp4"))[0]
+    label, frames, heat = predict(str(video))
+    want = predict_video([], video, comp=comp)
+    assert label == pytest.approx({c: float(p) for c, p in want.items()}, abs=1e-6)
+    assert label != pytest.approx({c: float(p) for c, p in predict_video([tiny_run], video).items()}, abs=1e-3)

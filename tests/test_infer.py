@@ -144,3 +144,24 @@ def test_a_run_knows_its_competition(tiny_run, tiny_comp):
     from vidkit.rundir import RunDir, competition_of
     assert RunDir(tiny_run).competition_yaml() == str(tiny_comp.resolve())  # recorded by cv in run.json
     assert competition_of([tiny_run]) == str(tiny_comp.resolve())
+
+
+def test_predict_with_comp_uses_the_ensemble_blend_and_calibration(tiny_run, tiny_comp, shared_data, tmp_path,
+                                                                   monkeypatch):
+    """`predict comp=` (and `app comp=`) without runs: the competition's ensemble.yaml, calibration included."""
+    from vidkit.config import load_competition
+    from vidkit.ensemble import calibrate
+    from vidkit.predict import predict_video
+    from vidkit.rundir import CompDir
+    monkeypatch.chdir(tmp_path)
+    comp = load_competition(tiny_comp)
+    blend = CompDir(comp).ensemble_yaml
+    blend.parent.mkdir(parents=True)
+    blend.write_text(f"metric: accuracy\nmethod: mean\ntemperature: 3.0\nmembers:\n- run: {tiny_run}\n  weight: 1.0\n")
+    video = sorted((shared_data / "videos").glob("*.mp4"))[0]
+    plain = predict_video([tiny_run], video)
+    blended = predict_video([], video, comp=comp)
+    want = calibrate(plain.reindex(blended.index).to_numpy()[None], {"temperature": 3.0})[0]
+    assert np.allclose(blended.to_numpy(), want, atol=1e-6) and blended.max() < plain.max()  # flatter at T=3
+    with pytest.raises(VidkitError, match="comp= for the competition's ensemble"):
+        predict_video([], video)

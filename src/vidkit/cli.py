@@ -207,10 +207,13 @@ class Predict:
     video: str = key(REQUIRED, "a video file or a folder of frames", "VIDEO_FILE_OR_FRAME_DIR")
     topk: int = key(5, "how many classes to print")
     tta_clips: int | None = key(None, "clips per video (default: the run's config)", "N")
+    comp: str | None = key(None, "without run=: this competition's ensemble.yaml blend, as submit uses it", "YAML")
 
     def main(self):
+        from vidkit.config import load_competition
         from vidkit.predict import run_predict
-        run_predict(split_runs(self.run or self.runs) or [], self.video, self.topk, self.tta_clips)
+        run_predict(split_runs(self.run or self.runs) or [], self.video, self.topk, self.tta_clips,
+                    load_competition(self.comp) if self.comp else None)
 
 
 @verb("export")
@@ -261,10 +264,13 @@ class App:
     port: int = key(7860, "the port to serve on")
     host: str = key("127.0.0.1", "the address to serve on (0.0.0.0: every interface)")
     topk: int = key(5, "how many classes to show")
+    comp: str | None = key(None, "without run=: this competition's ensemble.yaml blend, as submit uses it", "YAML")
 
     def main(self):
         from vidkit.app import run_app
-        run_app(split_runs(self.run or self.runs) or [], self.port, self.host, self.topk)
+        from vidkit.config import load_competition
+        run_app(split_runs(self.run or self.runs) or [], self.port, self.host, self.topk,
+                load_competition(self.comp) if self.comp else None)
 
 
 @verb("validate")

@@ -11,20 +11,31 @@ from vidkit.errors import VidkitError
 from vidkit.infer import ensemble, load_member
 
 
-def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | None = None) -> pd.Series:
-    """Class probabilities for one video, highest first (mean over the runs' checkpoints and TTA views)."""
-    if not runs:
-        raise VidkitError("predict: run=RUN_DIR is required")
-    members = [load_member(Path(r), 1.0, tta_clips) for r in runs]
+def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | None = None,
+                  comp=None) -> pd.Series:
+    """Class probabilities for one video, highest first: the mean over the runs' checkpoints and TTA views, or,
+    with `comp` (a loaded competition) and no runs, its ensemble.yaml blend and calibration as `submit` uses them."""
+    spec = {}
+    if runs:
+        members = [load_member(Path(r), 1.0, tta_clips) for r in runs]
+    elif comp is not None:
+        from vidkit.infer import resolve_members
+        members, spec = resolve_members(comp, None, tta_clips)
+    else:
+        raise VidkitError("predict: run=RUN_DIR (or comp= for the competition's ensemble) is required")
     classes = members[0].classes
-    probs = ensemble(members, pd.DataFrame([media_row(video)]), classes)[0]
+    probs = ensemble(members, pd.DataFrame([media_row(video)]), classes, method=spec.get("method", "mean"))[0]
+    if spec and np.isfinite(probs).all():
+        from vidkit.ensemble import calibrate
+        probs = calibrate(probs[None], spec)[0]
     if not np.isfinite(probs).all():
         raise VidkitError(f"{video}: could not be decoded")
     return pd.Series(probs, index=classes).sort_values(ascending=False, kind="stable")
 
 
-def run_predict(runs: list[str | Path], video: str | Path, topk: int = 5, tta_clips: int | None = None) -> pd.Series:
-    top = predict_video(runs, video, tta_clips).head(topk)
+def run_predict(runs: list[str | Path], video: str | Path, topk: int = 5, tta_clips: int | None = None,
+                comp=None) -> pd.Series:
+    top = predict_video(runs, video, tta_clips, comp).head(topk)
     width = max(len(str(c)) for c in top.index)
     for cls, p in top.items():
         print(f"{str(cls):{width}s}  {p:.4f}")
