@@ -73,7 +73,7 @@ def backends_table(paths: list[Path]):
     table(rows, ("backend", "clip frames/s", "full decode frames/s", "s per centre clip"))
 
 
-def transform_ratio(paths: list[Path]):
+def transform_ratio(paths: list[Path], rounds: int = 5):
     """One clip of each video through the eval transform (TTADataset) vs the bare decode of the same frames."""
     from vidkit.data.index import media_row
     from vidkit.data.media import read_clip
@@ -84,8 +84,11 @@ def transform_ratio(paths: list[Path]):
     spec = InputSpec(16, 224, (0.45, 0.45, 0.45), (0.225, 0.225, 0.225), "CTHW")
     ds = TTADataset(pd.DataFrame(rows), spec, TTASpec(clips=1))
     idx = [ds.clip_indices(r)[0] for r in rows]
-    bare = min(timed(lambda: [read_clip(r, i) for r, i in zip(rows, idx)]) for _ in range(2))
-    full = min(timed(lambda: [ds[k] for k in range(len(rows))]) for _ in range(2))
+    bare, full = [], []
+    for _ in range(rounds):  # interleaved, best round of each kept
+        bare.append(timed(lambda: [read_clip(r, i) for r, i in zip(rows, idx)]))
+        full.append(timed(lambda: [ds[k] for k in range(len(rows))]))
+    bare, full = min(bare), min(full)
     print(f"\none 16x224 clip per video through the eval transform: {full / bare:.2f}x the bare cv2 decode "
           f"({full / len(rows):.3f}s vs {bare / len(rows):.3f}s per video)")
 

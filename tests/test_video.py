@@ -124,3 +124,47 @@ def test_damaged_videos_get_the_prior_and_leave_the_batch_alone(tiny_comp, tiny_
     alone = pd.read_csv(run_submit(str(tmp_path / "c.yaml"), [str(tiny_run)], str(tmp_path / "good.csv"),
                                    backend=backend), dtype={"id": str}).set_index("id")
     assert np.allclose(sub.loc[good].to_numpy(), alone.loc[good].to_numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+def test_frames_cache_and_check_decode_with_every_backend(backend, real_videos, tmp_path):
+    """`frames`, the frame cache and `check` take video_backend= and get cv2's frames from it."""
+    if available(backend):
+        pytest.skip(f"{backend} cannot load here: {available(backend)}")
+    from vidkit.data.cache import decode_all
+    from vidkit.data.check import _video_file
+    from vidkit.data.frames import extract_frames
+    from vidkit.data.index import media_row
+    for path in real_videos[:2] + real_videos[-1:]:  # an mp4 of each source, and the XVID AVI
+        row = media_row(path)
+        ref, got = decode_all(row, 32, "cv2").astype(int), decode_all(row, 32, backend).astype(int)
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 3, path
+        counts = [extract_frames(path, tmp_path / b / path.stem, fps=7, size=32, backend=b) for b in ("cv2", backend)]
+        assert counts[0] == counts[1] == len(list((tmp_path / backend / path.stem).glob("*.jpg"))) > 0
+        a = cv2.imread(str(tmp_path / "cv2" / path.stem / "00002.jpg")).astype(int)
+        b = cv2.imread(str(tmp_path / backend / path.stem / "00002.jpg")).astype(int)
+        assert np.abs(a - b).mean() <= 0.5, path  # the same source frame kept (another would differ by far more)
+        assert _video_file(path, backend) == _video_file(path, "cv2") and _video_file(path, backend)[1]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    assert _video_file(bad, backend) == (0, None)
+    with pytest.raises(VidkitError, match="bad.mp4: cannot open video"):
+        decode_all({"kind": "video", "path": str(bad)}, 32, backend)
+
+
+def test_frames_keeps_the_first_frame_at_each_multiple_of_the_rate_step(shared_data, tmp_path):
+    from vidkit.data.frames import extract_frames, extract_tree
+    src = next((shared_data / "videos").glob("*.mp4"))
+    n, fps = extract_frames(src, tmp_path / "all", size=24), cv2.VideoCapture(str(src)).get(cv2.CAP_PROP_FPS)
+    kept, due = [], 0.0
+    for i in range(n):  # frame i is kept when it is at or past the next multiple of the step (2.5 frames)
+        if i >= due - 1e-6:
+            kept.append(i)
+            due += 2.5
+    assert extract_frames(src, tmp_path / "f", fps=fps / 2.5, size=24) == len(kept)
+    every = sorted((tmp_path / "all").glob("*.jpg"))
+    for k, i in enumerate(kept[:4]):
+        assert (cv2.imread(str(tmp_path / "f" / f"{k + 1:05d}.jpg")) == cv2.imread(str(every[i]))).all()
+    assert extract_frames(src, tmp_path / "up", fps=fps * 2, size=24) == n  # never more than the source has
+    with pytest.raises(VidkitError, match="video_backend: expected one of"):
+        extract_tree(str(src.parent), str(tmp_path / "x"), backend="ffmpeg")

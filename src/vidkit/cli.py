@@ -53,6 +53,10 @@ def shard_key():
     return key(None, "this machine's part k/n of the videos (k = 0..n-1; a stable hash of the video id)", "k/n")
 
 
+def backend_key():
+    return key("cv2", "raw-video decoder: auto|cv2|torchcodec|pyav", "NAME")
+
+
 def runs_key(default: str):
     return key(None, f"run folders, comma-separated (default: {default})", "A,B")
 
@@ -176,7 +180,8 @@ class Cache(TrainingVerb):
         size = cfg.image_size or build_model(cfg, 2).input_spec.size
         root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
                                                 cfg.cache_dir, self.workers or (cfg.num_workers if cfg.num_workers > 0
-                                                                                else None), self.shard)
+                                                                                else None), self.shard,
+                                                cfg.video_backend)
         print(f"frame cache: {n} videos, {size_bytes / 2**30:.2f} GiB "
               f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
 
@@ -295,10 +300,11 @@ class Frames:
     size: int | None = key(None, "short side of the written frames (default: as decoded)", "S")
     shard: str | None = shard_key()
     workers: int | None = key(None, "processes on this machine (default: 1)", "N")
+    video_backend: str = backend_key()
 
     def main(self):
         from vidkit.data.frames import extract_tree
-        n = extract_tree(self.videos, self.out, self.fps, self.size, self.shard, self.workers)
+        n = extract_tree(self.videos, self.out, self.fps, self.size, self.shard, self.workers, self.video_backend)
         print(f"extracted {n} videos into {self.out}")
 
 
@@ -312,12 +318,13 @@ class Check:
                                   "FILE")
     shard: str | None = shard_key()
     workers: int | None = key(None, "processes on this machine (default: a thread pool)", "N")
+    video_backend: str = backend_key()
 
     def main(self):
         from vidkit.config import load_competition
         from vidkit.data.check import run_check
         return run_check(load_competition(self.comp), self.num_frames or self.config_frames() or 16, self.exclude_out,
-                         self.workers, self.shard)
+                         self.workers, self.shard, self.video_backend)
 
     def config_frames(self) -> int | None:
         if not self.config:

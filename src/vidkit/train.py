@@ -55,7 +55,8 @@ def loader(cfg: Config, dataset, train: bool, sampler=None, comp: Competition | 
     batch = cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size)
     if cfg.cache and comp is not None:
         short = short_side(dataset.spec.size, cfg.resize_short)
-        dataset.rows = attach_cache(dataset.rows, short, cache_root(comp.name, short, cfg.cache_dir))
+        dataset.rows = attach_cache(dataset.rows, short, cache_root(comp.name, short, cfg.cache_dir),
+                                    backend=cfg.video_backend)
     settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
     return DataLoader(dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
                       drop_last=train and len(dataset) > cfg.batch_size, **settings)

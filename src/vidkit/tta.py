@@ -232,7 +232,7 @@ def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = Non
     batch = eval_batch(cfg, dataset.tta.n_views)
     if comp is not None and cfg.cache:
         root = cache_root(comp.name, dataset.short, cfg.cache_dir)
-        dataset.rows = attach_cache(dataset.rows, dataset.short, root)
+        dataset.rows = attach_cache(dataset.rows, dataset.short, root, backend=cfg.video_backend)
     settings = loader_settings(math.ceil(len(dataset) / batch), torch.cuda.is_available(), cfg.num_workers)
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from vidkit.data.media import read_images
 from vidkit.data.shard import in_shard, parse_shard, pool_map
+from vidkit.data.video_backends import resolve, stream
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -57,28 +58,20 @@ def _fit(frame: np.ndarray, short: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(frame), (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
 
-def decode_all(row, short: int) -> np.ndarray:
-    """Every frame of a video at short side `short`, uint8 RGB (T, H, W, 3)."""
+def decode_all(row, short: int, backend: str = "cv2") -> np.ndarray:
+    """Every frame of a video at short side `short`, uint8 RGB (T, H, W, 3); video files decoded by `backend`."""
     if row["kind"] == "frames":
         frames = read_images(row["path"], row["files"], range(len(row["files"])), short_side=short)
         return np.stack([_fit(f, short) for f in frames])
-    cap, frames = cv2.VideoCapture(str(row["path"])), []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(_fit(frame[..., ::-1], short))
-    finally:
-        cap.release()
+    frames = [_fit(frame, short) for _, frame in stream(row["path"], backend)[1]]
     if not frames:
         raise VidkitError(f"{row['path']}: no frames could be decoded")
     return np.stack(frames)
 
 
-def build_one(row, short: int, path: Path) -> int:
+def build_one(row, short: int, path: Path, backend: str = "cv2") -> int:
     """Write one video's cache file atomically and remove its stale versions; returns bytes written."""
-    frames = decode_all(row, short)
+    frames = decode_all(row, short, backend)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -94,8 +87,10 @@ def _build(args):
     return build_one(*args)
 
 
-def attach_cache(rows: list[dict], short: int, root: Path, workers: int | None = None) -> list[dict]:
-    """Rows with a `cache` entry (read by `read_clip`); missing or stale cache files are built first."""
+def attach_cache(rows: list[dict], short: int, root: Path, workers: int | None = None,
+                 backend: str = "cv2") -> list[dict]:
+    """Rows with a `cache` entry (read by `read_clip`); missing or stale cache files are built first (video files
+    decoded by video_backend `backend`)."""
     out, todo = [], []
     for row in rows:
         if not row.get("path") or row.get("kind") not in ("frames", "video"):
@@ -103,9 +98,10 @@ def attach_cache(rows: list[dict], short: int, root: Path, workers: int | None =
             continue
         path = cache_file(root, row, short)
         if not path.is_file():
-            todo.append((row, short, path))
+            todo.append((row, short, path, backend))
         out.append({**row, "cache": str(path)})
     if todo:
+        resolve(backend)
         workers = workers or min(len(todo), len(os.sched_getaffinity(0)))
         log.info("frame cache: building %d of %d videos in %s (%d processes)", len(todo), len(rows), root, workers)
         pool_map(_build, todo, workers, "cache")
@@ -118,7 +114,7 @@ def cache_size(rows: list[dict]) -> int:
 
 
 def cache_competition(comp, short: int, cache_dir: str | None = None, workers: int | None = None,
-                      shard: str | None = None):
+                      shard: str | None = None, backend: str = "cv2"):
     """Build the frame cache of a competition's training and test videos (of shard `k/n`: see
     vidkit.data.shard); (root, n videos, bytes)."""
     from vidkit.data.index import index_test, index_train
@@ -129,5 +125,5 @@ def cache_competition(comp, short: int, cache_dir: str | None = None, workers: i
     part = parse_shard(shard)
     rows = [r for r in rows if in_shard(r["video_id"], part)]
     root = cache_root(comp.name, short, cache_dir)
-    rows = attach_cache(rows, short, root, workers)
+    rows = attach_cache(rows, short, root, workers, backend)
     return root, sum(isinstance(r.get("cache"), str) for r in rows), cache_size(rows)

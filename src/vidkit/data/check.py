@@ -12,6 +12,7 @@ import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -22,8 +23,9 @@ from tqdm.auto import tqdm
 
 from vidkit.config import Competition
 from vidkit.data.layouts import Entry, walk
-from vidkit.data.media import IMAGE_EXTS, is_video, natural_key, simplejpeg
+from vidkit.data.media import IMAGE_EXTS, is_video, natural_key, probe, simplejpeg
 from vidkit.data.shard import in_shard, parse_shard, pool_map
+from vidkit.data.video_backends import resolve, stream
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -114,16 +116,17 @@ def check_image(path: Path) -> tuple[str | None, str, tuple[int, int] | None]:
     return None, "", img.shape[:2]
 
 
-def _video_file(path: Path) -> tuple[int, tuple[int, int] | None]:
-    cap = cv2.VideoCapture(str(path))
+def _video_file(path: Path, backend: str = "cv2") -> tuple[int, tuple[int, int] | None]:
+    """The header's frame count and the size of the first frame `backend` decodes ((0, None): none decodes)."""
     try:
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
-        return (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), frame.shape[:2]) if ok else (0, None)
-    finally:
-        cap.release()
+        first = next(stream(path, backend)[1], None)
+    except VidkitError:
+        return 0, None
+    return (probe(path)[0], first[1].shape[:2]) if first is not None else (0, None)
 
 
-def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers: int | None = None) -> dict:
+def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers: int | None = None,
+               backend: str = "cv2") -> dict:
     """Decode every frame of every video (threads, or `workers` processes; one progress bar); returns {video_id: (height, width)}
     of each readable video's first frame, for the dataset-level size check."""
     images = []
@@ -137,10 +140,10 @@ def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers
                     found.append(Finding("non_image", str(p), v.video_id, v.split))
     jobs = [(v, p) for v, p in images] + [(v, v.path) for v in videos if not v.path.is_dir()]
     if workers and workers > 1:  # processes (workers=N)
-        results = pool_map(_check_job, [p for _, p in jobs], workers, "check", unit="file")
+        results = pool_map(partial(_check_job, backend=backend), [p for _, p in jobs], workers, "check", unit="file")
     else:  # threads: cv2 and libjpeg-turbo release the GIL
         with ThreadPoolExecutor(min(16, (os.cpu_count() or 1) * 2)) as pool:
-            results = list(tqdm(pool.map(lambda job: _check_job(job[1]), jobs), total=len(jobs),
+            results = list(tqdm(pool.map(lambda job: _check_job(job[1], backend), jobs), total=len(jobs),
                                 desc="check", unit="file", mininterval=1.0))
     per_video = defaultdict(list)
     for (v, p), res in zip(jobs, results):
@@ -153,10 +156,10 @@ def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers
     return sizes
 
 
-def _check_job(path: Path):
+def _check_job(path: Path, backend: str = "cv2"):
     if path.is_dir() or not is_video(path):
         return check_image(path)
-    n, size = _video_file(path)
+    n, size = _video_file(path, backend)
     return ("unreadable_video", "cannot be opened or decoded", None) if size is None else (None, n, size)
 
 
@@ -197,7 +200,7 @@ def size_outliers(sizes: dict, found: list[Finding]) -> None:
 
 
 def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
-         shard: str | None = None) -> tuple[list[Finding], int, int]:
+         shard: str | None = None, backend: str = "cv2") -> tuple[list[Finding], int, int]:
     """All findings for a competition, and the numbers of train and test videos scanned. With `shard=k/n` only
     that shard's media are decoded (see vidkit.data.shard; the CSV and label checks are cheap: every shard
     makes them) and the size outliers are judged within the shard."""
@@ -205,9 +208,9 @@ def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
     train = walk(comp, "train", _collect(found, "train"))
     _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
     test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
-    part = parse_shard(shard)
+    part, _ = parse_shard(shard), resolve(backend)
     train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
-    size_outliers(scan_media(train + test, clip_len, found, workers), found)
+    size_outliers(scan_media(train + test, clip_len, found, workers, backend), found)
     return found, len(train), len(test)
 
 
@@ -247,9 +250,9 @@ def read_exclude(path: str | Path) -> set[str]:
 
 
 def run_check(comp: Competition, clip_len: int = 16, exclude_out: str | None = None, workers: int | None = None,
-              shard: str | None = None) -> int:
+              shard: str | None = None, backend: str = "cv2") -> int:
     """Print the report; write the exclude list when asked. 1 when problems were found, else 0."""
-    found, n_train, n_test = scan(comp, clip_len, workers, shard)
+    found, n_train, n_test = scan(comp, clip_len, workers, shard, backend)
     print(report(found, n_train, n_test))
     if exclude_out:
         bad = bad_training_ids(found)

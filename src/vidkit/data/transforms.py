@@ -121,8 +121,19 @@ def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size
     y0, x0 = int(round(y)), int(round(x))
     y1 = min(frames.shape[1], max(y0 + 1, int(round(y + h))))
     x1 = min(frames.shape[2], max(x0 + 1, int(round(x + w))))
+    # From 4x shrink on, a whole-number block average first (k x k pixels -> 1, cv2's fast INTER_AREA path; its
+    # fractional one costs more than the decode's colour conversion on 1080p frames), then INTER_AREA by the
+    # remaining factor, kept >= 2 so the blocks stay small against each output pixel's footprint: 2-3x cheaper,
+    # and no farther from one INTER_AREA resize than moving the box by a pixel (the trim's half-pixel shift).
+    k = int(min(y1 - y0, x1 - x0) / size / 2)
+    if k >= 2:  # the box trimmed to whole blocks, evenly on both sides (the centre stays where it was)
+        y0, x0 = y0 + (y1 - y0) % k // 2, x0 + (x1 - x0) % k // 2
+        y1, x1 = y0 + (y1 - y0) // k * k, x0 + (x1 - x0) // k * k
     for i in range(len(frames)):  # cv2 reads the box's strided rows in place: no copy of the full frame
-        out[i] = cv2.resize(frames[i, y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
+        box = frames[i, y0:y1, x0:x1]
+        if k >= 2:
+            box = cv2.resize(box, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
+        out[i] = cv2.resize(box, (size, size), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
     return out
 
 
