@@ -74,7 +74,7 @@ from vidkit.config import load_config  # noqa: E402
 from vidkit.cv import run_train  # noqa: E402
 from vidkit.errors import VidkitError  # noqa: E402
 from vidkit.models import create_model, registry  # noqa: E402
-from vidkit.optim import EpochSampler, balanced_weights, class_weights, param_groups  # noqa: E402
+from vidkit.optim import EpochSampler, balanced_weights, class_weights, layer_ids, param_groups  # noqa: E402
 from vidkit.train import mix  # noqa: E402
 
 
@@ -199,6 +199,20 @@ def test_layer_decay_and_head_lr():
     assert any(p is named["hf.classifier.bias"] for g in no_decay for p in g["params"])
     with pytest.raises(VidkitError, match="layer_decay: the model has no numbered transformer blocks"):
         param_groups(create_model("r3d_18", 3, width=8, layers=(1, 1, 1, 1)), 0.05, 1.0, layer_decay=0.5)
+
+
+def test_layer_decay_counts_stacked_stages_in_order():
+    """VideoPrism: spatial_layers.N, then temporal_layers.N (after its temporal_embeddings), then the head."""
+    model = create_model("videoprism", num_classes=3, num_frames=4, image_size=32, hidden_size=32,
+                         num_spatial_layers=2, num_temporal_layers=2, num_attention_heads=2, intermediate_size=64,
+                         tubelet_size=[1, 16, 16])
+    depth = layer_ids(model)
+    v = "hf.vision_model."
+    assert depth[v + "spatial_embeddings.patch_embeddings.projection.weight"] == 0
+    assert [depth[f"{v}spatial_layers.{i}.mlp.fc1.weight"] for i in range(2)] == [1, 2]
+    assert depth[v + "temporal_embeddings.position_embeddings"] == 2  # enters after the last spatial block
+    assert [depth[f"{v}temporal_layers.{i}.mlp.fc1.weight"] for i in range(2)] == [3, 4]
+    assert depth["hf.classifier.weight"] == depth[v + "layernorm2.weight"] == 5
 
 
 def test_tensorboard_and_seed_ensemble(tiny_comp, tmp_path):

@@ -204,21 +204,30 @@ class Submit:
                    ensemble_yaml=self.ensemble, backend=self.video_backend)
 
 
-@verb("predict")
-class Predict:
-    """top classes of one video file or frame folder: predict run=RUN video=PATH"""
+@dataclass
+class RunsVerb:
+    """A verb that serves trained runs: run=/runs= folders, or a competition's ensemble.yaml blend."""
     run: str | None = key(None, "run folder(s), comma-separated", "RUN[,RUN2]")
     runs: str | None = key(None, "the same as run=", "RUN[,RUN2]")
+    comp: str | None = key(None, "without run=: this competition's ensemble.yaml blend, as submit uses it", "YAML")
+
+    def served(self) -> tuple[list[str], object]:
+        """(run folders, the loaded competition or None)."""
+        from vidkit.config import load_competition
+        return split_runs(self.run or self.runs) or [], load_competition(self.comp) if self.comp else None
+
+
+@verb("predict")
+class Predict(RunsVerb):
+    """top classes of one video file or frame folder: predict run=RUN video=PATH"""
     video: str = key(REQUIRED, "a video file or a folder of frames", "VIDEO_FILE_OR_FRAME_DIR")
     topk: int = key(5, "how many classes to print")
     tta_clips: int | None = key(None, "clips per video (default: the run's config)", "N")
-    comp: str | None = key(None, "without run=: this competition's ensemble.yaml blend, as submit uses it", "YAML")
 
     def main(self):
-        from vidkit.config import load_competition
         from vidkit.predict import run_predict
-        run_predict(split_runs(self.run or self.runs) or [], self.video, self.topk, self.tta_clips,
-                    load_competition(self.comp) if self.comp else None)
+        runs, comp = self.served()
+        run_predict(runs, self.video, self.topk, self.tta_clips, comp)
 
 
 @verb("export")
@@ -262,20 +271,16 @@ class Explain:
 
 
 @verb("app")
-class App:
+class App(RunsVerb):
     """a local web demo (Gradio): upload or pick a video, see top classes, frames, saliency; endpoint /predict"""
-    run: str | None = key(None, "run folder(s), comma-separated", "RUN[,RUN2]")
-    runs: str | None = key(None, "the same as run=", "RUN[,RUN2]")
     port: int = key(7860, "the port to serve on")
     host: str = key("127.0.0.1", "the address to serve on (0.0.0.0: every interface)")
     topk: int = key(5, "how many classes to show")
-    comp: str | None = key(None, "without run=: this competition's ensemble.yaml blend, as submit uses it", "YAML")
 
     def main(self):
         from vidkit.app import run_app
-        from vidkit.config import load_competition
-        run_app(split_runs(self.run or self.runs) or [], self.port, self.host, self.topk,
-                load_competition(self.comp) if self.comp else None)
+        runs, comp = self.served()
+        run_app(runs, self.port, self.host, self.topk, comp)
 
 
 @verb("validate")

@@ -25,6 +25,7 @@ import vidkit
 from vidkit import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
 from vidkit.errors import VidkitError
+from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "kernel_template" / "train_code.py"
@@ -254,7 +255,7 @@ def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadli
     name, left, launched = manifest["competition"]["name"], [], False
     for config in manifest["configs"]:
         out = comp_path.parent / "weights" / name / config
-        if (out / "cv_report.json").is_file():
+        if RunDir(out).finished():
             print(f"vidkit kernel: {config}: cross-validated by an earlier version")
             continue
         seconds = deadline - time.time()
@@ -266,7 +267,7 @@ def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadli
                       f"cache_dir={Path(tempfile.gettempdir()) / 'vidkit-cache'}"],  # not in the output
                manifest["train"].get("processes"), env)
         launched = True
-        if not (out / "cv_report.json").is_file():
+        if not RunDir(out).finished():
             left.append(config)
     return left
 

@@ -13,7 +13,7 @@ from torch.utils.data import Sampler
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
-_LAYER = re.compile(r"(?:^|\.)(?:layers?|blocks)\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)(?:([a-z]+)_)?(?:layers?|blocks)\.(\d+)\.")  # optional stage: spatial_layers.3.
 
 
 def _is_head(model, name: str) -> bool:
@@ -23,13 +23,29 @@ def _is_head(model, name: str) -> bool:
 
 def layer_ids(model) -> dict[str, int]:
     """Depth of each parameter for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest (final norm,
-    head) num_blocks + 1. Works for transformers' `encoder.layer.N` and timm's `blocks.N`."""
-    found = {name: int(m.group(1)) + 1 for name, _ in model.named_parameters() if (m := _LAYER.search(name))}
-    if not found:
+    head) num_blocks + 1. Works for transformers' `encoder.layer.N`, timm's `blocks.N`, and stacked stages
+    (VideoPrism's `spatial_layers.N` then `temporal_layers.N`: a stage's blocks and its own embeddings
+    (`temporal_embeddings`) come after the previous stage's, in the order the model lists them)."""
+    blocks, stages = {}, {}
+    for name, _ in model.named_parameters():
+        if m := _LAYER.search(name):
+            stage, i = m.group(1) or "", int(m.group(2))
+            blocks[name] = stage, i
+            stages[stage] = max(stages.get(stage, 0), i + 1)
+    if not blocks:
         raise VidkitError("layer_decay: the model has no numbered transformer blocks (use it with videomae, "
-                          "timesformer or a timm ViT backbone)")
-    top = max(found.values()) + 1
-    return {name: found.get(name, 0 if "embed" in name else top) for name, _ in model.named_parameters()}
+                          "timesformer, vivit, vjepa2, videoprism or a timm ViT backbone)")
+    start, total = {}, 0
+    for stage, n in stages.items():
+        start[stage], total = total, total + n
+
+    def depth(name: str) -> int:
+        if name in blocks:
+            return start[blocks[name][0]] + blocks[name][1] + 1
+        if "embed" in name:
+            return next((start[s] for s in start if s and f"{s}_embed" in name), 0)
+        return total + 1
+    return {name: depth(name) for name, _ in model.named_parameters()}
 
 
 def param_groups(model, weight_decay: float, lr: float, layer_decay: float = 1.0, head_lr_scale: float = 1.0):
