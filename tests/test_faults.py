@@ -70,7 +70,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_comp, tmp_path)
     progress = tmp_path / "run" / "full" / "state" / "progress.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if progress.is_file() and json.loads(progress.read_text())["step"] >= 4:  # epoch 1 (3 steps an epoch)
+        try:  # state/ is swapped for state.tmp/ at every save: the file can vanish between the check and the read
+            step = json.loads(progress.read_text())["step"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            step = -1
+        if step >= 4:  # epoch 1 (3 steps an epoch)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)

@@ -72,6 +72,43 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tune_dir, tiny_comp, mon
     assert trials.loc[1, "value"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
+def test_a_killed_study_loses_only_its_running_trial(tune_dir, tiny_comp):
+    """`tune` killed (SIGKILL) during its second trial: run again, the first trial is kept as it was, the killed
+    one stays behind as unfinished (failed once its heartbeat is stale), and new trials bring the total up."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    cmd = [sys.executable, "-m", "vidkit", "tune", "configs/r3d18_demo.yaml", f"comp={tiny_comp}", *TINY,
+           "epochs=2"]
+    proc = subprocess.Popen(cmd + ["trials=3"], cwd=tune_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db, deadline = tune_dir / "weights" / "tiny" / "tune" / "r3d18_demo.db", time.time() + 300
+    states = []
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db) as con:
+                states = [s for (s,) in con.execute("select state from trials order by number")]
+        except sqlite3.Error:  # not created yet
+            states = []
+        if states == ["COMPLETE", "RUNNING"]:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    assert proc.wait() == -signal.SIGKILL, f"not killed mid-trial: {states} {proc.stderr.read()[-2000:]}"
+    with sqlite3.connect(db) as con:
+        kept = con.execute("select param_value from trial_params where trial_id = 1").fetchall()
+    done = subprocess.run(cmd + ["trials=2"], cwd=tune_dir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 trials finished, 1 to run" in done.stdout
+    trials = study_trials(tune_dir)
+    assert list(trials["state"]) == ["COMPLETE", "RUNNING", "COMPLETE"]  # the killed trial: within its grace
+    with sqlite3.connect(db) as con:
+        assert con.execute("select param_value from trial_params where trial_id = 1").fetchall() == kept
+    assert trials["value"].notna().sum() == 2
+
+
 def test_space_errors_name_the_file_and_key(tmp_path):
     cfg = load_config("configs/r3d18_demo.yaml")
     bad = {"lr: {log: [1.0e-2, 1.0e-4]}": "low must be below high", "nonsense: [0, 1]": "unknown key 'nonsense'",
