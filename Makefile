@@ -36,7 +36,8 @@ demo: $(STAMP)
 	$(PY) -m vidkit demo $(ARGS)
 
 # one pytest-xdist worker per core (worksteal evens out the long learning tests); both print the 15 slowest
-# tests; test-fast leaves out the learning tests (marked slow). ARGS="-n0" runs in one process.
+# tests; test-fast leaves out the tests marked slow (learning tests, end-to-end runs in several processes).
+# ARGS="-n0" runs in one process.
 PYTEST := $(PY) -m pytest -q -n auto --dist worksteal --durations=15
 test: $(STAMP)
 	$(PYTEST) $(ARGS)

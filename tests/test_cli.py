@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import TINY
 
@@ -45,6 +46,7 @@ def test_cv_then_submit_leaves_the_contract_files(tiny_comp, cli_run, tmp_path):
     assert len(archived) == 1 and archived[0].with_suffix(".json").is_file()
 
 
+@pytest.mark.slow
 def test_train_one_fold_and_all_data(tiny_comp, tmp_path):
     vidkit("train", "r3d18_demo", f"comp={tiny_comp}", f"out_dir={tmp_path}", "fold=1", "epochs=1", *TINY)
     assert (tmp_path / "fold1" / "model.safetensors").is_file() and (tmp_path / "fold1" / "oof.csv").is_file()

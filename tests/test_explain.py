@@ -30,6 +30,7 @@ def test_saliency_for_every_model(name):
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_explain_verb_writes_frames_with_heat_maps(tiny_run, tiny_comp, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

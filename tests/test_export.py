@@ -63,6 +63,7 @@ def test_export_errors(tiny_run, tmp_path, monkeypatch):
         run_export(tiny_run, "onnx", out=tmp_path)
 
 
+@pytest.mark.slow
 def test_export_cli(tiny_run, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vidkit", "export", f"run={tiny_run}", "format=torchscript",
                            f"out={tmp_path}"], capture_output=True, text=True)

@@ -62,6 +62,7 @@ def test_consecutive_nans_stop_with_the_last_good_checkpoint(tiny_comp, tmp_path
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_comp, tmp_path):
     args = [f"{k}={v}" for k, v in {"comp": tiny_comp, "fold": -1, "epochs": 3, "save_every": 1}.items()] + TINY
     run_train(_cfg(tiny_comp, tmp_path / "ref", fold=-1, epochs=3, save_every=1))

@@ -114,6 +114,7 @@ def test_predict_real_videos(tiny_run, shared_data, capsys):
         run_predict([tiny_run], shared_data / "README.md")
 
 
+@pytest.mark.slow
 def test_predict_cli(tiny_run, shared_data):
     video = sorted((shared_data / "videos").glob("*.mp4"))[0]
     proc = subprocess.run([sys.executable, "-m", "vidkit", "predict", f"run={tiny_run}", f"video={video}", "topk=2"],

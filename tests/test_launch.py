@@ -19,6 +19,7 @@ def test_process_count_and_command(monkeypatch):
     assert cmd[-4:] == ["-m", "vidkit", "cv", "configs/x.yaml"] and command("cv", [], 1)[-3:] == ["-m", "vidkit", "cv"]
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_submission_equal_to_one_process(probs_comp, tiny_run, tmp_path, capsys,
                                                                   monkeypatch):
     """What a kernel does on Kaggle's T4 x2: `submit` through `launch`, each process predicting its shard of

@@ -16,6 +16,7 @@ def test_early_stopping_follows_metric_direction():
     assert [lower.step(s) for s in (0.9, 0.5, 0.6)] == [True, True, False] and not lower.stop
 
 
+@pytest.mark.slow
 def test_two_processes_predict_every_validation_video_once(tiny_comp, tmp_path):
     """torchrun starts two CPU processes (gloo); gather_for_metrics must drop the padding duplicates."""
     torchrun = shutil.which("torchrun", path=str(sys.executable).rsplit("/", 1)[0])
