@@ -53,6 +53,7 @@ def server(tiny_run):
     proc.wait(30)
 
 
+@pytest.mark.slow  # a Gradio server in its own process
 def test_predict_endpoint_equals_predict_and_serves_localhost_only(server, tiny_run, shared_data):
     proc, port, url = server
     assert _listening(port) == {"0100007F"}  # 127.0.0.1 only, not 0.0.0.0
@@ -65,6 +66,7 @@ def test_predict_endpoint_equals_predict_and_serves_localhost_only(server, tiny_
     assert len(frames) == 4 and os.path.getsize(heat) > 1000  # TINY: 4 sampled frames; the saliency PNG
 
 
+@pytest.mark.slow  # a Gradio server in its own process
 def test_a_non_video_is_a_clear_error_and_the_server_stays_up(server, tmp_path, shared_data):
     proc, _, url = server
     client = Client(url, verbose=False)
