@@ -145,11 +145,15 @@ def test_frames_cache_and_check_decode_with_every_backend(backend, real_videos, 
         b = cv2.imread(str(tmp_path / backend / path.stem / "00002.jpg")).astype(int)
         assert np.abs(a - b).mean() <= 0.5, path  # the same source frame kept (another would differ by far more)
         assert _video_file(path, backend) == _video_file(path, "cv2") and _video_file(path, backend)[1]
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"\x00" * 4096)
-    assert _video_file(bad, backend) == (0, None)
-    with pytest.raises(VidkitError, match="bad.mp4: cannot open video"):
-        decode_all({"kind": "video", "path": str(bad)}, 32, backend)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in damaged_videos(real_videos[0], damaged):  # each a one-line error naming the file
+        path = next(damaged.glob(name + ".*"))
+        assert _video_file(path, backend) == (0, None)
+        with pytest.raises(VidkitError, match=f"{path.name}: (cannot open|cannot decode|no frames)"):
+            decode_all({"kind": "video", "path": str(path)}, 32, backend)
+    short = {"kind": "video", "path": str(damaged / "short.avi")}  # the header overstates: the real frames only
+    assert len(decode_all(short, 32, backend)) == len(decode_all(short, 32, "cv2")) < probe(short["path"])[0]
 
 
 def test_frames_keeps_the_first_frame_at_each_multiple_of_the_rate_step(shared_data, tmp_path):

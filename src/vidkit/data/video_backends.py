@@ -155,15 +155,16 @@ def _pyav_stream(path: Path, keep) -> tuple[float, Iterator]:
     stream.thread_type, stream.thread_count = "SLICE", 1
 
     def frames():
-        i = 0
+        decoded = 0
         try:
             for i, frame in enumerate(container.decode(stream)):
+                decoded = i + 1
                 if keep(i):
                     yield i, frame.to_ndarray(format="rgb24")
         except (av.error.FFmpegError, IndexError) as e:
-            if i == 0:
+            if not decoded:
                 raise VidkitError(f"{path}: cannot decode video ({e})") from e
-            log.warning("%s: decoding stopped after frame %d (%s)", path, i, e)
+            log.warning("%s: decoding stopped after %d frames (%s)", path, decoded, e)
         finally:
             container.close()
     return float(stream.average_rate or 0.0), frames()
