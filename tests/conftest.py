@@ -74,6 +74,19 @@ def cli_run(tiny_comp, tmp_path_factory) -> Path:
     return out
 
 
+def manifest_of(folder: Path) -> dict:
+    """A kernel bundle's manifest.json, checked: it lists every file in the folder (but itself and the Kaggle
+    metadata) with its sha256."""
+    import hashlib
+    import json
+    manifest = json.loads((folder / "manifest.json").read_text())
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"manifest.json", "dataset-metadata.json"}
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest, rel
+    return manifest
+
+
 def copy_run(run: Path, dst: Path) -> Path:
     """A private copy of a session run, for a test that writes into it or needs it under another name."""
     shutil.copytree(run, dst)

@@ -1,5 +1,4 @@
 """The Kaggle kernel builder: metadata, manifest, tamper detection, isolation and the offline dry run."""
-import hashlib
 import importlib.util
 import json
 import os
@@ -18,6 +17,7 @@ from vidkit.errors import VidkitError
 from vidkit import kaggle_sim
 from vidkit.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, slugify
 from vidkit.submit import run_submit
+from conftest import manifest_of
 
 CLASSES = ["down", "left", "right", "up"]
 
@@ -64,11 +64,7 @@ def test_metadata_fields(built):
 
 def test_manifest_hashes_every_file(built, tiny_run):
     bundle, _ = built
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == on_disk - {"manifest.json", "dataset-metadata.json"}
-    for rel, digest in manifest["files"].items():
-        assert hashlib.sha256((bundle / rel).read_bytes()).hexdigest() == digest, rel
+    manifest = manifest_of(bundle)
     assert "src/vidkit/submit.py" in manifest["files"] and manifest["competition"]["slug"] == "tiny-videos"
     for k in range(3):  # the checkpoints, byte for byte
         ckpt = f"runs/{tiny_run.name}/fold{k}/model.safetensors"

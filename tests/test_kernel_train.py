@@ -1,7 +1,6 @@
 """The training kernel (`kernel mode=train`): its code dataset and notebook, the Kaggle-side helpers, and a dry
 run on the Kaggle stand-in: a first version stopped by its time budget, a second that resumes and finishes, then
 the inference kernel reading that notebook's output."""
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from vidkit.errors import VidkitError
 from vidkit.kernel_train import (MARKER, build_train, dry_run_from_notebook, dry_run_train, infer_from_notebook,
                                  previous_output, weight_roots, weight_sources)
 from vidkit.submit import run_submit
+from conftest import manifest_of
 
 TINY_TRAIN = {"epochs": "1", "num_frames": "4", "image_size": "32", "batch_size": "8", "num_workers": "0",
               "tta_clips": "1"}
@@ -57,11 +57,7 @@ def test_train_notebook_is_strict_nbformat_and_runs_the_training_cell(built):
 
 def test_code_dataset_holds_resolved_configs_and_hashes_everything(built):
     code_dir, _ = built
-    manifest = json.loads((code_dir / "manifest.json").read_text())
-    on_disk = {p.relative_to(code_dir).as_posix() for p in code_dir.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == on_disk - {"manifest.json", "dataset-metadata.json"}
-    for rel, digest in manifest["files"].items():
-        assert hashlib.sha256((code_dir / rel).read_bytes()).hexdigest() == digest, rel
+    manifest = manifest_of(code_dir)
     assert manifest["configs"] == ["r3d18_demo", "videomae_demo"] and manifest["train"]["time_budget"] == 11 * 3600
     assert manifest["competition"]["train_dir"] == "train" and "src/vidkit/kernel_train.py" in manifest["files"]
     r3d = yaml.safe_load((code_dir / "configs" / "r3d18_demo.yaml").read_text())

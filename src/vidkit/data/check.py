@@ -208,7 +208,8 @@ def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
     train = walk(comp, "train", _collect(found, "train"))
     _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
     test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
-    part, _ = parse_shard(shard), resolve(backend)
+    part = parse_shard(shard)
+    resolve(backend)  # a bad backend fails here, not in every worker
     train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
     size_outliers(scan_media(train + test, clip_len, found, workers, backend), found)
     return found, len(train), len(test)

@@ -1,6 +1,7 @@
 """`vidkit frames`: extract frame folders from raw videos once (optionally at a lower fps and size)."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -36,8 +37,8 @@ def extract_frames(video: Path, out: Path, fps: float | None = None, size: int |
     return written
 
 
-def _extract(job) -> int:
-    return extract_frames(*job)
+def _extract(job, backend: str) -> int:
+    return extract_frames(*job, backend=backend)
 
 
 def extract_tree(videos: str, out: str, fps: float | None = None, size: int | None = None,
@@ -50,8 +51,9 @@ def extract_tree(videos: str, out: str, fps: float | None = None, size: int | No
     files = sorted(p for p in src.rglob("*") if p.is_file() and is_video(p))
     if not files:
         raise VidkitError(f"{src}: no video files (.mp4 .avi .mkv .webm .mov)")
-    part, _ = parse_shard(shard), resolve(backend)  # a bad shard or backend fails here, not in every worker
-    jobs = [(f, Path(out) / f.relative_to(src).with_suffix(""), fps, size, 95, backend) for f in files
+    part = parse_shard(shard)
+    resolve(backend)  # a bad backend fails here, not in every worker
+    jobs = [(f, Path(out) / f.relative_to(src).with_suffix(""), fps, size) for f in files
             if in_shard(f.relative_to(src).with_suffix("").as_posix(), part)]
-    pool_map(_extract, jobs, workers, "frames")
+    pool_map(partial(_extract, backend=backend), jobs, workers, "frames")
     return len(jobs)

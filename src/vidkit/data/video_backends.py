@@ -57,16 +57,39 @@ def _torchcodec_decoder():
     return VideoDecoder
 
 
-def _torchcodec(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
-    """seek_mode=exact scans the file once, so an index is the frame's place in presentation order and the
-    real frame count is known (the header's is not trusted)."""
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][-120:] if str(e) else type(e).__name__
+
+
+def _open_torchcodec(path: Path):
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"  # CUDA: NVDEC (untested here: no GPU in CI)
     try:
-        decoder = _torchcodec_decoder()(str(path), dimension_order="NHWC", device=device, num_ffmpeg_threads=1,
-                                        seek_mode="exact")
+        return _torchcodec_decoder()(str(path), dimension_order="NHWC", device=device, num_ffmpeg_threads=1,
+                                     seek_mode="exact")
     except (RuntimeError, ValueError) as e:
-        raise VidkitError(f"{path}: cannot open video ({str(e).splitlines()[0]})") from e
+        raise VidkitError(f"{path}: cannot open video ({_first_line(e)})") from e
+
+
+def _open_pyav(path: Path):
+    """(container, its first video stream, decoding in one thread)."""
+    import av
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise VidkitError(f"{path}: cannot open video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VidkitError(f"{path}: cannot open video (no video stream)")
+    stream = container.streams.video[0]
+    stream.thread_type, stream.thread_count = "SLICE", 1
+    return container, stream
+
+
+def _torchcodec(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    """seek_mode=exact scans the file once, so an index is the frame's place in presentation order and the
+    real frame count is known (the header's is not trusted)."""
+    decoder = _open_torchcodec(path)
     n = len(decoder)
     keep = [i for i in wanted if i < n]
     if not keep:
@@ -74,21 +97,16 @@ def _torchcodec(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
     try:
         data = decoder.get_frames_at(keep).data.cpu().numpy()
     except RuntimeError as e:
-        raise VidkitError(f"{path}: cannot decode video ({str(e).splitlines()[0][-120:]})") from e
+        raise VidkitError(f"{path}: cannot decode video ({_first_line(e)})") from e
     return dict(zip(keep, data))
 
 
 def _pyav(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
     """Decode forward in one thread up to the last wanted frame; frames are counted as they come out."""
     import av
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise VidkitError(f"{path}: cannot open video ({e})") from e
+    container, stream = _open_pyav(path)
     got, todo = {}, set(wanted)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type, stream.thread_count = "SLICE", 1
         for i, frame in enumerate(container.decode(stream)):
             if i in todo:
                 got[i] = frame.to_ndarray(format="rgb24")
@@ -122,13 +140,7 @@ def _cv2_stream(path: Path, keep) -> tuple[float, Iterator]:
 
 
 def _torchcodec_stream(path: Path, keep, chunk: int = 16) -> tuple[float, Iterator]:
-    import torch
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        decoder = _torchcodec_decoder()(str(path), dimension_order="NHWC", device=device, num_ffmpeg_threads=1,
-                                        seek_mode="exact")
-    except (RuntimeError, ValueError) as e:
-        raise VidkitError(f"{path}: cannot open video ({str(e).splitlines()[0]})") from e
+    decoder = _open_torchcodec(path)
 
     def frames():
         wanted = [i for i in range(len(decoder)) if keep(i)]
@@ -138,8 +150,8 @@ def _torchcodec_stream(path: Path, keep, chunk: int = 16) -> tuple[float, Iterat
                 data = decoder.get_frames_at(part).data.cpu().numpy()
             except RuntimeError as e:
                 if start == 0:
-                    raise VidkitError(f"{path}: cannot decode video ({str(e).splitlines()[0][-120:]})") from e
-                log.warning("%s: decoding stopped at frame %d (%s)", path, part[0], str(e).splitlines()[0][-120:])
+                    raise VidkitError(f"{path}: cannot decode video ({_first_line(e)})") from e
+                log.warning("%s: decoding stopped at frame %d (%s)", path, part[0], _first_line(e))
                 return
             yield from zip(part, data)
     return decoder.metadata.average_fps or 0.0, frames()
@@ -147,12 +159,7 @@ def _torchcodec_stream(path: Path, keep, chunk: int = 16) -> tuple[float, Iterat
 
 def _pyav_stream(path: Path, keep) -> tuple[float, Iterator]:
     import av
-    try:
-        container = av.open(str(path))
-        stream = container.streams.video[0]
-    except (av.error.FFmpegError, OSError, IndexError) as e:
-        raise VidkitError(f"{path}: cannot open video ({e})") from e
-    stream.thread_type, stream.thread_count = "SLICE", 1
+    container, stream = _open_pyav(path)
 
     def frames():
         decoded = 0
