@@ -78,7 +78,7 @@ def transform_ratio(paths: list[Path], rounds: int = 5):
     from vidkit.data.index import media_row
     from vidkit.data.media import read_clip
     from vidkit.models import InputSpec
-    from vidkit.tta import TTADataset, TTASpec
+    from vidkit.engine.tta import TTADataset, TTASpec
     import pandas as pd
     rows = [media_row(p) for p in paths]
     spec = InputSpec(16, 224, (0.45, 0.45, 0.45), (0.225, 0.225, 0.225), "CTHW")
@@ -97,9 +97,9 @@ def tiny_member(tmp: Path, name: str, overrides: dict):
     """A member with a random-init tiny R3D-18 checkpoint (decoding, not the model, should dominate)."""
     from safetensors.torch import save_file
     from vidkit.config import load_config
-    from vidkit.infer import Member
-    from vidkit.runtime import build_model
-    from vidkit.tta import tta_spec
+    from vidkit.flows.infer import Member
+    from vidkit.engine.runtime import build_model
+    from vidkit.engine.tta import tta_spec
     cfg = load_config("configs/r3d18_demo.yaml", {"tta_clips": "3", "num_workers": "0", **overrides})
     (tmp / name).mkdir()
     save_file(build_model(cfg, 4).state_dict(), str(tmp / name / "model.safetensors"))
@@ -110,7 +110,7 @@ def submit_ratio(paths: list[Path], tmp: Path):
     import pandas as pd
     from vidkit.data.index import media_row
     from vidkit.data.video_backends import decode
-    from vidkit.infer import ensemble
+    from vidkit.flows.infer import ensemble
     from vidkit.data.media import probe
     members = [tiny_member(tmp, "m1", {}), tiny_member(tmp, "m2", {"num_frames": "16", "image_size": "96"})]
     test = pd.DataFrame([media_row(p) for p in paths])

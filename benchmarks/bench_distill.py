@@ -18,10 +18,10 @@ import torch
 from common import one_core, race, table
 
 from vidkit.config import load_config
-from vidkit.cv import run_cv
+from vidkit.flows.cv import run_cv
 from vidkit.data import normalize
 from vidkit.demo import make_demo
-from vidkit.runtime import build_model
+from vidkit.engine.runtime import build_model
 
 
 def cv(comp: Path, out: Path, config: str, **extra) -> tuple[float, Path]:

@@ -45,7 +45,7 @@ def peak_tflops(name: str) -> float:
 def make(name: str, compile_: bool):
     """The model as vidkit's training puts it on the GPU (`to_device`: channels_last_3d for 3D CNNs)."""
     from vidkit.models import create_model
-    from vidkit.train import to_device
+    from vidkit.engine.train import to_device
     frames, size = SHAPES[name]
     model = to_device(create_model(name, num_classes=400, num_frames=frames, image_size=size), "cuda")
     return (torch.compile(model) if compile_ else model), model.input_spec

@@ -14,8 +14,8 @@ from common import table, ucf_table
 
 from vidkit.config import load_config
 from vidkit.data import normalize
-from vidkit.train import build_model, make_accelerator
-from vidkit.tta import TTASpec, eval_dataset, eval_loader, predict
+from vidkit.engine.train import build_model, make_accelerator
+from vidkit.engine.tta import TTASpec, eval_dataset, eval_loader, predict
 
 
 def main():

@@ -48,7 +48,7 @@ def shared_data() -> Path:
 def tiny_run(tiny_comp, tmp_path_factory) -> Path:
     """A cross-validated tiny r3d_18 run on `tiny_comp` (1 epoch; TTA: 2 clips, each also flipped)."""
     from vidkit.config import load_config, parse_overrides
-    from vidkit.cv import run_cv
+    from vidkit.flows.cv import run_cv
     overrides = {**parse_overrides(TINY), "comp": str(tiny_comp), "epochs": "1", "tta_flip": "true",
                  "out_dir": str(tmp_path_factory.mktemp("tiny_run"))}
     return run_cv(load_config("configs/r3d18_demo.yaml", overrides))
@@ -57,8 +57,8 @@ def tiny_run(tiny_comp, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def kaggle_python(tmp_path_factory) -> Path:
     """A Python that sees only the packages of Kaggle's image (kernels/kaggle_image.txt), not vidkit, and whose
-    interpreter refuses and records network calls and writes under VIDKIT_READONLY (vidkit.kaggle_sim)."""
-    from vidkit.kaggle_sim import restricted_python
+    interpreter refuses and records network calls and writes under VIDKIT_READONLY (vidkit.kaggle.sim)."""
+    from vidkit.kaggle.sim import restricted_python
     return restricted_python(tmp_path_factory.mktemp("kaggle_python") / "venv")
 
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from vidkit.predict import predict_video  # noqa: E402
+from vidkit.flows.predict import predict_video  # noqa: E402
 
 
 def _free_port() -> int:
@@ -86,7 +86,7 @@ def test_app_with_comp_serves_the_ensemble_blend(tiny_run, tiny_comp, shared_dat
     """`app comp=` without runs: the ensemble.yaml's members, blended and calibrated as `submit` does."""
     from vidkit.app import make_predict
     from vidkit.config import load_competition
-    from vidkit.explain import load_fold_model
+    from vidkit.analysis.explain import load_fold_model
     from vidkit.rundir import CompDir
     monkeypatch.chdir(tmp_path)
     comp = load_competition(tiny_comp)

@@ -12,7 +12,7 @@ from vidkit.data import VideoDataset, eval_transform, index_train, make_sampler,
 from vidkit.data.cache import attach_cache, cache_file, cache_root, decode_all
 from vidkit.data.media import read_clip
 from vidkit.models import InputSpec
-from vidkit.train import loader
+from vidkit.engine.train import loader
 
 
 def _rows(tiny_comp, tmp_path, n=3):

@@ -13,14 +13,14 @@ import yaml
 from conftest import TINY
 from vidkit import cli
 from vidkit.config import load_competition, load_config
-from vidkit.cv import prepare_run, run_cv
+from vidkit.flows.cv import prepare_run, run_cv
 from vidkit.data import index_train
 from vidkit.data.check import KINDS
 from vidkit.data.layouts import PROBLEMS
 from vidkit.data.media import list_frames, read_images
 from vidkit.errors import VidkitError
-from vidkit.submit import run_submit
-from vidkit.runtime import make_accelerator
+from vidkit.flows.submit import run_submit
+from vidkit.engine.runtime import make_accelerator
 
 CLASSES = {"A": ["g08_c01", "g08_c02", "g09_c01"], "B": ["g10_c01", "g10_c02", "g11_c01"]}
 TEST = ["g12_c01", "g13_c01"]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from vidkit.config import load_config
-from vidkit.cv import run_cv
+from vidkit.flows.cv import run_cv
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vidkit.config import load_competition, load_config, parse_overrides
-from vidkit.distill import distill_kl, read_probs, signal_loss
+from vidkit.engine.distill import distill_kl, read_probs, signal_loss
 from vidkit.errors import VidkitError
 from conftest import TINY
 
@@ -54,7 +54,7 @@ def test_probabilities_come_from_the_sibling_of_a_label_submission(tiny_comp, tm
 
 
 def _cv(tiny_comp, out, **extra):
-    from vidkit.cv import run_cv
+    from vidkit.flows.cv import run_cv
     overrides = {**parse_overrides(TINY), "comp": str(tiny_comp), "epochs": "1", "out_dir": str(out), **extra}
     return run_cv(load_config("configs/r3d18_demo.yaml", overrides))
 
@@ -81,7 +81,7 @@ def test_pseudo_labels_train_but_never_validate(tiny_comp, tmp_path):
     record = json.loads((run / "run.json").read_text())["pseudo"]
     assert sorted(record["ids"]) == sorted(confident)
     assert record["per_class"] == truth["label"][:4].value_counts().to_dict()
-    from vidkit.report import run_row
+    from vidkit.analysis.report import run_row
     assert run_row(run, "accuracy")["extra"] == "pseudo 4 (p >= 0.9)"  # report shows it
 
 

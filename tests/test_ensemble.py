@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vidkit import ensemble as E
+from vidkit.flows import ensemble as E
 from vidkit import metrics
 from vidkit.errors import VidkitError
 

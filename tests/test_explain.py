@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from test_models import TINY as MODEL_TINY
-from vidkit.explain import saliency
+from vidkit.analysis.explain import saliency
 from vidkit.models import create_model, list_models
 
 EXPECTED = {"videomae": "attention rollout", "timesformer": "attention rollout", "r3d_18": "Grad-CAM",

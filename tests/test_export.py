@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from vidkit.errors import VidkitError
-from vidkit.export import example_clips, run_export
-from vidkit.infer import load_run
-from vidkit.runtime import build_model
+from vidkit.flows.export import example_clips, run_export
+from vidkit.flows.infer import load_run
+from vidkit.engine.runtime import build_model
 
 
 def _pytorch_logits(run, clips):

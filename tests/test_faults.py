@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import TINY
-from vidkit import train
+from vidkit.engine import train
 from vidkit.config import load_config
-from vidkit.cv import run_train
+from vidkit.flows.cv import run_train
 from vidkit.errors import VidkitError
 from vidkit.models import create_model, registry
 from vidkit.models.weights import read_state_dict, trusting_pickles
@@ -123,8 +123,8 @@ def test_unwritable_or_full_output_fails_before_training(tiny_comp, tmp_path, mo
     blocker.write_text("not a folder")
     with pytest.raises(VidkitError, match="out_dir: cannot write to"):
         run_train(_cfg(tiny_comp, blocker / "run"))
-    import vidkit.cv
-    monkeypatch.setattr(vidkit.cv.shutil, "disk_usage", lambda p: type("U", (), {"free": 10_000_000})())
+    import vidkit.flows.cv
+    monkeypatch.setattr(vidkit.flows.cv.shutil, "disk_usage", lambda p: type("U", (), {"free": 10_000_000})())
     with pytest.raises(VidkitError, match=r"GB free; this run needs about"):
         run_train(_cfg(tiny_comp, tmp_path / "run"))
     assert not (tmp_path / "run" / "fold0").exists()

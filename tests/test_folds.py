@@ -4,7 +4,7 @@ import pytest
 from vidkit.config import load_competition
 from vidkit.data import index_train
 from vidkit.errors import VidkitError
-from vidkit.folds import load_or_make_folds, make_folds
+from vidkit.data.folds import load_or_make_folds, make_folds
 
 
 def test_folds_are_grouped_and_stratified(demo_comp):

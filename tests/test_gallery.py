@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vidkit.gallery import pick
+from vidkit.analysis.gallery import pick
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

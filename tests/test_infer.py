@@ -11,12 +11,12 @@ import yaml
 
 from conftest import TINY
 from vidkit.config import load_competition, load_config, parse_overrides
-from vidkit.cv import run_train
+from vidkit.flows.cv import run_train
 from vidkit.data import classes_of, index_test, index_train
-from vidkit.ensemble import blend
+from vidkit.flows.ensemble import blend
 from vidkit.errors import VidkitError
-from vidkit.infer import ensemble, fit_budget, load_member, load_run, predict_member, resolve_members
-from vidkit.predict import run_predict
+from vidkit.flows.infer import ensemble, fit_budget, load_member, load_run, predict_member, resolve_members
+from vidkit.flows.predict import run_predict
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_predict_cli(tiny_run, shared_data):
 def test_shared_decoding_equals_per_member_decoding_and_reads_each_video_once(tiny_run, other_run, tiny_comp,
                                                                               shared_data):
     from vidkit.data.index import media_row
-    from vidkit.tta import DECODES
+    from vidkit.engine.tta import DECODES
     test, classes = _test_table(tiny_comp)
     members = [load_member(tiny_run, 3.0), load_member(other_run, 1.0)]  # other frames, size, clips and crops
     videos = pd.DataFrame([media_row(p) for p in sorted((shared_data / "videos").glob("*.mp4"))])
@@ -151,8 +151,8 @@ def test_predict_with_comp_uses_the_ensemble_blend_and_calibration(tiny_run, tin
                                                                    monkeypatch):
     """`predict comp=` (and `app comp=`) without runs: the competition's ensemble.yaml, calibration included."""
     from vidkit.config import load_competition
-    from vidkit.ensemble import calibrate
-    from vidkit.predict import predict_video
+    from vidkit.flows.ensemble import calibrate
+    from vidkit.flows.predict import predict_video
     from vidkit.rundir import CompDir
     monkeypatch.chdir(tmp_path)
     comp = load_competition(tiny_comp)

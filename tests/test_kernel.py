@@ -14,9 +14,9 @@ import yaml
 
 from vidkit.config import load_competition
 from vidkit.errors import VidkitError
-from vidkit import kaggle_sim
-from vidkit.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, slugify
-from vidkit.submit import run_submit
+from vidkit.kaggle import sim as kaggle_sim
+from vidkit.kaggle.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, slugify
+from vidkit.flows.submit import run_submit
 from conftest import manifest_of
 
 CLASSES = ["down", "left", "right", "up"]
@@ -65,7 +65,7 @@ def test_metadata_fields(built):
 def test_manifest_hashes_every_file(built, tiny_run):
     bundle, _ = built
     manifest = manifest_of(bundle)
-    assert "src/vidkit/submit.py" in manifest["files"] and manifest["competition"]["slug"] == "tiny-videos"
+    assert "src/vidkit/flows/submit.py" in manifest["files"] and manifest["competition"]["slug"] == "tiny-videos"
     for k in range(3):  # the checkpoints, byte for byte
         ckpt = f"runs/{tiny_run.name}/fold{k}/model.safetensors"
         assert (bundle / ckpt).read_bytes() == (tiny_run / f"fold{k}" / "model.safetensors").read_bytes()
@@ -297,7 +297,7 @@ def test_slug_title_and_licence_follow_the_cli(tiny_comp):
         kaggle_settings(comp, user="alice", competition="c-1", slug="abc")
     with pytest.raises(VidkitError, match="at least 5 characters"):
         kaggle_settings(comp, user="alice", competition="c-1", slug="vidkit-tiny", title="V-i")
-    from vidkit.kernel import check_license
+    from vidkit.kaggle.kernel import check_license
     assert check_license("CC-BY-SA-4.0") == "CC-BY-SA-4.0"
     with pytest.raises(VidkitError, match="not a licence name Kaggle datasets accept"):
         check_license("MIT")

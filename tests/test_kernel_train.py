@@ -12,9 +12,9 @@ import yaml
 from vidkit import cli
 from vidkit.config import load_competition
 from vidkit.errors import VidkitError
-from vidkit.kernel_train import (MARKER, build_train, dry_run_from_notebook, dry_run_train, infer_from_notebook,
+from vidkit.kaggle.kernel_train import (MARKER, build_train, dry_run_from_notebook, dry_run_train, infer_from_notebook,
                                  previous_output, weight_roots, weight_sources)
-from vidkit.submit import run_submit
+from vidkit.flows.submit import run_submit
 from conftest import manifest_of
 
 TINY_TRAIN = {"epochs": "1", "num_frames": "4", "image_size": "32", "batch_size": "8", "num_workers": "0",
@@ -59,7 +59,7 @@ def test_code_dataset_holds_resolved_configs_and_hashes_everything(built):
     code_dir, _ = built
     manifest = manifest_of(code_dir)
     assert manifest["configs"] == ["r3d18_demo", "videomae_demo"] and manifest["train"]["time_budget"] == 11 * 3600
-    assert manifest["competition"]["train_dir"] == "train" and "src/vidkit/kernel_train.py" in manifest["files"]
+    assert manifest["competition"]["train_dir"] == "train" and "src/vidkit/kaggle/kernel_train.py" in manifest["files"]
     r3d = yaml.safe_load((code_dir / "configs" / "r3d18_demo.yaml").read_text())
     assert r3d["model_args"]["width"] == 16 and r3d["epochs"] == 1 and r3d["num_frames"] == 4  # base + overrides
     assert not {"comp", "out_dir", "resume", "max_time", "name"} & set(r3d)  # the notebook sets those

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from vidkit.config import load_competition
-from vidkit.launch import command, launch, num_processes
-from vidkit.submit import submit_on_every_gpu
+from vidkit.engine.launch import command, launch, num_processes
+from vidkit.flows.submit import submit_on_every_gpu
 
 CLASSES = ["down", "left", "right", "up"]
 

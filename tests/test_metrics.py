@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vidkit import metrics, plots
+from vidkit import metrics
+from vidkit.analysis import plots
 from vidkit.errors import VidkitError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,13 +8,13 @@ import torch
 
 from conftest import TINY
 from vidkit.config import load_config
-from vidkit.cv import run_train
+from vidkit.flows.cv import run_train
 from vidkit.data.transforms import ClipTransform, train_transform
 from vidkit.errors import VidkitError
 from vidkit.models import create_model
-from vidkit.optim import make_scheduler
-from vidkit.train import train_dataset
-from vidkit.tta import TTASpec, eval_dataset, spatial_crops
+from vidkit.engine.optim import make_scheduler
+from vidkit.engine.train import train_dataset
+from vidkit.engine.tta import TTASpec, eval_dataset, spatial_crops
 
 
 def _lrs(name, steps=30, warmup=3, **kw):

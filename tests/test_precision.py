@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from vidkit import precision
+from vidkit.engine import precision
 from vidkit.config import Config, load_config
-from vidkit.precision import resolve_precision
-from vidkit.runtime import make_accelerator
+from vidkit.engine.precision import resolve_precision
+from vidkit.engine.runtime import make_accelerator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,7 +31,7 @@ def gpu(monkeypatch):
                                               ((8, 9), "bf16"), ((9, 0), "bf16")])
 def test_auto_follows_compute_capability(gpu, capability, want, caplog):
     gpu(capability)
-    with caplog.at_level(logging.INFO, logger="vidkit.precision"):
+    with caplog.at_level(logging.INFO, logger="vidkit.engine.precision"):
         assert resolve_precision("auto") == want
     assert f"mixed_precision=auto: {want} on GPU {capability}" in caplog.text
     assert resolve_precision("no") == "no" and resolve_precision("fp16") == "fp16"

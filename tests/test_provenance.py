@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidkit import provenance
+from vidkit.analysis import provenance
 from vidkit.config import load_competition
 from vidkit.data import index_train
-from vidkit.report import run_report
+from vidkit.analysis.report import run_report
 
 KEYS = {"commit", "dirty", "versions", "device", "started", "finished", "fold_seconds", "data_fingerprint",
         "folds_hash"}

@@ -9,10 +9,10 @@ import pytest
 from conftest import copy_run
 
 from vidkit.config import Config, apply, read_yaml
-from vidkit.cv import write_report
-from vidkit.ensemble import load_ensemble, run_ensemble
-from vidkit.report import count_params, run_report
-from vidkit.runtime import build_model
+from vidkit.flows.cv import write_report
+from vidkit.flows.ensemble import load_ensemble, run_ensemble
+from vidkit.analysis.report import count_params, run_report
+from vidkit.engine.runtime import build_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ import yaml
 
 from vidkit.config import Competition, load_competition
 from vidkit.errors import VidkitError
-from vidkit.submit import format_submission, run_submit, validate, validate_file
+from vidkit.flows.submit import format_submission, run_submit, validate, validate_file
 
 CLASSES = ["cat", "dog", "eel"]
 
@@ -204,7 +204,7 @@ def test_classes_and_prior_from_runs_or_training_data(tiny_comp, tmp_path):
     it is there, else a clear error naming the run."""
     from types import SimpleNamespace
 
-    from vidkit.submit import classes_and_prior
+    from vidkit.flows.submit import classes_and_prior
     comp = load_competition(tiny_comp)
     classes = ["down", "left", "right", "up"]
     recorded = SimpleNamespace(run=tmp_path / "new", classes=classes, class_counts=dict(zip(classes, [1, 1, 2, 0])))

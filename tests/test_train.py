@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY
-from vidkit.train import EarlyStopping
+from vidkit.engine.train import EarlyStopping
 
 
 def test_early_stopping_follows_metric_direction():
@@ -72,11 +72,11 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from timm.data import Mixup  # noqa: E402
 
 from vidkit.config import load_config  # noqa: E402
-from vidkit.cv import run_train  # noqa: E402
+from vidkit.flows.cv import run_train  # noqa: E402
 from vidkit.errors import VidkitError  # noqa: E402
 from vidkit.models import create_model, registry  # noqa: E402
-from vidkit.optim import EpochSampler, balanced_weights, class_weights, layer_ids, param_groups  # noqa: E402
-from vidkit.train import mix  # noqa: E402
+from vidkit.engine.optim import EpochSampler, balanced_weights, class_weights, layer_ids, param_groups  # noqa: E402
+from vidkit.engine.train import mix  # noqa: E402
 
 
 def _cfg(tiny_comp, out, **kw):
@@ -242,7 +242,7 @@ def test_compiled_training_equals_eager_and_saves_plain_weights(tiny_comp, tmp_p
 def test_max_time_stops_cv_cleanly(tiny_comp, tmp_path, capsys):
     """A deadline that has passed at the first step: fold 0 saves a resumable state after one step and the
     later folds do not start, as a kill would leave it (the training-kernel test resumes such a run)."""
-    from vidkit.cv import run_cv
+    from vidkit.flows.cv import run_cv
     run_cv(_cfg(tiny_comp, tmp_path, epochs=1, max_time="0.01s"))
     progress = json.loads((tmp_path / "fold0" / "state" / "progress.json").read_text())
     assert (progress["epoch"], progress["step"]) == (0, 1)

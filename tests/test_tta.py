@@ -10,8 +10,8 @@ from vidkit.data.media import read_clip
 from vidkit.data.transforms import normalize, to_tensor
 from vidkit.errors import VidkitError
 from vidkit.models import create_model
-from vidkit.runtime import make_accelerator
-from vidkit.tta import TTADataset, TTASpec, eval_loader, predict, spatial_crops, tta_spec
+from vidkit.engine.runtime import make_accelerator
+from vidkit.engine.tta import TTADataset, TTASpec, eval_loader, predict, spatial_crops, tta_spec
 
 
 def _model(frames=4, size=32):

@@ -6,7 +6,7 @@ import pytest
 
 from vidkit.config import load_config, parse_overrides
 from vidkit.errors import VidkitError
-from vidkit.tune import read_space, run_tune
+from vidkit.flows.tune import read_space, run_tune
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_study_resumes_from_its_database(tune_dir, tiny_comp):
 
 
 def test_failed_trial_is_recorded_and_the_study_goes_on(tune_dir, tiny_comp, monkeypatch):
-    import vidkit.train
+    import vidkit.engine.train
     calls = []
 
     def flaky(cfg, *args, **kwargs):  # the first trial runs out of memory, the second completes
@@ -65,7 +65,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tune_dir, tiny_comp, mon
         return pd.DataFrame({"video_id": ["a", "b"], "label": [labels[0], labels[1]],
                              **{c: [1.0 if c == labels[0] else 0.0, 1.0 if c == labels[1] else 0.0] for c in labels}})
 
-    monkeypatch.setattr(vidkit.train, "train_fold", flaky)
+    monkeypatch.setattr(vidkit.engine.train, "train_fold", flaky)
     run_tune(tiny_config(tiny_comp), Path("configs/r3d18_demo.yaml"), trials=2)
     trials = study_trials(tune_dir)
     assert list(trials["state"]) == ["FAIL", "COMPLETE"] and len(calls) == 2
@@ -117,7 +117,7 @@ def test_space_errors_name_the_file_and_key(tmp_path):
         path = tmp_path / "space.yaml"
         path.write_text(text + "\n")
         with pytest.raises(VidkitError, match=message.replace("[", r"\[")):
-            from vidkit.tune import suggest
+            from vidkit.flows.tune import suggest
             space = read_space(path, cfg)
             suggest(_FakeTrial(), *next(iter(space.items())))
 

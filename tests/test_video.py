@@ -11,7 +11,7 @@ import yaml
 from vidkit.data.media import probe
 from vidkit.data.video_backends import available, decode, resolve
 from vidkit.errors import VidkitError
-from vidkit.submit import run_submit
+from vidkit.flows.submit import run_submit
 
 
 def write_avi(src, out, fourcc="MJPG", n=40):

@@ -36,8 +36,8 @@ def make_predict(runs: list[str], topk: int, loaded, out_dir: Path, comp=None):
     import gradio as gr
 
     from vidkit.errors import VidkitError
-    from vidkit.explain import explain_video
-    from vidkit.predict import predict_video
+    from vidkit.analysis.explain import explain_video
+    from vidkit.flows.predict import predict_video
 
     def predict(video):
         if not video:
@@ -57,7 +57,7 @@ def build_app(runs: list[str], topk: int = 5, comp=None):
     saliency maps)."""
     import gradio as gr
 
-    from vidkit.explain import load_fold_model
+    from vidkit.analysis.explain import load_fold_model
     loaded = load_fold_model(Path(runs[0]), 0)
     out_dir = Path(tempfile.mkdtemp(prefix="vidkit-app-"))
     predict = make_predict(runs, topk, loaded, out_dir, comp)
@@ -81,7 +81,7 @@ def run_app(runs: list[str], port: int = 7860, host: str = "127.0.0.1", topk: in
     """`comp` (a loaded competition) and no runs: serve its ensemble.yaml blend (its members with weight > 0)."""
     from vidkit.errors import VidkitError
     if not runs and comp is not None:
-        from vidkit.infer import resolve_members
+        from vidkit.flows.infer import resolve_members
         runs = [str(m.run) for m in resolve_members(comp)[0]]
     else:
         comp = None  # runs given: their plain mean, as `predict run=` gives

@@ -78,11 +78,11 @@ class Demo:
 
     def main(self):
         from vidkit.config import load_competition
-        from vidkit.cv import run_cv
+        from vidkit.flows.cv import run_cv
         from vidkit.demo import make_demo, test_accuracy
-        from vidkit.ensemble import run_ensemble
+        from vidkit.flows.ensemble import run_ensemble
         from vidkit.rundir import RunDir
-        from vidkit.submit import run_submit
+        from vidkit.flows.submit import run_submit
         start = time.time()
         comp, data = Path(self.comp), Path(self.data)
         if not (data / "sample_submission.csv").is_file() or not comp.is_file():
@@ -107,7 +107,7 @@ class Folds:
     def main(self):
         from vidkit.config import load_competition
         from vidkit.data import index_train
-        from vidkit.folds import folds_path, load_or_make_folds
+        from vidkit.data.folds import folds_path, load_or_make_folds
         comp = load_competition(self.comp)
         folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds)
         print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
@@ -130,7 +130,7 @@ class Train(TrainingVerb):
 
     def main(self):
         cfg = self.load()  # a bad key fails before the heavy imports
-        from vidkit.cv import run_train
+        from vidkit.flows.cv import run_train
         run_train(cfg)
 
 
@@ -140,7 +140,7 @@ class CV(TrainingVerb):
 
     def main(self):
         cfg = self.load()
-        from vidkit.cv import run_cv
+        from vidkit.flows.cv import run_cv
         run_cv(cfg)
 
 
@@ -157,7 +157,7 @@ class Tune(TrainingVerb):
     def main(self):
         cfg = self.load()
         from vidkit.config import config_path
-        from vidkit.tune import run_tune
+        from vidkit.flows.tune import run_tune
         run_tune(cfg, config_path(self.config), self.trials, Path(self.space) if self.space else None,
                  [int(f) for f in self.folds.split(",") if f.strip()], self.storage,
                  Path(self.out) if self.out else None)
@@ -176,7 +176,7 @@ class Cache(TrainingVerb):
         from vidkit.config import load_competition
         from vidkit.data import short_side
         from vidkit.data.cache import cache_competition
-        from vidkit.runtime import build_model
+        from vidkit.engine.runtime import build_model
         size = cfg.image_size or build_model(cfg, 2).input_spec.size
         root, n, size_bytes = cache_competition(load_competition(cfg.comp), short_side(size, cfg.resize_short),
                                                 cfg.cache_dir, self.workers or (cfg.num_workers if cfg.num_workers > 0
@@ -199,7 +199,7 @@ class Submit:
     ensemble: str | None = key(None, "the blend file (default: weights/<comp>/ensemble.yaml)", "YAML")
 
     def main(self):
-        from vidkit.submit import run_submit
+        from vidkit.flows.submit import run_submit
         run_submit(self.comp, split_runs(self.runs), self.out, self.tta_clips, self.budget, self.scale,
                    ensemble_yaml=self.ensemble, backend=self.video_backend)
 
@@ -225,7 +225,7 @@ class Predict(RunsVerb):
     tta_clips: int | None = key(None, "clips per video (default: the run's config)", "N")
 
     def main(self):
-        from vidkit.predict import run_predict
+        from vidkit.flows.predict import run_predict
         runs, comp = self.served()
         run_predict(runs, self.video, self.topk, self.tta_clips, comp)
 
@@ -240,7 +240,7 @@ class Export:
     atol: float = key(1e-4, "largest allowed |difference| from PyTorch")
 
     def main(self):
-        from vidkit.export import run_export
+        from vidkit.flows.export import run_export
         run_export(self.run, self.format, self.fold, self.out, self.atol)
 
 
@@ -251,7 +251,7 @@ class Gallery:
     n: int = key(24, "how many videos")
 
     def main(self):
-        from vidkit.gallery import run_gallery
+        from vidkit.analysis.gallery import run_gallery
         run_gallery(self.run, self.n)
 
 
@@ -265,7 +265,7 @@ class Explain:
     out: str | None = key(None, "the PNG (default: <run>/explain/<video id>.png)", "PNG")
 
     def main(self):
-        from vidkit.explain import explain_video
+        from vidkit.analysis.explain import explain_video
         path, _, method, _ = explain_video(self.run, self.video, self.class_, self.fold, self.out)
         print(f"{method}: {path}")
 
@@ -291,7 +291,7 @@ class Validate:
     id_column: str = key("id", "the id column")
 
     def main(self):
-        from vidkit.submit import validate_file
+        from vidkit.flows.submit import validate_file
         validate_file(self.submission, self.sample, self.id_column)
         print(f"{self.submission}: valid")
 
@@ -337,7 +337,7 @@ class Check:
         cfg = load_config(self.config)
         if cfg.num_frames is not None:
             return cfg.num_frames
-        from vidkit.runtime import build_model  # what the model declares
+        from vidkit.engine.runtime import build_model  # what the model declares
         return build_model(cfg, 2).input_spec.num_frames
 
 
@@ -349,7 +349,7 @@ class Report:
     out: str | None = key(None, "folder for runs.md and runs.csv (default: weights/<comp>)", "DIR")
 
     def main(self):
-        from vidkit.report import run_report
+        from vidkit.analysis.report import run_report
         run_report(self.comp, split_runs(self.runs), self.out)
 
 
@@ -365,7 +365,7 @@ class Ensemble:
     out: str | None = key(None, "the ensemble file (default: weights/<comp>/ensemble.yaml)", "FILE")
 
     def main(self):
-        from vidkit.ensemble import run_ensemble
+        from vidkit.flows.ensemble import run_ensemble
         run_ensemble(self.comp, split_runs(self.runs), self.method, self.out, self.search, self.temperature)
 
 
@@ -407,15 +407,15 @@ class Kernel:
         if self.mode not in ("infer", "train"):
             raise VidkitError(f"kernel: mode={self.mode!r} is not one of infer, train")
         if self.mode == "train":
-            from vidkit.kernel_train import run_train_kernel
+            from vidkit.kaggle.kernel_train import run_train_kernel
             return run_train_kernel(self.comp, self.configs, self.overrides, self.dry_run, self.push, self.weights,
                                     self.time_budget, self.processes, self.resume, self.private, self.gpu, **options)
         if self.overrides:
             raise VidkitError(f"kernel: unknown key {next(iter(self.overrides))!r} (config keys go with mode=train)")
         if self.runs_from != "bundle":
-            from vidkit.kernel_train import infer_from_notebook
+            from vidkit.kaggle.kernel_train import infer_from_notebook
             return infer_from_notebook(self.comp, self.runs_from, gpu=self.gpu, private=self.private, **options)
-        from vidkit.kernel import run_kernel
+        from vidkit.kaggle.kernel import run_kernel
         run_kernel(self.comp, split_runs(self.runs), self.dry_run, self.push, tta_clips=self.tta_clips,
                    gpu=self.gpu, private=self.private, **options)
 

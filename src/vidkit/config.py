@@ -85,7 +85,7 @@ class Config:
     max_bad_steps: int = 5                  # NaN/inf losses in a row (each step skipped) before a fold stops
     trust_pickle: bool = False              # allow pickled (non-tensor) .pth checkpoints: only for files you trust
     exclude: str | None = None              # file of training video ids to leave out (`vidkit check exclude_out=`)
-    # extra training signal (`vidkit.distill`): pseudo-labels and a teacher ensemble
+    # extra training signal (`vidkit.engine.distill`): pseudo-labels and a teacher ensemble
     pseudo: str | None = None               # test probabilities (submit's <out>_probs.csv, or a probabilities CSV)
     threshold: float = 0.9                  # pseudo-label the test videos whose top class is at least this likely
     pseudo_weight: float = 0.5              # their loss weight (a labelled video weighs 1)

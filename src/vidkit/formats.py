@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def _label(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spec: dict) -> dict:
     """The most probable class (binary: P(positive) against ensemble.yaml's tuned `threshold`)."""
-    from vidkit.ensemble import predict_labels  # scipy: only when labels are written
+    from vidkit.flows.ensemble import predict_labels  # scipy: only when labels are written
     labels = predict_labels(probs, {**spec, "positive_class": spec.get("positive_class") or comp.positive_class},
                             classes)
     return {comp.target_column: [classes[i] for i in labels]}

@@ -176,7 +176,7 @@ def normalize(video: torch.Tensor, mean, std, layout: str = "CTHW", dtype=torch.
     if video.device.type == "cpu" and dtype == torch.float32:
         return torch.from_numpy(_lut_normalize(video.numpy(), mean, std, layout))
     # CTHW: the permuted view converts in one contiguous pass and leaves a 5D batch in channels_last_3d memory,
-    # the layout cuDNN's fastest 3D kernels take (`vidkit.runtime.to_device` puts 3D CNNs in it on a GPU)
+    # the layout cuDNN's fastest 3D kernels take (`vidkit.engine.runtime.to_device` puts 3D CNNs in it on a GPU)
     channel = -4 if layout == "CTHW" else -3
     x = video.movedim(-1, channel)
     x = x.to(dtype) if layout == "CTHW" else x.to(dtype, memory_format=torch.contiguous_format)

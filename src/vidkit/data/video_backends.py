@@ -54,6 +54,9 @@ def _cv2(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
 @lru_cache(maxsize=None)
 def _torchcodec_decoder():
     from torchcodec.decoders import VideoDecoder  # raises (ImportError/RuntimeError/OSError) without FFmpeg
+    from torchcodec import _core  # newer torchcodec loads its FFmpeg libraries lazily: load them now, so a
+    if hasattr(_core, "get_ffmpeg_library_versions"):  # missing FFmpeg is "cannot load", not every file's error
+        _core.get_ffmpeg_library_versions()
     return VideoDecoder
 
 

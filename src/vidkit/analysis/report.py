@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
-from vidkit import metrics, provenance
+from vidkit import metrics
+from vidkit.analysis import provenance
 from vidkit.config import Competition, as_competition
-from vidkit.ensemble import load_ensemble
+from vidkit.flows.ensemble import load_ensemble
 from vidkit.rundir import RUNS_CSV, RUNS_MD, CompDir, RunDir
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters

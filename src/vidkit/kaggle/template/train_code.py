@@ -16,7 +16,7 @@ def train_main() -> None:
     verify(code, manifest)
     sys.dont_write_bytecode = True  # the code dataset is read-only: no __pycache__ beside its sources
     sys.path.insert(0, str(code / "src"))
-    from vidkit.kernel_train import train_on_kaggle  # the image has no vidkit: this is the code dataset's
+    from vidkit.kaggle.kernel_train import train_on_kaggle  # the image has no vidkit: this is the code dataset's
 
     data = find_data(inputs, code, manifest["competition"])
     print(f"vidkit kernel: code {code}, competition data {data}")

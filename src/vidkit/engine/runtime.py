@@ -14,7 +14,7 @@ from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 from vidkit.config import Config
 from vidkit.models import create_model
 from vidkit.models.weights import trusting_pickles
-from vidkit.precision import resolve_precision
+from vidkit.engine.precision import resolve_precision
 
 
 def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:

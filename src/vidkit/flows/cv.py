@@ -11,17 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidkit import distill, gallery, metrics, plots, provenance
+from vidkit.engine import distill
+from vidkit.analysis import gallery, plots, provenance
+from vidkit import metrics
 from vidkit.config import Competition, Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file
-from vidkit.folds import folds_path, load_or_make_folds
+from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.models.weights import pretrained_license
-from vidkit.runtime import build_model, make_accelerator
-from vidkit.train import train_fold
-from vidkit.tta import tta_spec
+from vidkit.engine.runtime import build_model, make_accelerator
+from vidkit.engine.train import train_fold
+from vidkit.engine.tta import tta_spec
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from vidkit.errors import VidkitError
-from vidkit.infer import load_run
+from vidkit.flows.infer import load_run
 from vidkit.rundir import RunDir
-from vidkit.runtime import build_model
+from vidkit.engine.runtime import build_model
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 

@@ -217,9 +217,9 @@ def load_fold_model(run: Path, fold: int = 0):
     """(model, classes, config) of one checkpoint of a run: fold<k>/, else full/."""
     from safetensors.torch import load_file
 
-    from vidkit.infer import load_run
+    from vidkit.flows.infer import load_run
     from vidkit.rundir import RunDir
-    from vidkit.runtime import build_model
+    from vidkit.engine.runtime import build_model
     cfg, classes, _ = load_run(run)
     weights = next((p for p in (RunDir(run).checkpoint(fold), RunDir(run).checkpoint(-1)) if p.is_file()), None)
     if weights is None:
@@ -233,5 +233,5 @@ def first_view(cfg, spec, row: dict) -> torch.Tensor:
     """The clip validation sees (first TTA clip, centre crop): uint8 (T, H, W, C)."""
     import pandas as pd
 
-    from vidkit.tta import TTASpec, eval_dataset
+    from vidkit.engine.tta import TTASpec, eval_dataset
     return eval_dataset(cfg, spec, pd.DataFrame([row]), tta=TTASpec())[0]["video"][0]

@@ -20,16 +20,16 @@ from pathlib import Path
 import yaml
 
 import vidkit
-from vidkit import kaggle_sim
+from vidkit.kaggle import sim as kaggle_sim
 from vidkit.config import Competition, as_competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir, ensemble_file
-from vidkit.kernel_template.kernel_code import sha256
-from vidkit.report import licence_label, pretrained_of
+from vidkit.kaggle.template.kernel_code import sha256
+from vidkit.analysis.report import licence_label, pretrained_of
 
 log = logging.getLogger(__name__)
 # the manifest is hashed with the very function the kernel verifies it with
-TEMPLATE = Path(__file__).parent / "kernel_template" / "kernel_code.py"
+TEMPLATE = Path(__file__).parent / "template" / "kernel_code.py"
 # The official kaggle CLI's rules (kaggle 2.2 kaggle_api_extended.py): `datasets create` refuses dataset slugs and
 # titles outside 6-50 characters; `kernels push` titles under 5 characters, and warns when python-slugify(title)
 # is not the kernel's slug. The bundle slug stops at 44 so that "<slug>-infer" (and "-train") stay within 50.
@@ -171,7 +171,7 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
     counts = None
     for folder, member in zip(folders, members):
         if member.class_counts is None and counts is None:  # a run from before run.json held them
-            from vidkit.cv import class_counts
+            from vidkit.flows.cv import class_counts
             from vidkit.data import index_train
             counts = class_counts(index_train(comp), member.classes)
         copy_run(member, dest / folder, member.class_counts or counts)
@@ -271,7 +271,7 @@ def build(comp: Competition | str, runs: list[str] | None = None, out: str = "ke
     comp = as_competition(comp)
     settings = kaggle_settings(comp, **kaggle)
     check_license(license)
-    from vidkit.infer import resolve_members  # torch: imported after the quick checks above
+    from vidkit.flows.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
     check_licences(comp, [m.run for m in members])
     bundle = _fresh(Path(out) / settings["slug"], "dataset-metadata.json")
@@ -342,7 +342,7 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
     out = root / "working" / "submission.csv"
     if not out.is_file():
         raise VidkitError(f"dry run: the kernel wrote no {out}")
-    from vidkit.submit import validate_file
+    from vidkit.flows.submit import validate_file
     validate_file(str(out), str(sample), comp.id_column)
     return out
 

@@ -89,9 +89,9 @@ def _seed(cfg: Config) -> int:
 def objective(base: Config, space: dict, folds: list[int], work: Path, comp: Competition):
     """Mean out-of-fold score of `folds` (TTA as configured) for one trial's config."""
     from vidkit import metrics
-    from vidkit.cv import prepare_run
-    from vidkit.runtime import make_accelerator
-    from vidkit.train import train_fold
+    from vidkit.flows.cv import prepare_run
+    from vidkit.engine.runtime import make_accelerator
+    from vidkit.engine.train import train_fold
 
     def run(trial) -> float:
         cfg = trial_config(base, trial, space, work)

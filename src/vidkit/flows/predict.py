@@ -8,7 +8,7 @@ import pandas as pd
 
 from vidkit.data.index import media_row
 from vidkit.errors import VidkitError
-from vidkit.infer import ensemble, load_member
+from vidkit.flows.infer import ensemble, load_member
 
 
 def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | None = None,
@@ -19,14 +19,14 @@ def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | No
     if runs:
         members = [load_member(Path(r), 1.0, tta_clips) for r in runs]
     elif comp is not None:
-        from vidkit.infer import resolve_members
+        from vidkit.flows.infer import resolve_members
         members, spec = resolve_members(comp, None, tta_clips)
     else:
         raise VidkitError("predict: run=RUN_DIR (or comp= for the competition's ensemble) is required")
     classes = members[0].classes
     probs = ensemble(members, pd.DataFrame([media_row(video)]), classes, method=spec.get("method", "mean"))[0]
     if spec and np.isfinite(probs).all():
-        from vidkit.ensemble import calibrate
+        from vidkit.flows.ensemble import calibrate
         probs = calibrate(probs[None], spec)[0]
     if not np.isfinite(probs).all():
         raise VidkitError(f"{video}: could not be decoded")

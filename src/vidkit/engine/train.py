@@ -24,17 +24,18 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vidkit import distill, metrics
+from vidkit.engine import distill
+from vidkit import metrics
 from vidkit.config import Competition, Config
 from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
-from vidkit.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
+from vidkit.engine.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
                           set_trainable)
 from vidkit.rundir import metrics_file, weights_file
-from vidkit.runtime import bare, build_model, to_device
-from vidkit.tta import eval_dataset, fold_oof, predict
+from vidkit.engine.runtime import bare, build_model, to_device
+from vidkit.engine.tta import eval_dataset, fold_oof, predict
 
 log = logging.getLogger(__name__)
 

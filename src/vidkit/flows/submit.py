@@ -14,7 +14,7 @@ import pandas as pd
 
 from vidkit.config import Competition, as_competition, parse_duration, save_config
 from vidkit.data import index_test, index_train
-from vidkit.ensemble import calibrate
+from vidkit.flows.ensemble import calibrate
 from vidkit.errors import VidkitError
 from vidkit.formats import format_submission, is_confidence, topk_style
 
@@ -93,8 +93,8 @@ def _hms(seconds: float) -> str:
 
 def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
     """Time each member on a few test videos, then cut views and members until the estimate fits."""
-    from vidkit.infer import estimate_s, fit_budget, measure_speed
-    from vidkit.runtime import process_state
+    from vidkit.flows.infer import estimate_s, fit_budget, measure_speed
+    from vidkit.engine.runtime import process_state
     readable = test[test["n_frames"] > 0].reset_index(drop=True)
     if readable.empty:
         return members, {}
@@ -139,8 +139,8 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
 
     `comp`: a loaded competition or its yaml; `ensemble_yaml`: the blend (default: the competition's, under
     `out_root`, default weights/); `backend`: the video decoder (default: each member's `video_backend`)."""
-    from vidkit.infer import ensemble, resolve_members  # torch and the models: not for `validate`
-    from vidkit.runtime import process_state
+    from vidkit.flows.infer import ensemble, resolve_members  # torch and the models: not for `validate`
+    from vidkit.engine.runtime import process_state
     comp = as_competition(comp)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
@@ -192,7 +192,7 @@ def submit_on_every_gpu(comp: Competition, runs: list[str] | None = None, out: s
     """`run_submit` here with one GPU (or none); with several (Kaggle's T4 x2), `submit` through `launch`: one
     process per GPU, each predicting a shard of the test set, the main one writing. The competition goes to
     the workers as a yaml beside `out`, its paths made absolute."""
-    from vidkit.launch import launch, num_processes
+    from vidkit.engine.launch import launch, num_processes
     processes = num_processes()
     if processes == 1:
         return run_submit(comp, runs, str(out), tta_clips, budget, ensemble_yaml=ensemble_yaml)

@@ -22,13 +22,13 @@ from pathlib import Path
 import yaml
 
 import vidkit
-from vidkit import kernel
+from vidkit.kaggle import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
-TEMPLATE = Path(__file__).parent / "kernel_template" / "train_code.py"
+TEMPLATE = Path(__file__).parent / "template" / "train_code.py"
 MARKER = "vidkit-train.json"  # at the root of the notebook's output: which kernel wrote it, which configs are done
 GUARD = 'if __name__ == "__main__":\n    main()\n'  # the inference template's last lines: not run in the notebook
 RUN_KEYS = ("name", "comp", "out_dir", "fold", "resume", "max_time")  # the notebook sets these per run
@@ -110,7 +110,7 @@ def train_notebook(settings: dict) -> dict:
     manifest; its main() is not run) and the training cell."""
     helpers = kernel.TEMPLATE.read_text()
     if GUARD not in helpers:
-        raise VidkitError(f"{kernel.TEMPLATE} no longer ends with its main() guard; update vidkit.kernel_train")
+        raise VidkitError(f"{kernel.TEMPLATE} no longer ends with its main() guard; update vidkit.kaggle.kernel_train")
     helpers = helpers.replace(GUARD, "").replace("__VIDKIT_BUNDLE__", settings["code_slug"])
     code = TEMPLATE.read_text().replace("__VIDKIT_KERNEL__", settings["kernel_slug"])
     intro = (f"# {settings['title']}\n\nCross-validation on Kaggle's GPUs, written by `python -m vidkit kernel "
@@ -251,7 +251,7 @@ def local_competition(code: Path, data: Path, run: Path) -> Path:
 
 def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadline: float) -> list[str]:
     """`cv` (resume=true) for every config without a cv_report.json, until the deadline; the configs left."""
-    from vidkit.launch import launch
+    from vidkit.engine.launch import launch
     name, left, launched = manifest["competition"]["name"], [], False
     for config in manifest["configs"]:
         out = comp_path.parent / "weights" / name / config
@@ -274,7 +274,7 @@ def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadli
 
 def finish(manifest: dict, comp_path: Path, work: Path) -> None:
     """Every config done: blend them (ensemble.yaml) and write the inference bundle `<slug>/` into the output."""
-    from vidkit.ensemble import run_ensemble
+    from vidkit.flows.ensemble import run_ensemble
     train, name = manifest["train"], manifest["competition"]["name"]
     runs = [str(comp_path.parent / "weights" / name / c) for c in manifest["configs"]]
     run_ensemble(str(comp_path), runs)
@@ -313,7 +313,7 @@ def train_on_kaggle(code: Path, manifest: dict, data: Path, inputs: Path, work: 
 def on_stand_in(kernel_dir: Path, root: Path, python: Path, readonly: list[Path], guard: Path) -> str:
     """Run a kernel folder on the stand-in /kaggle at `root` with `readonly` inputs; its output. Any network
     call or write to an input the audit hook refused fails the run."""
-    from vidkit import kaggle_sim
+    from vidkit.kaggle import sim as kaggle_sim
     for folder in readonly:
         kaggle_sim.chmod_tree(folder, writable=False)  # binds non-root users; the audit hook binds root too
     try:
@@ -341,7 +341,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     code dataset read-only, no network) with the competition's training data mounted too; `previous`: an
     earlier version's output, mounted as this notebook's own input. Returns the configs left unfinished; the
     output stays in workdir/kaggle/working."""
-    from vidkit import kaggle_sim
+    from vidkit.kaggle import sim as kaggle_sim
     manifest = json.loads((code_dir / "manifest.json").read_text())
     where, train = manifest["competition"], manifest["train"]
     mounts = kernel._mounts(manifest) + [where[k] for k in ("train_dir", "train_csv") if where.get(k)]
@@ -360,8 +360,8 @@ def dry_run_from_notebook(kernel_dir: Path, output: Path, comp: Competition, wor
                           python: Path | None = None) -> Path:
     """The inference kernel of `runs_from=notebook` on the stand-in, the training notebook's `output` mounted
     read-only as its kernel source; its submission, validated against the sample."""
-    from vidkit import kaggle_sim
-    from vidkit.submit import validate_file
+    from vidkit.kaggle import sim as kaggle_sim
+    from vidkit.flows.submit import validate_file
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
     manifest = json.loads(next(Path(output).glob("*/manifest.json")).read_text())
     root, sample = Path(workdir) / "kaggle", kernel.local_path(comp, comp.sample_submission)

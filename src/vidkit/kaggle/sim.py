@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vidkit.errors import VidkitError
 
-KAGGLE_IMAGE = Path(__file__).resolve().parents[2] / "kernels" / "kaggle_image.txt"
+KAGGLE_IMAGE = Path(__file__).resolve().parents[3] / "kernels" / "kaggle_image.txt"
 ROOT_ENV = "VIDKIT_KAGGLE_ROOT"
 GUARD_LOG = "VIDKIT_GUARD_LOG"
 READONLY = "VIDKIT_READONLY"

@@ -118,7 +118,7 @@ def main() -> None:
         fail(f"vidkit was imported from {vidkit.__file__}, not from the bundle {bundle}")
     from vidkit.config import load_competition
     from vidkit.rundir import ensemble_file
-    from vidkit.submit import submit_on_every_gpu
+    from vidkit.flows.submit import submit_on_every_gpu
 
     spec = manifest["competition"]
     data = find_data(inputs, bundle, spec)

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 from vidkit.config import Competition, Config
 from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
-from vidkit.ensemble import blend, load_ensemble
+from vidkit.flows.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
-from vidkit.runtime import build_model, make_accelerator, to_device
-from vidkit.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
+from vidkit.engine.runtime import build_model, make_accelerator, to_device
+from vidkit.engine.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
 
 log = logging.getLogger(__name__)
 

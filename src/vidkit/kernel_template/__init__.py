@@ -1,1 +1,0 @@
-"""The code of the generated Kaggle kernel (`kernel_code.py`); `vidkit.kernel` fills in its bundle slug."""
