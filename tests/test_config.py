@@ -35,10 +35,14 @@ def test_bad_overrides_name_the_key(arg, message):
 
 
 def test_a_registered_sampler_is_a_config_choice(monkeypatch):
+    from vidkit.choices import CHOICES
     from vidkit.data import make_sampler, sampling
     def backwards(n_frames, clip, clip_index, rng):
         return sampling.uniform_indices(n_frames, clip.num_frames, clip.pad_mode)[::-1]
     monkeypatch.setitem(sampling.SAMPLERS, "backwards", sampling.Sampler(backwards, train=True))
+    with pytest.raises(VidkitError, match="train_sampler: 'backwards' is not one of random, uniform"):
+        load_config("r3d18", {"train_sampler": "backwards"})  # not yet in its choice list
+    monkeypatch.setitem(CHOICES, "train_sampler", (*CHOICES["train_sampler"], "backwards"))
     cfg = load_config("r3d18", {"train_sampler": "backwards"})
     assert make_sampler(cfg.train_sampler, 4)(8).tolist() == [7, 5, 3, 1]
 

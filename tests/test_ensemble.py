@@ -10,6 +10,7 @@ import yaml
 
 from vidkit.flows import ensemble as E
 from vidkit import metrics
+from vidkit.choices import CHOICES
 from vidkit.errors import VidkitError
 
 CLASSES = ["a", "b", "c", "d"]
@@ -38,7 +39,7 @@ def test_blend_methods_by_hand():
     assert E.blend([p, q], [1, 0], "logit") == pytest.approx(p)
     rng = np.random.default_rng(1)
     probs = [rng.dirichlet(np.ones(5), 30) for _ in range(3)]
-    for method in E.METHODS:
+    for method in CHOICES["method"]:
         out = E.blend(probs, [0.2, 0.5, 0.3], method)
         assert out.shape == (30, 5) and np.allclose(out.sum(1), 1) and (out >= 0).all()
     # rank: only the order of each class column counts, so a monotone distortion of a member changes nothing

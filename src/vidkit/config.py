@@ -6,6 +6,7 @@ of the wrong type is a `VidkitError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from vidkit.choices import check_choice, check_fields
 from vidkit.errors import VidkitError
 
 DEFAULT_COMP = "competition/demo.yaml"  # the competition of every verb that is not given comp=
@@ -299,16 +301,7 @@ def load_config(name_or_path: str | None, overrides: dict | None = None) -> Conf
 
 
 def _check_choices(cfg: Config):
-    from vidkit.data.sampling import PAD_MODES, SAMPLERS  # the choices live next to their code
-    from vidkit.data.video_backends import CHOICES as VIDEO_BACKENDS
-    choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": tuple(PAD_MODES),
-               "train_sampler": tuple(k for k, s in SAMPLERS.items() if s.train), "tta_reduce": ("mean", "logits"),
-               "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
-               "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
-               "resize_mode": ("short", "letterbox", "squash"), "video_backend": VIDEO_BACKENDS}
-    for key, allowed in choices.items():
-        if getattr(cfg, key) not in allowed:
-            raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    check_fields(cfg)  # every field with a list in vidkit.choices
     for key in ("epochs", "batch_size", "grad_accum", "tta_clips", "val_clips"):
         if getattr(cfg, key) < 1:
             raise VidkitError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
@@ -331,16 +324,11 @@ def load_competition(path: str | Path) -> Competition:
     data = read_yaml(path)
     comp = apply(Competition(), data, where=f"{path}: ")
     comp.path = str(Path(path).resolve())
-    from vidkit.formats import FORMATS  # pandas: loaded only with a competition
-    if comp.submission not in FORMATS:
-        raise VidkitError(f"{path}: submission: {comp.submission!r} is not one of {', '.join(FORMATS)}")
+    check_fields(comp, where=f"{path}: ")  # submission, metric
     if not comp.train_dir and not comp.train_csv:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
-    from vidkit.metrics import METRICS  # sklearn: loaded only with a competition
-    if comp.metric not in METRICS:
-        raise VidkitError(f"{path}: metric: {comp.metric!r} is not one of {', '.join(METRICS)}")
     try:
         re.compile(comp.group_regex or "")
     except re.error as e:
@@ -357,3 +345,44 @@ def save_config(obj, path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
 
+
+# ---------------------------------------------------------------- ensemble.yaml
+
+ENSEMBLE_KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "clip",  # the documented format
+        "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
+
+
+def load_ensemble(path: str | Path) -> dict:
+    """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
+    spec, where = read_yaml(path), f"{path}: "
+    unknown = set(spec) - ENSEMBLE_KEYS
+    if unknown:
+        raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(ENSEMBLE_KEYS))})")
+    spec.setdefault("method", "mean")
+    for key in ("metric", "method"):
+        check_choice(key, spec.get(key), where=where)
+    members = spec.get("members")
+    if not isinstance(members, list) or not members:
+        raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
+    for i, m in enumerate(members):
+        if not isinstance(m, dict) or not isinstance(m.get("run"), str):
+            raise VidkitError(f"{where}members[{i}]: expected {{run: DIR, weight: W}}, got {m!r}")
+        if not _number(m.get("weight")) or m["weight"] < 0:
+            raise VidkitError(f"{where}members[{i}].weight: expected a number >= 0, got {m.get('weight')!r}")
+    total = sum(m["weight"] for m in members)
+    if total <= 0:
+        raise VidkitError(f"{where}members: the weights sum to {total}; at least one must be > 0")
+    spec["members"] = [{**m, "weight": m["weight"] / total} for m in members]
+    spec["temperature"] = 1.0 if spec.get("temperature") is None else spec["temperature"]
+    checks = {"temperature": lambda v: _number(v) and v > 0, "threshold": lambda v: _number(v) and 0 < v < 1,
+              "clip": lambda v: _number(v) and 0 <= v < 0.5}
+    for key, ok in checks.items():
+        if spec.get(key) is not None and not ok(spec[key]):
+            raise VidkitError(f"{where}{key}: {spec[key]!r} is out of range")
+    spec.setdefault("threshold", None)
+    spec.setdefault("clip", None)
+    return spec
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

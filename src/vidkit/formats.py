@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 
 def _label(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spec: dict) -> dict:
     """The most probable class (binary: P(positive) against ensemble.yaml's tuned `threshold`)."""
-    from vidkit.flows.ensemble import predict_labels  # scipy: only when labels are written
     labels = predict_labels(probs, {**spec, "positive_class": spec.get("positive_class") or comp.positive_class},
                             classes)
     return {comp.target_column: [classes[i] for i in labels]}
@@ -42,6 +41,22 @@ def _topk(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spe
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return {comp.target_column: [" ".join(f"{classes[i]} {p[i]:.4f}" if pairs else classes[i] for i in row)
                                  for row, p in zip(order, probs)]}
+
+
+def predict_labels(probs: np.ndarray, spec: dict, classes: list[str]) -> np.ndarray:
+    """Class indices: the argmax, or for binary with a tuned `threshold`, P(positive) >= threshold."""
+    probs = np.asarray(probs)
+    if spec.get("threshold") is None or probs.shape[1] != 2:
+        return probs.argmax(1)
+    return thresholded(probs, spec["threshold"], positive_index(classes, spec.get("positive_class")))
+
+
+def thresholded(probs: np.ndarray, threshold: float, pos: int) -> np.ndarray:
+    return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
+
+
+def positive_index(classes: list[str], positive_class=None) -> int:
+    return classes.index(str(positive_class)) if positive_class is not None and str(positive_class) in classes else 1
 
 
 FORMATS = {  # `submission:` name: (comp, sample, probs, classes, ensemble spec) -> {column: values}; add one here

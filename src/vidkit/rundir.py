@@ -95,6 +95,15 @@ class RunDir:
         """Cross-validated to the end (it has a CV report)."""
         return self.report_file.is_file()
 
+    def trained(self) -> tuple[Config, list[str], list[Path]]:
+        """Its config, classes and checkpoints (fold*/, full/, seed*/fold*/); a one-line error when it has none."""
+        if not self.is_run():
+            raise VidkitError(f"{self.path}: not a run folder (no {CONFIG}/{META}); run `make cv` first")
+        weights = self.checkpoints()
+        if not weights:
+            raise VidkitError(f"{self.path}: no fold*/{WEIGHTS} checkpoints")
+        return self.read_config(), self.meta()["classes"], weights
+
     def read_config(self) -> Config:
         return apply(Config(), read_yaml(self.config_yaml), where=f"{self.config_yaml}: ")
 

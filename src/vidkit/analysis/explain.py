@@ -217,10 +217,9 @@ def load_fold_model(run: Path, fold: int = 0):
     """(model, classes, config) of one checkpoint of a run: fold<k>/, else full/."""
     from safetensors.torch import load_file
 
-    from vidkit.flows.infer import load_run
-    from vidkit.rundir import RunDir
     from vidkit.engine.runtime import build_model
-    cfg, classes, _ = load_run(run)
+    from vidkit.rundir import RunDir
+    cfg, classes, _ = RunDir(run).trained()
     weights = next((p for p in (RunDir(run).checkpoint(fold), RunDir(run).checkpoint(-1)) if p.is_file()), None)
     if weights is None:
         raise VidkitError(f"{run}: no {RunDir(run).checkpoint(fold).relative_to(run)}")

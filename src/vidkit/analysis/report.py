@@ -9,8 +9,7 @@ from safetensors import safe_open
 
 from vidkit import metrics
 from vidkit.analysis import provenance
-from vidkit.config import Competition, as_competition
-from vidkit.flows.ensemble import load_ensemble
+from vidkit.config import Competition, as_competition, load_ensemble
 from vidkit.rundir import RUNS_CSV, RUNS_MD, CompDir, RunDir
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters

@@ -14,16 +14,14 @@ import yaml
 from scipy.special import softmax
 
 from vidkit import metrics
-from vidkit.config import DEFAULT_COMP, Competition, as_competition, read_yaml
+from vidkit.config import DEFAULT_COMP, Competition, as_competition, load_ensemble  # noqa: F401
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.formats import positive_index, predict_labels, thresholded  # noqa: F401 (also used from here)
 from vidkit.rundir import CompDir, RunDir, competition_of
 
 log = logging.getLogger(__name__)
-METHODS = ("mean", "logit", "rank")
-SEARCHES = ("hill", "scipy")
 EPS = 1e-7
-KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "clip",  # the documented format
-        "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
 
 
 def default_ensemble_path(comp: Competition | str, root: str | Path | None = None) -> Path:
@@ -49,8 +47,7 @@ def _from_space(s: np.ndarray, method: str) -> np.ndarray:
 
 def blend(probs_list: list[np.ndarray], weights: list[float], method: str = "mean") -> np.ndarray:
     """Weighted blend of (n_videos, n_classes) probability tables; rows of the result sum to 1."""
-    if method not in METHODS:
-        raise VidkitError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    check_choice("method", method)
     w = np.asarray(weights, dtype=np.float64)
     if len(probs_list) != len(w) or not len(w) or (w < 0).any() or w.sum() <= 0:
         raise VidkitError(f"blend: need one non-negative weight per member (got {list(weights)} "
@@ -71,60 +68,7 @@ def calibrate(probs: np.ndarray, spec: dict) -> np.ndarray:
     return p
 
 
-def predict_labels(probs: np.ndarray, spec: dict, classes: list[str]) -> np.ndarray:
-    """Class indices: the argmax, or for binary with a tuned `threshold`, P(positive) >= threshold."""
-    probs = np.asarray(probs)
-    if spec.get("threshold") is None or probs.shape[1] != 2:
-        return probs.argmax(1)
-    return thresholded(probs, spec["threshold"], positive_index(classes, spec.get("positive_class")))
-
-
-def thresholded(probs: np.ndarray, threshold: float, pos: int) -> np.ndarray:
-    return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
-
-
-def positive_index(classes: list[str], positive_class=None) -> int:
-    return classes.index(str(positive_class)) if positive_class is not None and str(positive_class) in classes else 1
-
-
 # ---------------------------------------------------------------- ensemble.yaml
-
-def load_ensemble(path: str | Path) -> dict:
-    """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
-    spec, where = read_yaml(path), f"{path}: "
-    unknown = set(spec) - KEYS
-    if unknown:
-        raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(KEYS))})")
-    spec.setdefault("method", "mean")
-    for key, allowed in (("metric", metrics.METRICS), ("method", METHODS)):
-        if spec.get(key) not in allowed:
-            raise VidkitError(f"{where}{key}: {spec.get(key)!r} is not one of {', '.join(allowed)}")
-    members = spec.get("members")
-    if not isinstance(members, list) or not members:
-        raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
-    for i, m in enumerate(members):
-        if not isinstance(m, dict) or not isinstance(m.get("run"), str):
-            raise VidkitError(f"{where}members[{i}]: expected {{run: DIR, weight: W}}, got {m!r}")
-        if not _number(m.get("weight")) or m["weight"] < 0:
-            raise VidkitError(f"{where}members[{i}].weight: expected a number >= 0, got {m.get('weight')!r}")
-    total = sum(m["weight"] for m in members)
-    if total <= 0:
-        raise VidkitError(f"{where}members: the weights sum to {total}; at least one must be > 0")
-    spec["members"] = [{**m, "weight": m["weight"] / total} for m in members]
-    spec["temperature"] = 1.0 if spec.get("temperature") is None else spec["temperature"]
-    checks = {"temperature": lambda v: _number(v) and v > 0, "threshold": lambda v: _number(v) and 0 < v < 1,
-              "clip": lambda v: _number(v) and 0 <= v < 0.5}
-    for key, ok in checks.items():
-        if spec.get(key) is not None and not ok(spec[key]):
-            raise VidkitError(f"{where}{key}: {spec[key]!r} is out of range")
-    spec.setdefault("threshold", None)
-    spec.setdefault("clip", None)
-    return spec
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-
 
 def write_ensemble(spec: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +132,7 @@ def search_weights(y, probs_list: list[np.ndarray], metric: str, method: str = "
     adding whichever member improves the blend most, until none does. scipy: Nelder-Mead on softmax-
     parametrised weights (smooth metrics such as logloss), started from the hill-climbing solution.
     """
-    if search not in SEARCHES:
-        raise VidkitError(f"search: {search!r} is not one of {', '.join(SEARCHES)}")
+    check_choice("search", search)
     spaces = [_to_space(np.asarray(p, dtype=np.float64), method) for p in probs_list]
     singles = [metrics.score(metric, y, _from_space(s, method)) for s in spaces]
     best = _best_index(metric, singles)

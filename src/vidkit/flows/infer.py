@@ -50,14 +50,7 @@ class Member:
 
 def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
     """A run folder's config, classes and checkpoints: fold*/, full/ and seed sub-runs seed*/fold*/."""
-    run = RunDir(run)
-    if not run.is_run():
-        raise VidkitError(f"{run}: not a run folder (no {run.config_yaml.name}/{run.meta_file.name}); "
-                          "run `make cv` first")
-    cfg, classes, weights = run.read_config(), run.meta()["classes"], run.checkpoints()
-    if not weights:
-        raise VidkitError(f"{run}: no fold*/model.safetensors checkpoints")
-    return cfg, classes, weights
+    return RunDir(run).trained()
 
 
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
