@@ -44,4 +44,4 @@ def test_explain_verb_writes_frames_with_heat_maps(tiny_run, tiny_comp, tmp_path
     assert image.shape[1] > 4 * 100 and image.std() > 10  # four frames wide, not blank
     bad = subprocess.run([sys.executable, "-m", "vidkit", "explain", f"run={run}", f"video={video}", "class=sideways"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "'sideways' is not one of the run's classes" in bad.stderr
+    assert bad.returncode == 2 and "class: 'sideways' is not one of " in bad.stderr

@@ -75,7 +75,7 @@ def test_bad_train_kernel_arguments_are_one_line_errors(probs_comp, tmp_path, ca
                      f"out={tmp_path}", "user=alice", "competition=tiny-videos"]) == 2
     assert "unknown key 'epoch'" in capsys.readouterr().err
     assert cli.main(["kernel", "mode=tune", f"comp={probs_comp}"]) == 2
-    assert "mode='tune' is not one of infer, train" in capsys.readouterr().err
+    assert "mode: 'tune' is not one of infer, train" in capsys.readouterr().err
 
 
 def test_inference_kernel_from_the_training_notebook(probs_comp, tmp_path):

@@ -57,7 +57,7 @@ def test_auto_falls_back_only_when_a_backend_is_missing(monkeypatch, tmp_path):
             resolve("torchcodec")
     finally:
         resolve.cache_clear()
-    with pytest.raises(VidkitError, match="video_backend: expected one of"):
+    with pytest.raises(VidkitError, match="video_backend: .* is not one of"):
         resolve("ffmpeg")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 4096)
@@ -170,5 +170,5 @@ def test_frames_keeps_the_first_frame_at_each_multiple_of_the_rate_step(shared_d
     for k, i in enumerate(kept[:4]):
         assert (cv2.imread(str(tmp_path / "f" / f"{k + 1:05d}.jpg")) == cv2.imread(str(every[i]))).all()
     assert extract_frames(src, tmp_path / "up", fps=fps * 2, size=24) == n  # never more than the source has
-    with pytest.raises(VidkitError, match="video_backend: expected one of"):
+    with pytest.raises(VidkitError, match="video_backend: .* is not one of"):
         extract_tree(str(src.parent), str(tmp_path / "x"), backend="ffmpeg")

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidkit.choices import CHOICES, check_choice, choice_help
 from vidkit.config import DEFAULT_COMP, Config, apply, load_config, parse_overrides
 from vidkit.errors import VidkitError
 
@@ -34,10 +35,13 @@ def verb(name: str):
     return register
 
 
-def key(default=None, help: str = "", metavar: str | None = None, positional: bool = False):
+def key(default=None, help: str = "", metavar: str | None = None, positional: bool = False,
+        choices: str | None = None):
     """One key of a verb: its default (`REQUIRED` for a must-give), one line of help, and how `--help` shows its
-    value; `positional=True`: the verb's one bare argument (`validate SUB`) instead of `name=value`."""
-    return field(default=default, metadata={"help": help, "metavar": metavar, "positional": positional})
+    value; `positional=True`: the verb's one bare argument (`validate SUB`) instead of `name=value`;
+    `choices`: the name of its list in `vidkit.choices` (checked on parsing, shown as `a|b` in `--help`)."""
+    return field(default=default, metadata={"help": help, "metavar": metavar or (choices and choice_help(choices)),
+                                            "positional": positional, "choices": choices})
 
 
 def config_keys():
@@ -53,8 +57,8 @@ def shard_key():
     return key(None, "this machine's part k/n of the videos (k = 0..n-1; a stable hash of the video id)", "k/n")
 
 
-def backend_key():
-    return key("cv2", "raw-video decoder: auto|cv2|torchcodec|pyav", "NAME")
+def backend_key(default: str | None = "cv2", help: str = "raw-video decoder"):
+    return key(default, help, choices="video_backend")
 
 
 def runs_key(default: str):
@@ -195,7 +199,7 @@ class Submit:
     tta_clips: int | None = key(None, "clips per video (default: each run's config)", "N")
     budget: str | None = key(None, "time limit: drop flips, crops, clips, members until the estimate fits", "9h")
     scale: float = key(1.0, "the hidden test set is this many times the local one (for budget=)")
-    video_backend: str | None = key(None, "raw-video decoder: auto|cv2|torchcodec|pyav (default: each run's config)")
+    video_backend: str | None = backend_key(None, "raw-video decoder (default: each run's config)")
     ensemble: str | None = key(None, "the blend file (default: weights/<comp>/ensemble.yaml)", "YAML")
 
     def main(self):
@@ -234,7 +238,7 @@ class Predict(RunsVerb):
 class Export:
     """write a run's model as TorchScript or ONNX, checked against PyTorch"""
     run: str = key(REQUIRED, "the run folder", "RUN_DIR")
-    format: str = key("torchscript", "the export format", "torchscript|onnx")
+    format: str = key("torchscript", "the export format", choices="export_format")
     fold: int | None = key(None, "which fold's checkpoint (default: the first)", "K")
     out: str | None = key(None, "output folder (default: <run>/export)", "DIR")
     atol: float = key(1e-4, "largest allowed |difference| from PyTorch")
@@ -359,8 +363,8 @@ class Ensemble:
     comp: str | None = key(None, "the competition yaml (default: the one runs= were trained on, else "
                            f"{DEFAULT_COMP})", "YAML")
     runs: str | None = runs_key("every finished run")
-    method: str = key("mean", "how members blend", "mean|logit|rank")
-    search: str = key("hill", "weight search: greedy hill climbing or Nelder-Mead", "hill|scipy")
+    method: str = key("mean", "how members blend", choices="method")
+    search: str = key("hill", "weight search: greedy hill climbing or Nelder-Mead", choices="search")
     temperature: bool | None = key(None, "fit a temperature (default: for logloss only)")
     out: str | None = key(None, "the ensemble file (default: weights/<comp>/ensemble.yaml)", "FILE")
 
@@ -386,13 +390,14 @@ class Kernel:
     out: str | None = key(None, "output folder (default: kernels)", "DIR")
     tta_clips: int | None = key(None, "clips per video (default: each run's config)", "N")
     budget: str | None = key(None, "the kernel's time limit (as submit budget=)", "9h")
-    kernel_type: str | None = key(None, "notebook (default) or script", "notebook|script")
+    kernel_type: str | None = key(None, "notebook (default) or script", choices="kernel_type")
     wheels: str | None = key(None, "folder of wheels to bundle, installed with pip --no-index", "DIR")
     license: str | None = key(None, "the bundle dataset's licence", "CC0-1.0")
-    layout: str | None = key(None, "where the kernel finds its inputs: new or old /kaggle/input", "new|old")
-    mode: str = key("infer", "infer: the offline inference kernel; train: a training kernel", "infer|train")
+    layout: str | None = key(None, "where the kernel finds its inputs: new or old /kaggle/input",
+                             choices="input_layout")
+    mode: str = key("infer", "infer: the offline inference kernel; train: a training kernel", choices="kernel_mode")
     runs_from: str = key("bundle", "infer: the runs from a bundle dataset, or from the output of the training "
-                         "kernel <slug>-train", "bundle|notebook")
+                         "kernel <slug>-train", choices="runs_from")
     configs: str | None = key(None, "train: the configs to cross-validate on Kaggle, comma-separated", "A,B")
     weights: str | None = key(None, "train: pretrained weight inputs (a dataset, or a Kaggle Model)",
                               "OWNER/DATASET,model:OWNER/MODEL/FRAMEWORK/VARIATION/VERSION")
@@ -404,8 +409,6 @@ class Kernel:
     def main(self):
         names = ("user", "slug", "competition", "title", "out", "budget", "kernel_type", "wheels", "license", "layout")
         options = {k: getattr(self, k) for k in names if getattr(self, k)}
-        if self.mode not in ("infer", "train"):
-            raise VidkitError(f"kernel: mode={self.mode!r} is not one of infer, train")
         if self.mode == "train":
             from vidkit.kaggle.kernel_train import run_train_kernel
             return run_train_kernel(self.comp, self.configs, self.overrides, self.dry_run, self.push, self.weights,
@@ -444,6 +447,9 @@ def parse(name: str, args: list[str]):
     if unknown:
         raise VidkitError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(own)})")
     apply(obj, {own[k]: v for k, v in kv.items() if k in own}, where=f"{name}: ")
+    for f in fields:
+        if f.metadata.get("choices") and getattr(obj, f.name) is not None:
+            check_choice(f.metadata["choices"], getattr(obj, f.name), where=f"{name}: ", key=key_name(f))
     missing = [f for f in fields if getattr(obj, f.name) is REQUIRED]
     if missing:
         raise VidkitError(f"{name}: {key_name(missing[0])}={missing[0].metadata['metavar']} is required")
@@ -496,7 +502,8 @@ def config_help() -> list[str]:
     lines = ["  any training config key (configs/*.yaml; nested ones dotted, e.g. model_args.width=16):"]
     for f in dataclasses.fields(Config):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        lines.append(f"  {f'{f.name}={default}':32s} {comments.get(f.name, '')}".rstrip())
+        values = f" (one of {choice_help(f.name)})" if f.name in CHOICES else ""
+        lines.append(f"  {f'{f.name}={default}':32s} {comments.get(f.name, '')}{values}".rstrip())
     return lines
 
 

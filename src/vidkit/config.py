@@ -36,14 +36,14 @@ class Config:
     image_size: int | None = None
     resize_short: int | None = None         # short side before cropping; default image_size * 8/7
     frame_stride: int = 2                   # stride of the `random`/`multi` samplers
-    train_sampler: str = "random"           # random | uniform (vidkit.data.sampling.SAMPLERS)
-    pad_mode: str = "repeat"                # videos shorter than a clip: repeat last frame | loop (PAD_MODES)
+    train_sampler: str = "random"           # which frames make a training clip (data/sampling.py)
+    pad_mode: str = "repeat"                # videos shorter than a clip: repeat the last frame, or loop
     # augmentation (train only)
     crop_scale: float = 0.4                 # RandomResizedCrop min area fraction
     hflip: float = 0.5                      # set 0 for direction-sensitive classes
     color_jitter: float = 0.8               # probability of a colour jitter draw
     rotate: float = 0.0                     # random rotation, +-degrees, one draw per clip (albumentations Affine)
-    resize_mode: str = "short"              # short (short side, crop) | letterbox (pad to square) | squash (to square)
+    resize_mode: str = "short"              # short side then crop; letterbox: pad to square; squash: to square
     # optimisation
     epochs: int = 10
     batch_size: int = 8
@@ -51,12 +51,12 @@ class Config:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_ratio: float = 0.1
-    scheduler: str = "cosine"               # cosine | linear | step | plateau | constant (transformers' get_scheduler)
+    scheduler: str = "cosine"               # the lr schedule (transformers' get_scheduler where it has it)
     lr_factor: float = 0.1                  # step / plateau: lr multiplier at each drop
     plateau_patience: int = 1               # plateau: epochs without improvement of the val metric before a drop
     label_smoothing: float = 0.1
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"             # no | fp16 | bf16 | auto (Ampere+: bf16, T4/P100: fp16, CPU: no)
+    mixed_precision: str = "no"             # auto: Ampere+ bf16, T4/P100 fp16, CPU no
     compile: bool = False                   # torch.compile the model for training (accelerate's dynamo plugin)
     compile_backend: str = "inductor"       # a torch.compile backend (inductor; aot_eager to debug)
     compile_mode: str | None = None         # e.g. max-autotune, reduce-overhead
@@ -67,7 +67,7 @@ class Config:
     num_workers: int = -1                   # DataLoader workers; -1: one per core (per process), fewer for tiny sets
     cache: bool = False                     # read clips from the frame cache (built on first use; `vidkit cache`)
     cache_dir: str | None = None            # frame cache root; default data/cache (then <competition>/<short side>/)
-    video_backend: str = "cv2"              # raw-video decoder: cv2 | torchcodec | pyav | auto (see data/video_backends.py)
+    video_backend: str = "cv2"              # raw-video decoder (data/video_backends.py; auto: the best importable)
     seed: int | list = 42                   # a list (seed=1,2,3) trains a seed ensemble: one run folder per seed
     # training features (all off by default)
     layer_decay: float = 1.0                # layer-wise lr decay for transformer backbones (e.g. 0.75)
@@ -79,11 +79,11 @@ class Config:
     mixup_prob: float = 1.0
     freeze_epochs: int = 0                  # backbone frozen (only the classifier trains) for the first N epochs
     unfreeze: list | None = None            # then unfreeze only these modules (e.g. [layer3, layer4]); None: all
-    class_weights: str = "none"             # none | inverse | sqrt (inverse-frequency class weights in the loss)
+    class_weights: str = "none"             # inverse-frequency class weights in the loss (sqrt: their square root)
     balanced_sampler: bool = False          # sample training videos with probability 1 / class frequency
     resume: bool = False                    # continue each fold from its last saved state (mid-epoch included)
     save_every: int = 0                     # also save the resumable state every N optimiser steps (0: epoch ends)
-    log_with: str | None = None             # tensorboard: accelerate tracker next to metrics.jsonl
+    log_with: str | None = None             # an accelerate tracker next to metrics.jsonl
     max_bad_steps: int = 5                  # NaN/inf losses in a row (each step skipped) before a fold stops
     trust_pickle: bool = False              # allow pickled (non-tensor) .pth checkpoints: only for files you trust
     exclude: str | None = None              # file of training video ids to leave out (`vidkit check exclude_out=`)
@@ -102,7 +102,7 @@ class Config:
     tta_offsets: list | None = None         # clip start frames, e.g. [0, 4, 8] (instead of tta_clips)
     tta_crops: int = 1                      # 1: centre crop | 3: three crops along the long side
     tta_flip: bool = False                  # also each view flipped (not for direction-sensitive classes)
-    tta_reduce: str = "mean"                # views averaged as probabilities (mean) | logits
+    tta_reduce: str = "mean"                # views averaged as probabilities (mean), or as logits
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
 
@@ -116,7 +116,7 @@ class Competition:
     sample_submission: str | None = None
     id_column: str = "id"
     target_column: str = "label"
-    submission: str = "label"               # label | probability | probabilities | topk (vidkit.formats)
+    submission: str = "label"               # how probabilities fill the sample (vidkit.formats)
     positive_class: str | None = None
     metric: str = "accuracy"
     classes: list | None = None

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,7 @@ def _label(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], sp
 
 def _probability(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spec: dict) -> dict:
     """Binary: P(positive_class)."""
-    if comp.positive_class is None or str(comp.positive_class) not in classes:
-        raise VidkitError(f"positive_class: {comp.positive_class!r} must be one of {', '.join(classes)}")
+    check_choice("positive_class", None if comp.positive_class is None else str(comp.positive_class), classes)
     return {comp.target_column: probs[:, classes.index(str(comp.positive_class))]}
 
 
@@ -70,8 +70,7 @@ FORMATS = {  # `submission:` name: (comp, sample, probs, classes, ensemble spec)
 def format_submission(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str],
                       spec: dict | None = None) -> pd.DataFrame:
     """`probs` rows follow the sample's ids; `spec` (ensemble.yaml) may hold a binary `threshold`."""
-    if comp.submission not in FORMATS:
-        raise VidkitError(f"submission: {comp.submission!r} is not one of {', '.join(FORMATS)}")
+    check_choice("submission", comp.submission, FORMATS)
     sub = pd.DataFrame({comp.id_column: sample[comp.id_column].to_numpy()})
     for column, values in FORMATS[comp.submission](comp, sample, probs, classes, spec or {}).items():
         sub[column] = values

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 
@@ -38,8 +39,7 @@ METRICS = {  # name: (fn(y_true, probs), higher is better)
 
 
 def check_metric(name: str) -> None:
-    if name not in METRICS:
-        raise VidkitError(f"metric: {name!r} is not one of {', '.join(METRICS)}")
+    check_choice("metric", name, METRICS)
 
 
 def score(name: str, y_true, probs) -> float:

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vidkit.data import normalize
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 
@@ -202,8 +203,8 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
     spec = model.input_spec
     with torch.no_grad():
         probs = model.eval()(normalize(clip[None], spec.mean, spec.std, spec.layout)).float().softmax(-1)[0]
-    if class_name is not None and class_name not in classes:
-        raise VidkitError(f"class: {class_name!r} is not one of the run's classes ({', '.join(map(str, classes))})")
+    if class_name is not None:
+        check_choice("class", class_name, classes)  # the run's classes
     target = classes.index(class_name) if class_name is not None else int(probs.argmax())
     maps, method = saliency(model, clip, spec, target)
     top = sorted(zip(classes, probs.tolist()), key=lambda cp: -cp[1])[:5]

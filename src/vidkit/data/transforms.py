@@ -17,12 +17,14 @@ import cv2
 import numpy as np
 import torch
 
+from vidkit.choices import CHOICES, check_choice
+
 
 def short_side(image_size: int, resize_short: int | None = None) -> int:
     return resize_short or int(round(image_size * 8 / 7))
 
 
-RESIZE_MODES = ("short", "letterbox", "squash")
+RESIZE_MODES = CHOICES["resize_mode"]  # short side then crop | letterbox (pad to square) | squash (to square)
 
 
 class ClipTransform:
@@ -30,8 +32,7 @@ class ClipTransform:
 
     def __init__(self, size: int, short: int, train: bool = False, crop_scale: float = 0.4,
                  hflip: float = 0.0, color_jitter: float = 0.0, rotate: float = 0.0, mode: str = "short"):
-        if mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode: {mode!r} is not one of {', '.join(RESIZE_MODES)}")
+        check_choice("resize_mode", mode)
         self.size, self.short, self.train, self.mode = size, short, train, mode
         self.crop_scale, self.hflip = crop_scale, hflip
         self.jitter = self.affine = None

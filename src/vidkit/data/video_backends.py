@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def _pyav_stream(path: Path, keep) -> tuple[float, Iterator]:
 
 BACKENDS = {"cv2": _cv2, "torchcodec": _torchcodec, "pyav": _pyav}
 STREAMS = {"cv2": _cv2_stream, "torchcodec": _torchcodec_stream, "pyav": _pyav_stream}
-CHOICES = ("auto", *BACKENDS)
+CHOICES = ("auto", *BACKENDS)  # the config's `video_backend` (its choice list: vidkit.choices)
 
 
 @lru_cache(maxsize=None)
@@ -201,8 +202,7 @@ def available(name: str) -> str | None:
 @lru_cache(maxsize=None)
 def resolve(name: str) -> str:
     """The backend `name` stands for: `auto` -> the first that loads; a named one that does not load is an error."""
-    if name not in CHOICES:
-        raise VidkitError(f"video_backend: expected one of {', '.join(CHOICES)}, got {name!r}")
+    check_choice("video_backend", name, CHOICES)
     if name == "auto":
         return next(b for b in AUTO_ORDER if available(b) is None)
     why = available(name)

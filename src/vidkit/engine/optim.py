@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -63,29 +64,44 @@ def param_groups(model, weight_decay: float, lr: float, layer_decay: float = 1.0
     return list(groups.values())
 
 
-SCHEDULERS = ("cosine", "linear", "step", "plateau", "constant")
+def _warmup_then(hf_name: str):
+    """A transformers schedule after a linear warmup of `warmup` optimiser steps."""
+    def make(optimizer, warmup: int, total: int, factor: float, patience: int, mode: str):
+        from transformers import get_scheduler
+        return get_scheduler(hf_name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    return make
+
+
+def _step(optimizer, warmup: int, total: int, factor: float, patience: int, mode: str):
+    """The lr times `factor` after each third of training, after the warmup."""
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return factor ** min(2, math.floor(3 * (step - warmup) / max(1, total - warmup)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+def _plateau(optimizer, warmup: int, total: int, factor: float, patience: int, mode: str):
+    """`ReduceLROnPlateau`: times `factor` after `patience` epochs without improvement of the validation metric
+    (`mode` max or min); stepped once per epoch with the metric, no warmup."""
+    from transformers import get_scheduler
+    return get_scheduler("reduce_lr_on_plateau", optimizer,
+                         scheduler_specific_kwargs={"mode": mode, "factor": factor, "patience": patience})
+
+
+SCHEDULERS = {  # the config's `scheduler` (its choice list: vidkit.choices)
+    "cosine": _warmup_then("cosine"),
+    "linear": _warmup_then("linear"),
+    "step": _step,
+    "plateau": _plateau,
+    "constant": _warmup_then("constant_with_warmup"),
+}
 
 
 def make_scheduler(name: str, optimizer, warmup: int, total: int, factor: float = 0.1, patience: int = 1,
                    mode: str = "max"):
-    """The lr schedule, through transformers' `get_scheduler`: cosine | linear | constant (each after a linear
-    warmup of `warmup` optimiser steps), step (the lr times `factor` after each third of training, after the
-    warmup) or plateau (`ReduceLROnPlateau`: times `factor` after `patience` epochs without improvement of the
-    validation metric; `mode` max or min; stepped once per epoch with the metric, no warmup)."""
-    from transformers import get_scheduler
-    if name == "plateau":
-        return get_scheduler("reduce_lr_on_plateau", optimizer,
-                             scheduler_specific_kwargs={"mode": mode, "factor": factor, "patience": patience})
-    if name == "step":
-        def lr_lambda(step: int) -> float:
-            if step < warmup:
-                return step / max(1, warmup)
-            return factor ** min(2, math.floor(3 * (step - warmup) / max(1, total - warmup)))
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    if name not in SCHEDULERS:
-        raise VidkitError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
-    return get_scheduler("constant_with_warmup" if name == "constant" else name, optimizer,
-                         num_warmup_steps=warmup, num_training_steps=total)
+    """The lr schedule `name` of `SCHEDULERS` (transformers' `get_scheduler` where it has it)."""
+    return SCHEDULERS[check_choice("scheduler", name, SCHEDULERS)](optimizer, warmup, total, factor, patience, mode)
 
 
 def is_plateau(scheduler) -> bool:
@@ -103,14 +119,20 @@ def set_trainable(model, backbone: bool, only: list[str] | None = None) -> None:
             p.requires_grad = backbone and (only is None or any(f".{m}." in f".{name}" for m in only))
 
 
+CLASS_WEIGHTS = {  # the config's `class_weights`: inverse class frequency -> loss weight (None: unweighted)
+    "none": None,
+    "inverse": lambda inverse: inverse,
+    "sqrt": np.sqrt,
+}
+
+
 def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tensor | None:
     """Inverse-frequency (or its square root) class weights, mean 1 over the classes present."""
-    if kind == "none":
+    scale = CLASS_WEIGHTS[check_choice("class_weights", kind, CLASS_WEIGHTS)]
+    if scale is None:
         return None
     counts = np.bincount(labels, minlength=num_classes).astype(float)
-    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0)
-    if kind == "sqrt":
-        weights = np.sqrt(weights)
+    weights = scale(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0))
     weights /= weights[counts > 0].mean()
     log.info("class weights: %s", np.round(weights, 3).tolist())
     return torch.tensor(weights, dtype=torch.float32)

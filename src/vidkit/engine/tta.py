@@ -27,6 +27,7 @@ from vidkit.data.dataset import loader_settings
 from vidkit.data.media import read_clip
 from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.rundir import oof_file
 
@@ -237,11 +238,15 @@ def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = Non
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
 
 
+REDUCTIONS = {  # the config's `tta_reduce`: (B, V, C) logits -> (B, C) probabilities
+    "mean": lambda logits: logits.softmax(-1).mean(1),    # the mean of the views' probabilities
+    "logits": lambda logits: logits.mean(1).softmax(-1),  # the softmax of the mean logit
+}
+
+
 def reduce_views(logits: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """(B, V, C) logits -> (B, C) probabilities: mean of softmaxes, or softmax of the mean logit."""
-    if reduce == "logits":
-        return logits.mean(1).softmax(-1)
-    return logits.softmax(-1).mean(1)
+    """(B, V, C) logits -> (B, C) probabilities, as `REDUCTIONS[reduce]`."""
+    return REDUCTIONS[check_choice("tta_reduce", reduce, REDUCTIONS)](logits)
 
 
 def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "predict",

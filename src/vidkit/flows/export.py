@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.flows.infer import load_run
 from vidkit.rundir import RunDir
@@ -56,8 +57,7 @@ def export_onnx(model, clips: torch.Tensor, path: Path) -> np.ndarray:
 def run_export(run: str | Path, fmt: str = "torchscript", fold: int | None = None, out: str | Path | None = None,
                atol: float = 1e-4) -> Path:
     """Write `<out>/model.pt|model.onnx` and `export.json`; raise if it differs from PyTorch by more than atol."""
-    if fmt not in FORMATS:
-        raise VidkitError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    check_choice("export_format", fmt, FORMATS, key="format")
     run = Path(run)
     cfg, classes, checkpoints = load_run(run)
     checkpoint = checkpoints[0]

@@ -22,6 +22,7 @@ import yaml
 import vidkit
 from vidkit.kaggle import sim as kaggle_sim
 from vidkit.config import Competition, as_competition, load_competition, read_yaml
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kaggle.template.kernel_code import sha256
@@ -217,8 +218,7 @@ def notebook(code: str, settings: dict) -> dict:
 
 def write_kernel(settings: dict, dest: Path, kernel_type: str = "notebook", private: bool = True) -> Path:
     """kernels/<slug>-infer/: kernel-metadata.json and the notebook (or script)."""
-    if kernel_type not in ("notebook", "script"):
-        raise VidkitError(f"kernel_type: {kernel_type!r} is not one of notebook, script")
+    check_choice("kernel_type", kernel_type)
     dest.mkdir(parents=True)
     code = kernel_code(settings["slug"])
     code_file = f"{settings['kernel_slug']}.{'ipynb' if kernel_type == 'notebook' else 'py'}"

@@ -24,6 +24,7 @@ import yaml
 import vidkit
 from vidkit.kaggle import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.rundir import RunDir
 
@@ -166,8 +167,7 @@ def infer_from_notebook(comp_path: str, runs_from: str, out: str = "kernels", ke
                         **unused) -> Path:
     """`kernel runs_from=notebook`: the inference kernel alone, reading the bundle that the training kernel
     `<slug>-train` left in its output (kernel_sources) instead of a bundle dataset."""
-    if runs_from != "notebook":
-        raise VidkitError(f"runs_from: {runs_from!r} is not one of bundle, notebook")
+    check_choice("runs_from", runs_from, ("notebook",))
     if unused:
         log.warning("runs_from=notebook: %s do not apply (the training kernel builds the bundle)", ", ".join(unused))
     settings = kernel.kaggle_settings(load_competition(comp_path), user=user, competition=competition, slug=slug,

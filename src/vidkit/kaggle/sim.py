@@ -22,6 +22,7 @@ import venv
 from importlib import metadata
 from pathlib import Path
 
+from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 
 KAGGLE_IMAGE = Path(__file__).resolve().parents[3] / "kernels" / "kaggle_image.txt"
@@ -164,8 +165,7 @@ def kaggle_tree(root: Path, data: Path, mounts: list[str], competition: str, dat
     relative paths `mounts` (symlinks: test media and sample submission for inference), and copies of the
     `datasets` ({"owner/slug": folder}); root/working. Returns where each dataset landed.
     layout new: input/competitions/<slug>/, input/datasets/<owner>/<slug>/; old: input/<slug>/ for both."""
-    if layout not in ("new", "old"):
-        raise VidkitError(f"layout: {layout!r} is not one of new, old")
+    check_choice("input_layout", layout, key="layout")
     new = layout == "new"
     comp_dir = root / "input" / ("competitions" if new else "") / competition
     for rel in mounts:

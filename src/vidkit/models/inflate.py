@@ -9,12 +9,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vidkit.errors import VidkitError
+from vidkit.choices import check_choice
 from vidkit.models.frame2d import timm_architecture
 from vidkit.models.registry import InputSpec, register_model
 from vidkit.models.weights import load_matching, read_state_dict, require_path
 
-INFLATE_MODES = ("mean", "center")
+INFLATE_MODES = ("mean", "center")  # model_args.inflate (its choice list: vidkit.choices)
 
 
 def inflate_state_dict(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
@@ -23,8 +23,7 @@ def inflate_state_dict(state: dict[str, torch.Tensor], target: dict[str, torch.T
     time: `mean` repeats it kt times divided by kt (a clip of identical frames gives the 2D activations away from
     the clip's ends), `center` puts it at the middle step with zeros elsewhere (identical frames give exactly the
     2D activations). Every other tensor passes unchanged, so an already-3D checkpoint loads as it is."""
-    if mode not in INFLATE_MODES:
-        raise VidkitError(f"model_args: inflate {mode!r} is not one of {', '.join(INFLATE_MODES)}")
+    check_choice("inflate", mode, INFLATE_MODES, where="model_args: ")
     out = {}
     for key, value in state.items():
         want = target.get(key)
@@ -97,8 +96,7 @@ def i3d_r50(num_classes: int, pretrained: str | None = None, num_frames: int | N
             dropout: float = 0.0, drop_path_rate: float = 0.0):
     """I3D ResNet-50: a timm 2D `backbone` inflated to 3D (8 frames at 224 px); `pretrained`: a torchvision or
     timm resnet50 state_dict (2D ImageNet weights, inflated by `inflate: mean|center`; a 3D one loads as is)."""
-    if inflate not in INFLATE_MODES:
-        raise VidkitError(f"model_args: inflate {inflate!r} is not one of {', '.join(INFLATE_MODES)}")
+    check_choice("inflate", inflate, INFLATE_MODES, where="model_args: ")
     net = timm_architecture(backbone, num_classes=num_classes, drop_rate=dropout, drop_path_rate=drop_path_rate)
     cfg = net.pretrained_cfg
     model = inflate_module(net, i3d_time_kernels(stem_time_kernel))
