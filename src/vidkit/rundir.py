@@ -6,8 +6,10 @@ A run folder (`RunDir`; by default <out_root>/<competition>/<config>/):
                     that other code extends: `meta()` / `update_meta()`, never the file name)
   folds.csv         the folds it was trained on
   fold<k>/          model.safetensors (best epoch), metrics.jsonl (one record per epoch), oof.csv (that fold's);
-                    full/ for fold=-1, seed<s>/fold<k>/ for seed sub-runs
-  oof.csv           every fold's out-of-fold predictions; cv_report.json: the CV report (and its plots)
+                    full/ for fold=-1, seed<s>/fold<k>/ for seed sub-runs; while it trains, state/ (accelerate's
+                    save_state, progress.json, ema.safetensors, plateau.pt; swapped in through state.tmp/, state.old/)
+  oof.csv           every fold's out-of-fold predictions; cv_report.json: the CV report; its plots (PLOTS);
+                    errors.png + errors.html: the error gallery; explain/<video id>.png: saliency
 A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensemble.yaml, runs.md and runs.csv.
 """
 from __future__ import annotations
@@ -23,6 +25,10 @@ OUT_ROOT = Path("weights")  # the default output root, relative to the working f
 CONFIG, META, FOLDS, OOF, REPORT = "config.yaml", "run.json", "folds.csv", "oof.csv", "cv_report.json"
 WEIGHTS, METRICS = "model.safetensors", "metrics.jsonl"
 ENSEMBLE, RUNS_MD, RUNS_CSV = "ensemble.yaml", "runs.md", "runs.csv"
+STATE, PROGRESS, EMA_WEIGHTS, PLATEAU = "state", "progress.json", "ema.safetensors", "plateau.pt"  # in state/
+PLOTS = {"confusion": "confusion_matrix.png", "per_class": "per_class.png", "curves": "curves.png",
+         "class_distribution": "class_distribution.png"}  # the CV report's plots, by what they show
+GALLERY_PNG, GALLERY_HTML, EXPLAIN = "errors.png", "errors.html", "explain"
 CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")
 
 
@@ -33,6 +39,11 @@ def fold_name(fold: int) -> str:
 def weights_file(fold_dir: str | Path) -> Path:
     """A fold folder's best-epoch checkpoint."""
     return Path(fold_dir) / WEIGHTS
+
+
+def state_dir(fold_dir: str | Path, suffix: str = "") -> Path:
+    """A fold folder's resumable training state (`suffix` .tmp / .old: the folders a save swaps through)."""
+    return Path(fold_dir) / f"{STATE}{suffix}"
 
 
 def metrics_file(fold_dir: str | Path) -> Path:
@@ -74,6 +85,15 @@ class RunDir:
     folds_csv = property(lambda self: self.path / FOLDS)
     oof_csv = property(lambda self: oof_file(self.path))
     report_file = property(lambda self: self.path / REPORT)
+    gallery_png = property(lambda self: self.path / GALLERY_PNG)
+    gallery_html = property(lambda self: self.path / GALLERY_HTML)
+
+    def plot(self, name: str) -> Path:
+        """One of the CV report's plots, by its key in `PLOTS`."""
+        return self.path / PLOTS[name]
+
+    def explain_png(self, video_id: str) -> Path:
+        return self.path / EXPLAIN / f"{video_id}.png"
 
     def fold(self, fold: int) -> Path:
         return self.path / fold_name(fold)

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from vidkit.data import normalize
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.rundir import RunDir
 
 
 def _transformers_model(model: nn.Module):
@@ -208,7 +209,7 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
     target = classes.index(class_name) if class_name is not None else int(probs.argmax())
     maps, method = saliency(model, clip, spec, target)
     top = sorted(zip(classes, probs.tolist()), key=lambda cp: -cp[1])[:5]
-    path = Path(out) if out else run / "explain" / f"{row['video_id']}.png"
+    path = Path(out) if out else RunDir(run).explain_png(row["video_id"])
     render(clip.numpy(), maps, top, f"{row['video_id']}: {method} for class {classes[target]} "
            f"(fold {fold}, p={float(probs[target]):.3f})", path)
     return path, maps, method, clip.numpy()
@@ -219,7 +220,6 @@ def load_fold_model(run: Path, fold: int = 0):
     from safetensors.torch import load_file
 
     from vidkit.engine.runtime import build_model
-    from vidkit.rundir import RunDir
     cfg, classes, _ = RunDir(run).trained()
     weights = next((p for p in (RunDir(run).checkpoint(fold), RunDir(run).checkpoint(-1)) if p.is_file()), None)
     if weights is None:

@@ -114,7 +114,7 @@ def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, nu
         except Exception as e:  # noqa: BLE001 - a decoder failure: shown as unreadable, logged
             log.warning("gallery: %s cannot be read (%s)", video_id, str(e).splitlines()[0] if str(e) else e)
             clips.append(None)
-    png, page = out / "errors.png", out / "errors.html"
+    png, page = RunDir(out).gallery_png, RunDir(out).gallery_html
     write_png(picks, clips, png)
     write_html(picks, clips, page, f"{out.name}: out-of-fold errors")
     return png, page

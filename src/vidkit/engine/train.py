@@ -33,7 +33,7 @@ from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.engine.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
                           set_trainable)
-from vidkit.rundir import metrics_file, weights_file
+from vidkit.rundir import EMA_WEIGHTS, PLATEAU, PROGRESS, fold_name, metrics_file, state_dir, weights_file
 from vidkit.engine.runtime import bare, build_model, to_device
 from vidkit.engine.tta import eval_dataset, fold_oof, predict
 
@@ -196,19 +196,19 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
 
 def save_state(run: Fold) -> None:
     """accelerate's save_state into state.tmp/, then swapped in, so a kill mid-save leaves the last state whole."""
-    acc, state = run.accelerator, run.out_dir / "state"
-    tmp, old = state.with_name("state.tmp"), state.with_name("state.old")
+    acc, state = run.accelerator, state_dir(run.out_dir)
+    tmp, old = state_dir(run.out_dir, ".tmp"), state_dir(run.out_dir, ".old")
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
     if acc.is_main_process:
         progress = {**asdict(run.progress), "best": run.stopper.best, "bad_epochs": run.stopper.bad_epochs}
-        (tmp / "progress.json").write_text(json.dumps(progress))
+        (tmp / PROGRESS).write_text(json.dumps(progress))
         if run.ema is not None:
-            save_file({k: v.contiguous() for k, v in run.ema.module.state_dict().items()}, str(tmp / "ema.safetensors"))
+            save_file({k: v.contiguous() for k, v in run.ema.module.state_dict().items()}, str(tmp / EMA_WEIGHTS))
         if is_plateau(run.scheduler):
-            torch.save(run.scheduler.state_dict(), tmp / "plateau.pt")
+            torch.save(run.scheduler.state_dict(), tmp / PLATEAU)
         if state.exists():
             os.replace(state, old)
         os.replace(tmp, state)
@@ -218,15 +218,15 @@ def save_state(run: Fold) -> None:
 
 def load_state(run: Fold) -> bool:
     """Restore the last saved state of this fold, if any (state/, or state.old/ if a kill hit the swap)."""
-    for state in (run.out_dir / "state", run.out_dir / "state.old"):
-        if (state / "progress.json").is_file():
+    for state in (state_dir(run.out_dir), state_dir(run.out_dir, ".old")):
+        if (state / PROGRESS).is_file():
             run.accelerator.load_state(str(state))
-            run.progress = Progress(**json.loads((state / "progress.json").read_text()))
+            run.progress = Progress(**json.loads((state / PROGRESS).read_text()))
             run.stopper.best, run.stopper.bad_epochs = run.progress.best, run.progress.bad_epochs
             if run.ema is not None:
-                run.ema.module.load_state_dict(load_file(str(state / "ema.safetensors")))
+                run.ema.module.load_state_dict(load_file(str(state / EMA_WEIGHTS)))
             if is_plateau(run.scheduler):
-                run.scheduler.load_state_dict(torch.load(state / "plateau.pt", weights_only=True))
+                run.scheduler.load_state_dict(torch.load(state / PLATEAU, weights_only=True))
             log.info("resumed %s at epoch %d, batch %d (step %d)", run.out_dir, run.progress.epoch,
                      run.progress.batch, run.progress.step)
             return True
@@ -384,7 +384,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
         else:
             metrics_file(out_dir).unlink(missing_ok=True)
     if cfg.log_with:
-        accelerator.init_trackers(f"fold{fold}", config={k: v for k, v in asdict(cfg).items()
+        accelerator.init_trackers(fold_name(fold), config={k: v for k, v in asdict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
     stopped = fit(run, val_table, y, comp.metric, fold, on_epoch)
     if cfg.log_with:
@@ -392,7 +392,7 @@ def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: li
     if stopped:
         return None  # interrupted on purpose: resume=true finishes it
     if accelerator.is_main_process:
-        shutil.rmtree(out_dir / "state", ignore_errors=True)  # optimiser state is large; the fold is done
+        shutil.rmtree(state_dir(out_dir), ignore_errors=True)  # optimiser state is large; the fold is done
     accelerator.wait_for_everyone()
     if run.val_dl is None:
         return None

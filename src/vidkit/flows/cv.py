@@ -18,7 +18,7 @@ from vidkit.config import Competition, Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
-from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file
+from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file, state_dir
 from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.models.weights import pretrained_license
 from vidkit.engine.runtime import build_model, make_accelerator
@@ -158,7 +158,7 @@ def deadline(cfg: Config) -> float | None:
 
 
 def _fold_done(fold_dir: Path) -> bool:
-    return oof_file(fold_dir).is_file() and not (fold_dir / "state").exists()
+    return oof_file(fold_dir).is_file() and not state_dir(fold_dir).exists()
 
 
 def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
@@ -213,10 +213,10 @@ def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path |
               "per_class": metrics.per_class(y, probs, classes)}
     out.write_report(report)
     pred = probs.argmax(1)
-    plots.plot_confusion(y, pred, classes, out / "confusion_matrix.png")
-    plots.plot_per_class(y, pred, classes, out / "per_class.png")
-    plots.plot_curves(out.metrics_files(), out / "curves.png")
-    plots.plot_fold_distribution(oof, classes, out / "class_distribution.png")
+    plots.plot_confusion(y, pred, classes, out.plot("confusion"))
+    plots.plot_per_class(y, pred, classes, out.plot("per_class"))
+    plots.plot_curves(out.metrics_files(), out.plot("curves"))
+    plots.plot_fold_distribution(oof, classes, out.plot("class_distribution"))
     return report
 
 

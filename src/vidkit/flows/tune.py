@@ -16,7 +16,7 @@ import yaml
 
 from vidkit.config import Competition, Config, apply, read_yaml
 from vidkit.errors import VidkitError
-from vidkit.rundir import CompDir
+from vidkit.rundir import CompDir, fold_name
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60  # a trial whose process died (no heartbeat for GRACE_S) is marked failed when the study resumes
@@ -100,7 +100,7 @@ def objective(base: Config, space: dict, folds: list[int], work: Path, comp: Com
             _, table, classes, out = prepare_run(cfg, accelerator, comp)
             scores = []
             for i, k in enumerate(folds):
-                oof = train_fold(cfg, comp, table, classes, k, out / f"fold{k}", accelerator,
+                oof = train_fold(cfg, comp, table, classes, k, out / fold_name(k), accelerator,
                                  on_epoch=_Pruner(trial, i * cfg.epochs))
                 y = oof["label"].map({c: j for j, c in enumerate(classes)}).to_numpy()
                 scores.append(metrics.score(comp.metric, y, oof[classes].to_numpy()))
@@ -156,7 +156,7 @@ def run_tune(base: Config, config_file: Path, trials: int, space_file: Path | No
     """Run the study until it holds `trials` finished trials (complete, pruned or failed); write the best config."""
     import optuna
     from vidkit.config import load_competition
-    from vidkit.rundir import CompDir
+    from vidkit.rundir import CompDir, fold_name
     comp = load_competition(base.comp)
     space_file = space_file or config_file.with_name("tune.yaml")
     space = read_space(space_file, base)
