@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -161,13 +160,30 @@ def ensemble_spec(comp: Competition, members, spec: dict, folders: list[str]) ->
     return {**out, "competition": comp.name}
 
 
-def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: Path, submit: dict,
-                 wheels: str | None = None, license: str = "CC0-1.0") -> Path:
-    """kernels/<slug>/: dataset-metadata.json, manifest.json (sha256 of every other file), competition.yaml,
-    ensemble.yaml, src/vidkit/, runs/<run>/ and optional wheels/."""
-    comp_yaml, search = competition_spec(comp)
+def write_dataset(dest: Path, comp: Competition, settings: dict, slug: str, title: str, license: str,
+                  contents: dict, search_keys: tuple = ()) -> Path:
+    """A dataset folder of vidkit's (the inference bundle, the training kernel's code): src/vidkit/ and
+    competition.yaml, then manifest.json (the competition's paths, `contents`, the sha256 of every other file) and
+    dataset-metadata.json. The caller wrote its own files into `dest` first; `search_keys`: more competition paths
+    the kernel looks for (training data)."""
+    spec, search = competition_spec(comp)
     shutil.copytree(Path(vidkit.__file__).parent, dest / "src" / "vidkit",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dest / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    where = {**search, **{k: spec[k] for k in search_keys if spec.get(k)}}
+    manifest = {"vidkit_bundle": slug, "vidkit_version": vidkit.__version__,
+                "competition": {"slug": settings["competition"], "name": comp.name, **where}, **contents,
+                "files": hash_tree(dest)}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    metadata = {"title": title, "id": f"{settings['user']}/{slug}", "licenses": [{"name": license}]}
+    (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
+    return dest
+
+
+def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: Path, submit: dict,
+                 wheels: str | None = None, license: str = "CC0-1.0") -> Path:
+    """kernels/<slug>/: ensemble.yaml, runs/<run>/ and optional wheels/, in a vidkit dataset (`write_dataset`)."""
+    dest.mkdir(parents=True, exist_ok=True)
     folders = member_folders(members)
     counts = None
     for folder, member in zip(folders, members):
@@ -176,7 +192,6 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
             from vidkit.data import index_train
             counts = class_counts(index_train(comp), member.classes)
         copy_run(member, dest / folder, member.class_counts or counts)
-    (dest / "competition.yaml").write_text(yaml.safe_dump(comp_yaml, sort_keys=False))
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
     ensemble_file(dest).write_text(header + blend)
@@ -187,15 +202,10 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
         (dest / "wheels").mkdir()
         for w in found:
             shutil.copyfile(w, dest / "wheels" / w.name)
-    manifest = {"vidkit_bundle": settings["slug"], "vidkit_version": vidkit.__version__,
-                "competition": {"slug": settings["competition"], "name": comp.name, **search},
-                "members": folders, "submit": submit, "files": hash_tree(dest)}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
     title = f"vidkit {comp.name} bundle"
     title = title if len(title) <= 50 else f"{settings['slug'][:43]} bundle"
-    metadata = {"title": title, "id": f"{settings['user']}/{settings['slug']}", "licenses": [{"name": license}]}
-    (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
-    return dest
+    return write_dataset(dest, comp, settings, settings["slug"], title, license,
+                         {"members": folders, "submit": submit})
 
 
 # ---------------------------------------------------------------- the kernel
@@ -313,6 +323,23 @@ def run_kernel_on(kernel_dir: Path, root: Path, python: Path, env: dict) -> str:
     return proc.stdout
 
 
+def on_stand_in(kernel_dir: Path, root: Path, python: Path, readonly: list[Path], guard: Path) -> str:
+    """Run a kernel folder on the stand-in /kaggle at `root` with `readonly` inputs; its output. Any network
+    call or write to an input the audit hook refused fails the run."""
+    for folder in readonly:
+        kaggle_sim.chmod_tree(folder, writable=False)  # binds non-root users; the audit hook binds root too
+    try:
+        output = run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, readonly, guard))
+    finally:
+        for folder in readonly:
+            kaggle_sim.chmod_tree(folder, writable=True)
+    refused = kaggle_sim.guard_violations(guard)
+    if refused:
+        raise VidkitError(f"dry run: {kernel_dir.name} tried {len(refused)} forbidden operations (no network, "
+                          f"read-only inputs on Kaggle), first: {refused[0]}")
+    return output
+
+
 def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, layout: str = "new",
             python: Path | None = None) -> Path:
     """Run the kernel on a fake /kaggle under `workdir` (kaggle_sim: only Kaggle's packages, the bundle
@@ -326,16 +353,8 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
     landed = kaggle_sim.kaggle_tree(root, sample.parent, _mounts(manifest), manifest["competition"]["slug"],
                                     {ref: bundle}, layout)[ref]
-    kaggle_sim.chmod_tree(landed, writable=False)  # binds non-root users; the audit hook binds root too
-    try:
-        output = run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, [landed], guard))
-    finally:
-        kaggle_sim.chmod_tree(landed, writable=True)
+    output = on_stand_in(kernel_dir, root, python, [landed], guard)
     (Path(workdir) / "kernel_output.txt").write_text(output)
-    refused = kaggle_sim.guard_violations(guard)
-    if refused:
-        raise VidkitError(f"dry run: the kernel tried {len(refused)} forbidden operations (no network and a "
-                          f"read-only bundle on Kaggle), first: {refused[0]}")
     for line in output.splitlines():
         if line.startswith("vidkit kernel:"):
             log.info("dry run: %s", line[len("vidkit kernel: "):])

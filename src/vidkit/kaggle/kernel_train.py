@@ -80,25 +80,13 @@ def resolve_configs(names: list[str], overrides: dict) -> dict[str, dict]:
 
 def build_code_dataset(comp: Competition, configs: dict, settings: dict, dest: Path, train: dict,
                        license: str = "CC0-1.0") -> Path:
-    """kernels/<slug>-code/: src/vidkit/, configs/<name>.yaml, competition.yaml, manifest.json (sha256 of
-    every other file, the competition's paths, what to train) and dataset-metadata.json."""
-    spec, search = kernel.competition_spec(comp)
-    shutil.copytree(Path(vidkit.__file__).parent, dest / "src" / "vidkit",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (dest / "configs").mkdir()
+    """kernels/<slug>-code/: configs/<name>.yaml (what to train, in the manifest too), in a vidkit dataset
+    (`kernel.write_dataset`: the source, the competition, the sha256 manifest, dataset-metadata.json)."""
+    (dest / "configs").mkdir(parents=True)
     for name, data in configs.items():
         (dest / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (dest / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    where = {**search, **{k: spec[k] for k in ("train_dir", "train_csv") if spec.get(k)}}
-    files = kernel.hash_tree(dest)
-    manifest = {"vidkit_bundle": settings["code_slug"], "vidkit_version": vidkit.__version__,
-                "competition": {"slug": settings["competition"], "name": comp.name, **where},
-                "configs": list(configs), "train": train, "files": files}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    about = {"title": f"{settings['code_slug'][:45]} code", "id": f"{settings['user']}/{settings['code_slug']}",
-             "licenses": [{"name": license}]}
-    (dest / "dataset-metadata.json").write_text(json.dumps(about, indent=1))
-    return dest
+    return kernel.write_dataset(dest, comp, settings, settings["code_slug"], f"{settings['code_slug'][:45]} code",
+                                license, {"configs": list(configs), "train": train}, ("train_dir", "train_csv"))
 
 
 def _cell(kind: str, cell_id: str, text: str) -> dict:
@@ -310,24 +298,6 @@ def train_on_kaggle(code: Path, manifest: dict, data: Path, inputs: Path, work: 
 
 # ---------------------------------------------------------------- local dry run
 
-def on_stand_in(kernel_dir: Path, root: Path, python: Path, readonly: list[Path], guard: Path) -> str:
-    """Run a kernel folder on the stand-in /kaggle at `root` with `readonly` inputs; its output. Any network
-    call or write to an input the audit hook refused fails the run."""
-    from vidkit.kaggle import sim as kaggle_sim
-    for folder in readonly:
-        kaggle_sim.chmod_tree(folder, writable=False)  # binds non-root users; the audit hook binds root too
-    try:
-        output = kernel.run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, readonly, guard))
-    finally:
-        for folder in readonly:
-            kaggle_sim.chmod_tree(folder, writable=True)
-    refused = kaggle_sim.guard_violations(guard)
-    if refused:
-        raise VidkitError(f"dry run: {kernel_dir.name} tried {len(refused)} forbidden operations (no network, "
-                          f"read-only inputs on Kaggle), first: {refused[0]}")
-    return output
-
-
 def mount_output(root: Path, output: Path, ref: str) -> Path:
     """A notebook's output as Kaggle mounts it for a notebook that lists it in kernel_sources."""
     owner, slug = ref.split("/")
@@ -351,7 +321,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     readonly = [kaggle_sim.kaggle_tree(root, sample.parent, mounts, where["slug"], {ref: code_dir})[ref]]
     if previous is not None:
         readonly.append(mount_output(root, previous, f"{train['user']}/{train['kernel_slug']}"))
-    on_stand_in(kernel_dir, root, python, readonly, Path(workdir) / "guard.log")
+    kernel.on_stand_in(kernel_dir, root, python, readonly, Path(workdir) / "guard.log")
     marker = json.loads((root / "working" / MARKER).read_text())
     return [config for config, state in marker["configs"].items() if state != "done"]
 
@@ -368,6 +338,6 @@ def dry_run_from_notebook(kernel_dir: Path, output: Path, comp: Competition, wor
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
     kaggle_sim.kaggle_tree(root, sample.parent, kernel._mounts(manifest), manifest["competition"]["slug"], {})
     mounted = mount_output(root, output, meta["kernel_sources"][0])
-    on_stand_in(kernel_dir, root, python, [mounted], Path(workdir) / "guard.log")
+    kernel.on_stand_in(kernel_dir, root, python, [mounted], Path(workdir) / "guard.log")
     validate_file(str(root / "working" / "submission.csv"), str(sample), comp.id_column)
     return root / "working" / "submission.csv"
