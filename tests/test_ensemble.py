@@ -157,10 +157,13 @@ def test_only_shared_videos_and_same_folds(toy, tmp_path, y):
 
 @pytest.mark.parametrize("text, error", [
     ("metric: accuracy\nmethod: median\nmembers: [{run: a, weight: 1}]", "method: 'median'"),
-    ("metric: accuracy\nmembers: [{run: a, weight: -1}]", r"members\[0\].weight"),
+    ("metric: accuracy\nmembers: [{run: a, weight: -1}]", r"members\[0\]: weight: expected a number >= 0"),
     ("metric: accuracy\nmembers: []", "members: expected a non-empty list"),
     ("metric: accuracy\nmembers: [{run: a, weight: 1}]\nwieghts: 2", "unknown key 'wieghts'"),
     ("metric: accuracy\nmembers: [{run: a, weight: 1}]\nthreshold: 1.5", "threshold: 1.5 is out of range"),
+    ("metric: accuracy\nmembers: [{run: a, weight: heavy}]", r"members\[0\]: weight: expected float, got 'heavy'"),
+    ("metric: accuracy\nmembers: [{run: a, weight: 1, wieght: 2}]", r"members\[0\]: unknown key 'wieght'"),
+    ("metric: accuracy\nmembers: [{run: a, weight: 1}]\nn_videos: many", "n_videos: expected int"),
 ])
 def test_bad_ensemble_yaml_is_one_clear_error(tmp_path, text, error):
     path = tmp_path / "ensemble.yaml"

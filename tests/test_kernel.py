@@ -150,7 +150,7 @@ def test_missing_kaggle_names_are_one_line_errors(tiny_comp, tiny_run):
         kaggle_settings(comp, user="alice")
     with pytest.raises(VidkitError, match="becomes the slug 'my-kernel'"):
         kaggle_settings(comp, user="alice", competition="some-comp", title="My Kernel")
-    assert kaggle_settings(comp, user="alice", competition="some-comp", gpu=False)["gpu"] is False
+    assert kaggle_settings(comp, user="alice", competition="some-comp", gpu=False).gpu is False
     proc = subprocess.run([sys.executable, "-m", "vidkit", "kernel", f"comp={tiny_comp}", f"runs={tiny_run}"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
@@ -292,7 +292,7 @@ def test_slug_title_and_licence_follow_the_cli(tiny_comp):
     comp = load_competition(tiny_comp)
     settings = kaggle_settings(comp, user="alice", competition="c-1", slug="vidkit-tiny",
                                title="Vidkit Tiny Infér")  # python-slugify transliterates, as the CLI does
-    assert settings["kernel_slug"] == "vidkit-tiny-infer" and slugify(settings["title"]) == "vidkit-tiny-infer"
+    assert settings.kernel_slug == "vidkit-tiny-infer" and slugify(settings.title) == "vidkit-tiny-infer"
     with pytest.raises(VidkitError, match="6 to 44"):
         kaggle_settings(comp, user="alice", competition="c-1", slug="abc")
     with pytest.raises(VidkitError, match="at least 5 characters"):

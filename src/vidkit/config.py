@@ -348,41 +348,65 @@ def save_config(obj, path: str | Path):
 
 # ---------------------------------------------------------------- ensemble.yaml
 
-ENSEMBLE_KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "clip",  # the documented format
-        "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
+@dataclass
+class EnsembleMember:
+    run: str = ""                           # a run folder (relative: from the yaml's folder or the working one)
+    weight: float = 0.0                     # >= 0; the weights are normalised to sum to 1 on load
+    score: float | None = None              # its OOF score (informative)
+
+
+@dataclass
+class Ensemble:
+    """ensemble.yaml: written by `vidkit ensemble`, read by submit, predict, app, report and kernel."""
+    metric: str | None = None               # the competition's metric, which the blend was searched on
+    method: str = "mean"                    # how members blend (vidkit.choices)
+    members: list = field(default_factory=list)  # [{run, weight, score}] (EnsembleMember)
+    score: float | None = None              # the blend's OOF score, calibration included
+    temperature: float | None = 1.0         # > 0: softmax(log p / T)
+    threshold: float | None = None          # binary: P(positive) >= threshold is the positive class; in (0, 1)
+    clip: float | None = None               # probabilities clipped to [clip, 1 - clip]; in [0, 0.5)
+    competition: str | None = None          # informative from here on
+    positive_class: str | None = None
+    n_videos: int | None = None
+    nested_score: float | None = None
+    search: str | None = None
+
+    def check(self, where: str) -> None:
+        """What a type cannot say: the choices, a non-empty member list with weights summing above 0, ranges."""
+        for key in ("metric", "method", "search"):
+            if key != "search" or self.search is not None:
+                check_choice(key, getattr(self, key), where=where)
+        if not self.members:
+            raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
+        if not sum(m["weight"] for m in self.members) > 0:
+            raise VidkitError(f"{where}members: the weights sum to 0; at least one must be > 0")
+        ranges = {"temperature": lambda v: v > 0, "threshold": lambda v: 0 < v < 1, "clip": lambda v: 0 <= v < 0.5}
+        for key, ok in ranges.items():
+            value = getattr(self, key)
+            if value is not None and not ok(value):
+                raise VidkitError(f"{where}{key}: {value!r} is out of range")
+
+
+def ensemble_member(entry, where: str) -> dict:
+    """One `members:` entry, typed and checked (weight a finite number >= 0)."""
+    if not isinstance(entry, dict):
+        raise VidkitError(f"{where}expected {{run: DIR, weight: W}}, got {entry!r}")
+    member = apply(EnsembleMember(), entry, where)
+    if not member.run or not 0 <= member.weight < math.inf:
+        raise VidkitError(f"{where}weight: expected a number >= 0 and a run, got {entry!r}")
+    return dataclasses.asdict(member)
 
 
 def load_ensemble(path: str | Path) -> dict:
-    """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
-    spec, where = read_yaml(path), f"{path}: "
-    unknown = set(spec) - ENSEMBLE_KEYS
-    if unknown:
-        raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(ENSEMBLE_KEYS))})")
-    spec.setdefault("method", "mean")
-    for key in ("metric", "method"):
-        check_choice(key, spec.get(key), where=where)
-    members = spec.get("members")
-    if not isinstance(members, list) or not members:
+    """Read and check an ensemble.yaml (the `Ensemble` fields, through `apply`); member weights come back
+    normalised to sum to 1. A dict, as `vidkit ensemble` makes it and `calibrate`/`blend` read it."""
+    where = f"{path}: "
+    spec = apply(Ensemble(), read_yaml(path), where)
+    if not isinstance(spec.members, list):
         raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
-    for i, m in enumerate(members):
-        if not isinstance(m, dict) or not isinstance(m.get("run"), str):
-            raise VidkitError(f"{where}members[{i}]: expected {{run: DIR, weight: W}}, got {m!r}")
-        if not _number(m.get("weight")) or m["weight"] < 0:
-            raise VidkitError(f"{where}members[{i}].weight: expected a number >= 0, got {m.get('weight')!r}")
-    total = sum(m["weight"] for m in members)
-    if total <= 0:
-        raise VidkitError(f"{where}members: the weights sum to {total}; at least one must be > 0")
-    spec["members"] = [{**m, "weight": m["weight"] / total} for m in members]
-    spec["temperature"] = 1.0 if spec.get("temperature") is None else spec["temperature"]
-    checks = {"temperature": lambda v: _number(v) and v > 0, "threshold": lambda v: _number(v) and 0 < v < 1,
-              "clip": lambda v: _number(v) and 0 <= v < 0.5}
-    for key, ok in checks.items():
-        if spec.get(key) is not None and not ok(spec[key]):
-            raise VidkitError(f"{where}{key}: {spec[key]!r} is out of range")
-    spec.setdefault("threshold", None)
-    spec.setdefault("clip", None)
-    return spec
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    spec.members = [ensemble_member(m, f"{where}members[{i}]: ") for i, m in enumerate(spec.members)]
+    spec.temperature = 1.0 if spec.temperature is None else spec.temperature
+    spec.check(where)
+    total = sum(m["weight"] for m in spec.members)
+    spec.members = [{**m, "weight": m["weight"] / total} for m in spec.members]
+    return dataclasses.asdict(spec)

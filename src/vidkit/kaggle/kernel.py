@@ -68,8 +68,27 @@ def check_title(title: str, kernel_slug: str) -> str:
     return title
 
 
+@dataclasses.dataclass(frozen=True)
+class KaggleSettings:
+    """Who and what on Kaggle: the owner, the competition's slug, the dataset's slug, the kernel's slug and title."""
+    user: str
+    competition: str
+    slug: str                   # the bundle dataset; the training kernel's code dataset is <slug>-code
+    kernel_slug: str            # <slug>-infer or <slug>-train
+    title: str
+    gpu: bool = True
+
+    @property
+    def code_slug(self) -> str:
+        return f"{self.slug}-code"
+
+    def ref(self, slug: str) -> str:
+        """`owner/slug`, as Kaggle names a dataset or a kernel."""
+        return f"{self.user}/{slug}"
+
+
 def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None,
-                    suffix: str = "infer") -> dict:
+                    suffix: str = "infer") -> KaggleSettings:
     """Username, competition slug, bundle slug, GPU and kernel title: options first, then the competition yaml.
     The kernel's slug is "<slug>-<suffix>"."""
     user = user or comp.kaggle_user
@@ -88,8 +107,7 @@ def kaggle_settings(comp: Competition, user=None, competition=None, slug=None, g
     kernel_slug = f"{slug}-{suffix}"
     title = check_title(title or kernel_slug.replace("-", " "), kernel_slug)
     gpu = comp.kernel_gpu if gpu is None else gpu
-    return {"user": user, "competition": competition, "slug": slug, "kernel_slug": kernel_slug, "title": title,
-            "gpu": True if gpu is None else bool(gpu)}
+    return KaggleSettings(user, competition, slug, kernel_slug, title, True if gpu is None else bool(gpu))
 
 
 def hash_tree(folder: Path) -> dict[str, str]:
@@ -160,7 +178,7 @@ def ensemble_spec(comp: Competition, members, spec: dict, folders: list[str]) ->
     return {**out, "competition": comp.name}
 
 
-def write_dataset(dest: Path, comp: Competition, settings: dict, slug: str, title: str, license: str,
+def write_dataset(dest: Path, comp: Competition, settings: KaggleSettings, slug: str, title: str, license: str,
                   contents: dict, search_keys: tuple = ()) -> Path:
     """A dataset folder of vidkit's (the inference bundle, the training kernel's code): src/vidkit/ and
     competition.yaml, then manifest.json (the competition's paths, `contents`, the sha256 of every other file) and
@@ -172,15 +190,15 @@ def write_dataset(dest: Path, comp: Competition, settings: dict, slug: str, titl
     (dest / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     where = {**search, **{k: spec[k] for k in search_keys if spec.get(k)}}
     manifest = {"vidkit_bundle": slug, "vidkit_version": vidkit.__version__,
-                "competition": {"slug": settings["competition"], "name": comp.name, **where}, **contents,
+                "competition": {"slug": settings.competition, "name": comp.name, **where}, **contents,
                 "files": hash_tree(dest)}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    metadata = {"title": title, "id": f"{settings['user']}/{slug}", "licenses": [{"name": license}]}
+    metadata = {"title": title, "id": settings.ref(slug), "licenses": [{"name": license}]}
     (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
     return dest
 
 
-def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: Path, submit: dict,
+def build_bundle(comp: Competition, members, spec: dict, settings: KaggleSettings, dest: Path, submit: dict,
                  wheels: str | None = None, license: str = "CC0-1.0") -> Path:
     """kernels/<slug>/: ensemble.yaml, runs/<run>/ and optional wheels/, in a vidkit dataset (`write_dataset`)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -203,8 +221,8 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
         for w in found:
             shutil.copyfile(w, dest / "wheels" / w.name)
     title = f"vidkit {comp.name} bundle"
-    title = title if len(title) <= 50 else f"{settings['slug'][:43]} bundle"
-    return write_dataset(dest, comp, settings, settings["slug"], title, license,
+    title = title if len(title) <= 50 else f"{settings.slug[:43]} bundle"
+    return write_dataset(dest, comp, settings, settings.slug, title, license,
                          {"members": folders, "submit": submit})
 
 
@@ -214,9 +232,9 @@ def kernel_code(slug: str) -> str:
     return TEMPLATE.read_text().replace("__VIDKIT_BUNDLE__", slug)
 
 
-def notebook(code: str, settings: dict) -> dict:
-    intro = (f"# {settings['title']}\n\nOffline inference written by `python -m vidkit kernel`: verifies the "
-             f"bundle `{settings['user']}/{settings['slug']}` (sha256 of every file), then runs the same "
+def notebook(code: str, settings: KaggleSettings) -> dict:
+    intro = (f"# {settings.title}\n\nOffline inference written by `python -m vidkit kernel`: verifies the "
+             f"bundle `{settings.user}/{settings.slug}` (sha256 of every file), then runs the same "
              f"ensemble + TTA inference as `make submit` and writes `/kaggle/working/submission.csv`.")
     cell = {"cell_type": "code", "execution_count": None, "id": "vidkit-kernel", "metadata": {}, "outputs": [],
             "source": code.splitlines(keepends=True)}
@@ -226,19 +244,19 @@ def notebook(code: str, settings: dict) -> dict:
             "nbformat": 4, "nbformat_minor": 5}
 
 
-def write_kernel(settings: dict, dest: Path, kernel_type: str = "notebook", private: bool = True) -> Path:
+def write_kernel(settings: KaggleSettings, dest: Path, kernel_type: str = "notebook", private: bool = True) -> Path:
     """kernels/<slug>-infer/: kernel-metadata.json and the notebook (or script)."""
     check_choice("kernel_type", kernel_type)
     dest.mkdir(parents=True)
-    code = kernel_code(settings["slug"])
-    code_file = f"{settings['kernel_slug']}.{'ipynb' if kernel_type == 'notebook' else 'py'}"
+    code = kernel_code(settings.slug)
+    code_file = f"{settings.kernel_slug}.{'ipynb' if kernel_type == 'notebook' else 'py'}"
     text = json.dumps(notebook(code, settings), indent=1) if kernel_type == "notebook" else code
     (dest / code_file).write_text(text)
-    metadata = {"id": f"{settings['user']}/{settings['kernel_slug']}", "title": settings["title"],
+    metadata = {"id": settings.ref(settings.kernel_slug), "title": settings.title,
                 "code_file": code_file, "language": "python", "kernel_type": kernel_type, "is_private": private,
-                "enable_gpu": settings["gpu"], "enable_internet": False,  # explicit: the CLI's default differs
-                "dataset_sources": [f"{settings['user']}/{settings['slug']}"],
-                "competition_sources": [settings["competition"]], "kernel_sources": [], "model_sources": []}
+                "enable_gpu": settings.gpu, "enable_internet": False,  # explicit: the CLI's default differs
+                "dataset_sources": [settings.ref(settings.slug)],
+                "competition_sources": [settings.competition], "kernel_sources": [], "model_sources": []}
     (dest / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
     return dest
 
@@ -284,13 +302,13 @@ def build(comp: Competition | str, runs: list[str] | None = None, out: str = "ke
     from vidkit.flows.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
     check_licences(comp, [m.run for m in members])
-    bundle = _fresh(Path(out) / settings["slug"], "dataset-metadata.json")
-    kernel_dir = _fresh(Path(out) / settings["kernel_slug"], "kernel-metadata.json")
+    bundle = _fresh(Path(out) / settings.slug, "dataset-metadata.json")
+    kernel_dir = _fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
     build_bundle(comp, members, spec, settings, bundle, {"tta_clips": tta_clips, "budget": budget}, wheels, license)
     write_kernel(settings, kernel_dir, kernel_type, private)
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     print(f"bundle {bundle} ({len(members)} runs, {size / 2**20:.1f} MiB); kernel {kernel_dir} "
-          f"(GPU {'on' if settings['gpu'] else 'off'}, internet off, competition {settings['competition']})")
+          f"(GPU {'on' if settings.gpu else 'off'}, internet off, competition {settings.competition})")
     return bundle, kernel_dir
 
 

@@ -37,11 +37,11 @@ RUN_KEYS = ("name", "comp", "out_dir", "fold", "resume", "max_time")  # the note
 
 # ---------------------------------------------------------------- built here
 
-def train_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None, title=None) -> dict:
-    """kernel.kaggle_settings for this kernel's slug `<slug>-train`, plus its code dataset `<slug>-code`."""
-    settings = kernel.kaggle_settings(comp, user=user, competition=competition, slug=slug, gpu=gpu, title=title,
-                                      suffix="train")
-    return {**settings, "code_slug": f"{settings['slug']}-code"}
+def train_settings(comp: Competition, user=None, competition=None, slug=None, gpu=None,
+                   title=None) -> kernel.KaggleSettings:
+    """kernel.kaggle_settings for this kernel's slug `<slug>-train` (its code dataset: `.code_slug`)."""
+    return kernel.kaggle_settings(comp, user=user, competition=competition, slug=slug, gpu=gpu, title=title,
+                                  suffix="train")
 
 
 def weight_sources(text: str | None) -> tuple[list[str], list[str]]:
@@ -78,14 +78,14 @@ def resolve_configs(names: list[str], overrides: dict) -> dict[str, dict]:
     return configs
 
 
-def build_code_dataset(comp: Competition, configs: dict, settings: dict, dest: Path, train: dict,
+def build_code_dataset(comp: Competition, configs: dict, settings: kernel.KaggleSettings, dest: Path, train: dict,
                        license: str = "CC0-1.0") -> Path:
     """kernels/<slug>-code/: configs/<name>.yaml (what to train, in the manifest too), in a vidkit dataset
     (`kernel.write_dataset`: the source, the competition, the sha256 manifest, dataset-metadata.json)."""
     (dest / "configs").mkdir(parents=True)
     for name, data in configs.items():
         (dest / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return kernel.write_dataset(dest, comp, settings, settings["code_slug"], f"{settings['code_slug'][:45]} code",
+    return kernel.write_dataset(dest, comp, settings, settings.code_slug, f"{settings.code_slug[:45]} code",
                                 license, {"configs": list(configs), "train": train}, ("train_dir", "train_csv"))
 
 
@@ -94,37 +94,37 @@ def _cell(kind: str, cell_id: str, text: str) -> dict:
     return {**cell, "execution_count": None, "outputs": []} if kind == "code" else cell
 
 
-def train_notebook(settings: dict) -> dict:
+def train_notebook(settings: kernel.KaggleSettings) -> dict:
     """nbformat 4.5: an introduction, the inference kernel's helpers (find and verify a dataset by its
     manifest; its main() is not run) and the training cell."""
     helpers = kernel.TEMPLATE.read_text()
     if GUARD not in helpers:
         raise VidkitError(f"{kernel.TEMPLATE} no longer ends with its main() guard; update vidkit.kaggle.kernel_train")
-    helpers = helpers.replace(GUARD, "").replace("__VIDKIT_BUNDLE__", settings["code_slug"])
-    code = TEMPLATE.read_text().replace("__VIDKIT_KERNEL__", settings["kernel_slug"])
-    intro = (f"# {settings['title']}\n\nCross-validation on Kaggle's GPUs, written by `python -m vidkit kernel "
-             f"mode=train`: verifies the code dataset `{settings['user']}/{settings['code_slug']}`, then runs `cv` "
+    helpers = helpers.replace(GUARD, "").replace("__VIDKIT_BUNDLE__", settings.code_slug)
+    code = TEMPLATE.read_text().replace("__VIDKIT_KERNEL__", settings.kernel_slug)
+    intro = (f"# {settings.title}\n\nCross-validation on Kaggle's GPUs, written by `python -m vidkit kernel "
+             f"mode=train`: verifies the code dataset `{settings.user}/{settings.code_slug}`, then runs `cv` "
              "for each config with the internet off. A version stopped by its time budget continues in the next "
              "(add this notebook's output as an input: `resume=true`). Once every config is done, the output holds "
-             f"the runs (`vidkit/weights/`) and the inference bundle `{settings['slug']}/`.")
+             f"the runs (`vidkit/weights/`) and the inference bundle `{settings.slug}/`.")
     cells = [_cell("markdown", "about", intro), _cell("code", "helpers", helpers), _cell("code", "train", code)]
     return {"cells": cells, "metadata": {"kernelspec": kernel.KERNELSPEC, "language_info": {"name": "python"}},
             "nbformat": 4, "nbformat_minor": 5}
 
 
-def write_train_kernel(settings: dict, dest: Path, weights: tuple[list, list], private: bool = True,
+def write_train_kernel(settings: kernel.KaggleSettings, dest: Path, weights: tuple[list, list], private: bool = True,
                        resume: bool = False) -> Path:
     """kernels/<slug>-train/: the notebook and kernel-metadata.json (internet off, GPU, the competition, the
     code dataset and the weight sources; with resume, this notebook's own output)."""
     dest.mkdir(parents=True)
-    code_file = f"{settings['kernel_slug']}.ipynb"
+    code_file = f"{settings.kernel_slug}.ipynb"
     (dest / code_file).write_text(json.dumps(train_notebook(settings), indent=1))
-    own = f"{settings['user']}/{settings['kernel_slug']}"
-    sources = {"dataset_sources": [f"{settings['user']}/{settings['code_slug']}", *weights[0]],
-               "competition_sources": [settings["competition"]], "kernel_sources": [own] if resume else [],
+    own = settings.ref(settings.kernel_slug)
+    sources = {"dataset_sources": [settings.ref(settings.code_slug), *weights[0]],
+               "competition_sources": [settings.competition], "kernel_sources": [own] if resume else [],
                "model_sources": weights[1]}
-    meta = {"id": own, "title": settings["title"], "code_file": code_file, "language": "python",
-            "kernel_type": "notebook", "is_private": private, "enable_gpu": settings["gpu"],
+    meta = {"id": own, "title": settings.title, "code_file": code_file, "language": "python",
+            "kernel_type": "notebook", "is_private": private, "enable_gpu": settings.gpu,
             "enable_internet": False, **sources}
     (dest / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
     return dest
@@ -138,14 +138,14 @@ def build_train(comp_path: str, configs: list[str], overrides: dict | None = Non
     settings, license = train_settings(comp, **kaggle), kernel.check_license(license)
     sources = weight_sources(weights)
     resolved = resolve_configs(configs, overrides or {})
-    train = {key: settings[key] for key in ("user", "competition", "slug", "kernel_slug", "gpu")}
+    train = {key: getattr(settings, key) for key in ("user", "competition", "slug", "kernel_slug", "gpu")}
     train.update(time_budget=parse_duration(time_budget, "time_budget"), processes=processes)
-    code_dir = kernel._fresh(Path(out) / settings["code_slug"], "dataset-metadata.json")
-    kernel_dir = kernel._fresh(Path(out) / settings["kernel_slug"], "kernel-metadata.json")
+    code_dir = kernel._fresh(Path(out) / settings.code_slug, "dataset-metadata.json")
+    kernel_dir = kernel._fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
     build_code_dataset(comp, resolved, settings, code_dir, train, license)
     write_train_kernel(settings, kernel_dir, sources, private, resume)
     print(f"code dataset {code_dir} ({len(resolved)} configs: {', '.join(resolved)}); training kernel {kernel_dir} "
-          f"(GPU {'on' if settings['gpu'] else 'off'}, internet off, budget {time_budget}"
+          f"(GPU {'on' if settings.gpu else 'off'}, internet off, budget {time_budget}"
           f"{', resumes its previous output' if resume else ''})")
     return code_dir, kernel_dir
 
@@ -160,10 +160,10 @@ def infer_from_notebook(comp_path: str, runs_from: str, out: str = "kernels", ke
         log.warning("runs_from=notebook: %s do not apply (the training kernel builds the bundle)", ", ".join(unused))
     settings = kernel.kaggle_settings(load_competition(comp_path), user=user, competition=competition, slug=slug,
                                       gpu=gpu, title=title)
-    kernel_dir = kernel._fresh(Path(out) / settings["kernel_slug"], "kernel-metadata.json")
+    kernel_dir = kernel._fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
     kernel.write_kernel(settings, kernel_dir, kernel_type, private)
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
-    meta.update(dataset_sources=[], kernel_sources=[f"{settings['user']}/{settings['slug']}-train"])
+    meta.update(dataset_sources=[], kernel_sources=[settings.ref(f"{settings.slug}-train")])
     (kernel_dir / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
     print(f"kernel {kernel_dir}: runs and bundle from the output of the notebook {meta['kernel_sources'][0]}")
     return kernel_dir
