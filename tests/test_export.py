@@ -7,10 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vidkit.cli import Export
 from vidkit.errors import VidkitError
 from vidkit.flows.export import example_clips, run_export
 from vidkit.flows.infer import load_run
 from vidkit.engine.runtime import build_model
+
+ATOL = Export.atol  # the verb's default
 
 
 def _pytorch_logits(run, clips):
@@ -22,7 +25,7 @@ def _pytorch_logits(run, clips):
 
 
 def test_torchscript_runs_without_vidkit_and_matches(tiny_run, tmp_path):
-    path = run_export(tiny_run, "torchscript", out=tmp_path)
+    path = run_export(tiny_run, "torchscript", ATOL, out=tmp_path)
     meta = json.loads((tmp_path / "export.json").read_text())
     assert meta["classes"] == ["down", "left", "right", "up"] and meta["max_abs_diff"] <= 1e-4
     spec = meta["input_spec"]
@@ -40,7 +43,7 @@ def test_torchscript_runs_without_vidkit_and_matches(tiny_run, tmp_path):
 
 def test_onnx_matches_pytorch(tiny_run, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    path = run_export(tiny_run, "onnx", fold=1, out=tmp_path)
+    path = run_export(tiny_run, "onnx", ATOL, fold=1, out=tmp_path)
     meta = json.loads((tmp_path / "export.json").read_text())
     assert meta["checkpoint"].endswith("fold1/model.safetensors")
     cfg, classes, _ = load_run(tiny_run)
@@ -55,12 +58,12 @@ def test_onnx_matches_pytorch(tiny_run, tmp_path):
 
 def test_export_errors(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(VidkitError, match="format: 'tflite'"):
-        run_export(tiny_run, "tflite", out=tmp_path)
+        run_export(tiny_run, "tflite", ATOL, out=tmp_path)
     with pytest.raises(VidkitError, match="fold7"):
-        run_export(tiny_run, "torchscript", fold=7, out=tmp_path)
+        run_export(tiny_run, "torchscript", ATOL, fold=7, out=tmp_path)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(VidkitError, match="needs the onnxruntime package"):
-        run_export(tiny_run, "onnx", out=tmp_path)
+        run_export(tiny_run, "onnx", ATOL, out=tmp_path)
 
 
 @pytest.mark.slow

@@ -111,7 +111,7 @@ def test_predict_real_videos(tiny_run, shared_data, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 * (len(videos) + 1) and lines[0].split()[0] in {"down", "left", "right", "up"}
     with pytest.raises(VidkitError, match="not a video file"):
-        run_predict([tiny_run], shared_data / "README.md")
+        run_predict([tiny_run], shared_data / "README.md", topk=5)
 
 
 @pytest.mark.slow

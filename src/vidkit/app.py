@@ -77,8 +77,8 @@ def build_app(runs: list[str], topk: int = 5, comp=None):
     return demo
 
 
-def run_app(runs: list[str], port: int = 7860, host: str = "127.0.0.1", topk: int = 5, comp=None) -> None:
-    """`comp` (a loaded competition) and no runs: serve its ensemble.yaml blend (its members with weight > 0)."""
+def run_app(runs: list[str], port: int, host: str, topk: int, comp=None) -> None:
+    """The `app` verb (its keys' defaults: cli.App). `comp` (a loaded competition) and no runs: serve its ensemble.yaml blend (its members with weight > 0)."""
     from vidkit.errors import VidkitError
     if not runs and comp is not None:
         from vidkit.flows.infer import resolve_members

@@ -22,6 +22,7 @@ from pathlib import Path
 from vidkit.choices import CHOICES, check_choice, choice_help
 from vidkit.config import DEFAULT_COMP, Config, apply, load_config, parse_overrides
 from vidkit.errors import VidkitError
+from vidkit.rundir import GALLERY_SIZE
 
 REQUIRED = object()  # the default of a key the user must give
 VERBS: dict[str, type] = {}
@@ -238,21 +239,21 @@ class Predict(RunsVerb):
 class Export:
     """write a run's model as TorchScript or ONNX, checked against PyTorch"""
     run: str = key(REQUIRED, "the run folder", "RUN_DIR")
-    format: str = key("torchscript", "the export format", choices="export_format")
+    format: str = key(CHOICES["export_format"][0], "the export format", choices="export_format")
     fold: int | None = key(None, "which fold's checkpoint (default: the first)", "K")
     out: str | None = key(None, "output folder (default: <run>/export)", "DIR")
     atol: float = key(1e-4, "largest allowed |difference| from PyTorch")
 
     def main(self):
         from vidkit.flows.export import run_export
-        run_export(self.run, self.format, self.fold, self.out, self.atol)
+        run_export(self.run, self.format, self.atol, self.fold, self.out)
 
 
 @verb("gallery")
 class Gallery:
     """errors.png + errors.html: the most confidently wrong out-of-fold videos of a run"""
     run: str = key(REQUIRED, "a cross-validated run folder", "RUN_DIR")
-    n: int = key(24, "how many videos")
+    n: int = key(GALLERY_SIZE, "how many videos")
 
     def main(self):
         from vidkit.analysis.gallery import run_gallery
@@ -363,8 +364,8 @@ class Ensemble:
     comp: str | None = key(None, "the competition yaml (default: the one runs= were trained on, else "
                            f"{DEFAULT_COMP})", "YAML")
     runs: str | None = runs_key("every finished run")
-    method: str = key("mean", "how members blend", choices="method")
-    search: str = key("hill", "weight search: greedy hill climbing or Nelder-Mead", choices="search")
+    method: str = key(CHOICES["method"][0], "how members blend", choices="method")
+    search: str = key(CHOICES["search"][0], "weight search: greedy hill climbing or Nelder-Mead", choices="search")
     temperature: bool | None = key(None, "fit a temperature (default: for logloss only)")
     out: str | None = key(None, "the ensemble file (default: weights/<comp>/ensemble.yaml)", "FILE")
 

@@ -29,6 +29,7 @@ STATE, PROGRESS, EMA_WEIGHTS, PLATEAU = "state", "progress.json", "ema.safetenso
 PLOTS = {"confusion": "confusion_matrix.png", "per_class": "per_class.png", "curves": "curves.png",
          "class_distribution": "class_distribution.png"}  # the CV report's plots, by what they show
 GALLERY_PNG, GALLERY_HTML, EXPLAIN = "errors.png", "errors.html", "explain"
+GALLERY_SIZE = 24  # videos in the error gallery (cv writes it; `vidkit gallery n=` changes it)
 CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")
 
 

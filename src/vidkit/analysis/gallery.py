@@ -19,14 +19,14 @@ from vidkit.config import Config, load_competition
 from vidkit.data import index_train, make_sampler
 from vidkit.data.media import read_clip
 from vidkit.errors import VidkitError
-from vidkit.rundir import RunDir
+from vidkit.rundir import GALLERY_SIZE, RunDir
 
 log = logging.getLogger(__name__)
 HEIGHT = 96          # pixels per frame in the strip and the clip
 STRIP_FRAMES = 8     # frames shown per strip (of the clip's frames, evenly spaced)
 
 
-def pick(oof: pd.DataFrame, classes: list[str], n: int = 24) -> pd.DataFrame:
+def pick(oof: pd.DataFrame, classes: list[str], n: int = GALLERY_SIZE) -> pd.DataFrame:
     """The videos to show: most confidently wrong first, then per class the least confident right one
     (at least a third of the places when there are enough, more when there are few errors)."""
     probs = oof[classes].to_numpy(dtype=float)
@@ -101,7 +101,7 @@ def write_html(picks: pd.DataFrame, clips: list, path: Path, title: str) -> None
 
 
 def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, num_frames: int, cfg: Config,
-                  out: Path, n: int = 24) -> tuple[Path, Path]:
+                  out: Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
     """errors.png and errors.html in `out`, from the OOF table and the training index `table` (media rows)."""
     picks = pick(oof, classes, n)
     if picks.empty:
@@ -120,8 +120,8 @@ def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, nu
     return png, page
 
 
-def run_gallery(run: str | Path, n: int = 24) -> tuple[Path, Path]:
-    """`vidkit gallery run=RUN [n=24]`: the gallery of a cross-validated run folder."""
+def run_gallery(run: str | Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
+    """`vidkit gallery run=RUN [n=N]`: the gallery of a cross-validated run folder."""
     run = RunDir(run)
     for path in (run.config_yaml, run.meta_file, run.oof_csv):
         if not path.is_file():

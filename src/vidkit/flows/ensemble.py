@@ -15,7 +15,7 @@ from scipy.special import softmax
 
 from vidkit import metrics
 from vidkit.config import DEFAULT_COMP, Competition, as_competition, load_ensemble  # noqa: F401
-from vidkit.choices import check_choice
+from vidkit.choices import CHOICES, check_choice
 from vidkit.errors import VidkitError
 from vidkit.formats import positive_index, predict_labels, thresholded  # noqa: F401 (also used from here)
 from vidkit.rundir import CompDir, RunDir, competition_of
@@ -235,8 +235,9 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
 
 # ---------------------------------------------------------------- the `ensemble` verb
 
-def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None = None, method: str = "mean", out: str | None = None,
-                 search: str = "hill", temperature: bool | None = None, out_root: Path | None = None) -> Path:
+def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None = None,
+                 method: str = CHOICES["method"][0], out: str | None = None, search: str = CHOICES["search"][0],
+                 temperature: bool | None = None, out_root: Path | None = None) -> Path:
     """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml
     (default: <out_root>/<competition>/, out_root default weights/). No `comp`: the competition of `runs`."""
     comp = as_competition(comp if comp is not None else competition_of(runs) if runs else DEFAULT_COMP)

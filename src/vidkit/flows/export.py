@@ -54,9 +54,9 @@ def export_onnx(model, clips: torch.Tensor, path: Path) -> np.ndarray:
     return session.run(None, {"clip": clips.numpy()})[0]
 
 
-def run_export(run: str | Path, fmt: str = "torchscript", fold: int | None = None, out: str | Path | None = None,
-               atol: float = 1e-4) -> Path:
-    """Write `<out>/model.pt|model.onnx` and `export.json`; raise if it differs from PyTorch by more than atol."""
+def run_export(run: str | Path, fmt: str, atol: float, fold: int | None = None, out: str | Path | None = None) -> Path:
+    """The `export` verb (its keys' defaults: cli.Export): write `<out>/model.pt|model.onnx` and `export.json`;
+    raise if it differs from PyTorch by more than atol."""
     check_choice("export_format", fmt, FORMATS, key="format")
     run = Path(run)
     cfg, classes, checkpoints = load_run(run)

@@ -33,8 +33,9 @@ def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | No
     return pd.Series(probs, index=classes).sort_values(ascending=False, kind="stable")
 
 
-def run_predict(runs: list[str | Path], video: str | Path, topk: int = 5, tta_clips: int | None = None,
+def run_predict(runs: list[str | Path], video: str | Path, topk: int, tta_clips: int | None = None,
                 comp=None) -> pd.Series:
+    """The `predict` verb (its keys' defaults: cli.Predict): print and return the `topk` classes."""
     top = predict_video(runs, video, tta_clips, comp).head(topk)
     width = max(len(str(c)) for c in top.index)
     for cls, p in top.items():
