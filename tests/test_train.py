@@ -6,14 +6,16 @@ import pandas as pd
 import pytest
 
 from conftest import TINY
-from vidkit.engine.train import EarlyStopping
+from vidkit.engine.train import Progress
 
 
 def test_early_stopping_follows_metric_direction():
-    higher = EarlyStopping(patience=2, higher_is_better=True)
-    assert [higher.step(s) for s in (0.5, 0.7, 0.6, 0.7)] == [True, True, False, False] and higher.stop
-    lower = EarlyStopping(patience=2, higher_is_better=False)  # e.g. logloss
-    assert [lower.step(s) for s in (0.9, 0.5, 0.6)] == [True, True, False] and not lower.stop
+    higher = Progress()
+    assert [higher.improved(s, True) for s in (0.5, 0.7, 0.6, 0.7)] == [True, True, False, False]
+    assert higher.best == 0.7 and higher.bad_epochs == 2
+    lower = Progress()  # e.g. logloss
+    assert [lower.improved(s, False) for s in (0.9, 0.5, 0.6, float("nan"))] == [True, True, False, False]
+    assert lower.best == 0.5 and lower.bad_epochs == 2
 
 
 @pytest.mark.slow
@@ -75,7 +77,8 @@ from vidkit.config import load_config  # noqa: E402
 from vidkit.flows.cv import run_train  # noqa: E402
 from vidkit.errors import VidkitError  # noqa: E402
 from vidkit.models import create_model, registry  # noqa: E402
-from vidkit.engine.optim import EpochSampler, balanced_weights, class_weights, layer_ids, param_groups  # noqa: E402
+from vidkit.data.epochs import EpochSampler, balanced_weights  # noqa: E402
+from vidkit.engine.optim import class_weights, layer_ids, param_groups  # noqa: E402
 from vidkit.engine.train import mix  # noqa: E402
 
 

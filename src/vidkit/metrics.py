@@ -28,13 +28,25 @@ def _auc(y, p):
                              labels=present) if len(present) > 2 else float("nan")
 
 
-METRICS = {  # name: (fn(y_true, probs), higher is better)
-    "accuracy": (lambda y, p: skm().accuracy_score(y, p.argmax(1)), True),
+LABEL_METRICS = {  # metrics of the predicted label alone, fn(y_true, pred, n_classes): a decision threshold can change them
+    "accuracy": lambda y, pred, n: skm().accuracy_score(y, pred),
+    "f1_macro": lambda y, pred, n: skm().f1_score(y, pred, average="macro", labels=np.arange(n)),
+    "mcc": lambda y, pred, n: skm().matthews_corrcoef(y, pred),
+}
+
+
+def _of_argmax(name: str):
+    """A label metric on the most probable class."""
+    return lambda y, p: LABEL_METRICS[name](y, p.argmax(1), p.shape[1])
+
+
+METRICS = {  # name: (fn(y_true, probs), higher is better); the choice list `metric` in vidkit.choices
+    "accuracy": (_of_argmax("accuracy"), True),
     "top5": (_top_k, True),
-    "f1_macro": (lambda y, p: skm().f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1])), True),
+    "f1_macro": (_of_argmax("f1_macro"), True),
     "logloss": (lambda y, p: skm().log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])), False),
     "auc": (_auc, True),
-    "mcc": (lambda y, p: skm().matthews_corrcoef(y, p.argmax(1)), True),
+    "mcc": (_of_argmax("mcc"), True),
 }
 
 
@@ -63,18 +75,14 @@ def better(name: str, a: float, b: float) -> bool:
     return np.isnan(b) or (a > b if higher_is_better(name) else a < b)
 
 
-LABEL_METRICS = {  # metrics that only see the predicted label: a decision threshold can change them
-    "accuracy": lambda y, pred: skm().accuracy_score(y, pred),
-    "f1_macro": lambda y, pred: skm().f1_score(y, pred, average="macro"),
-    "mcc": lambda y, pred: skm().matthews_corrcoef(y, pred),
-}
-
-
-def score_labels(name: str, y_true, pred) -> float:
-    """A label metric on hard predictions (e.g. after a tuned binary threshold)."""
+def score_labels(name: str, y_true, pred, n_classes: int | None = None) -> float:
+    """A label metric on hard predictions (e.g. after a tuned binary threshold); `n_classes` default: the
+    largest class index seen + 1."""
     if name not in LABEL_METRICS:
         raise VidkitError(f"metric: {name!r} is not a label metric ({', '.join(LABEL_METRICS)})")
-    return float(LABEL_METRICS[name](np.asarray(y_true), np.asarray(pred)))
+    y_true, pred = np.asarray(y_true), np.asarray(pred)
+    n = n_classes or int(max(y_true.max(initial=0), pred.max(initial=0))) + 1
+    return float(LABEL_METRICS[name](y_true, pred, n))
 
 
 def per_class(y_true, probs, classes: list[str]) -> dict[str, dict]:

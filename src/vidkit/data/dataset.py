@@ -22,7 +22,7 @@ class VideoDataset(Dataset):
         self.normalize = normalize  # False: uint8 (T, H, W, C) clips, for `vidkit.data.normalize` on the device
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
         self.extras = extras or {}  # per-video arrays added to each item by name (soft targets, loss weights)
-        # set `seed` and index with `epoch * len(self) + i` (vidkit.engine.optim.EpochSampler does) to make each item's
+        # set `seed` and index with `epoch * len(self) + i` (vidkit.data.epochs.EpochSampler does) to make each item's
         # clip and augmentation a function of (seed, epoch, i) alone, whatever the workers or a resume did
         self.seed: int | None = None
 

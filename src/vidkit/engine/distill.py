@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit.config import Competition, Config
+from vidkit.data.media import VIDEO_EXTS
 from vidkit.errors import VidkitError
 from vidkit.rundir import oof_file
 
@@ -45,13 +46,12 @@ def read_probs(path: str | Path, comp: Competition, classes: list[str]) -> pd.Da
     if id_col is None:
         raise VidkitError(f"{path}: no id column (video_id or {comp.id_column})")
     probs = table[[by_class[c] for c in classes]].astype(float).set_axis(classes, axis=1)
-    probs.index = table[id_col].map(lambda v: Path(v).stem if Path(v).suffix.lower() in _EXTS else v)
+    probs.index = table[id_col].map(lambda v: Path(v).stem if Path(v).suffix.lower() in VIDEO_EXTS else v)
     if "prior" in table.columns:  # ids submit filled with the training prior carry no prediction
         probs = probs[~table["prior"].str.lower().isin(("true", "1")).to_numpy()]
     return probs[np.isfinite(probs.to_numpy()).all(1)]
 
 
-_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
 
 
 def pseudo_rows(cfg: Config, comp: Competition, classes: list[str]) -> pd.DataFrame | None:

@@ -31,8 +31,8 @@ from vidkit.errors import VidkitError
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
-from vidkit.engine.optim import (EpochSampler, balanced_weights, class_weights, is_plateau, make_scheduler, param_groups,
-                          set_trainable)
+from vidkit.data.epochs import EpochSampler, balanced_weights
+from vidkit.engine.optim import class_weights, is_plateau, make_scheduler, param_groups, set_trainable
 from vidkit.rundir import EMA_WEIGHTS, PLATEAU, PROGRESS, fold_name, metrics_file, state_dir, weights_file
 from vidkit.engine.runtime import bare, build_model, to_device
 from vidkit.engine.tta import eval_dataset, fold_oof, predict
@@ -73,36 +73,26 @@ def save_weights(accelerator: Accelerator, model, path: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-class EarlyStopping:
-    def __init__(self, patience: int, higher_is_better: bool):
-        self.patience, self.sign = patience, 1 if higher_is_better else -1
-        self.best, self.bad_epochs = None, 0
-
-    def step(self, score: float) -> bool:
-        """Record a score; True when it is the best so far."""
-        if self.best is None or self.sign * (score - self.best) > 0:
-            self.best, self.bad_epochs = score, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def stop(self) -> bool:
-        return self.bad_epochs >= self.patience
-
-
 @dataclass
 class Progress:
     """Where a fold is, beyond what accelerate's save_state keeps (model, optimiser, scheduler, scaler, RNG)."""
     epoch: int = 0
     batch: int = 0          # batches done in `epoch`
     step: int = 0           # optimiser steps done
-    best: float | None = None
-    bad_epochs: int = 0
+    best: float | None = None  # early stopping: the best validation score so far
+    bad_epochs: int = 0        # and the epochs since it
     loss_sum: float = 0.0   # this epoch's training loss so far, so a resumed epoch reports the whole-epoch mean
     loss_batches: int = 0
     bad_streak: int = 0     # consecutive NaN/inf losses (steps skipped)
     bad_total: int = 0
+
+    def improved(self, score: float, higher_is_better: bool) -> bool:
+        """Early stopping: record an epoch's validation score; True when it is the best so far (NaN never is)."""
+        if self.best is None or (score > self.best if higher_is_better else score < self.best):
+            self.best, self.bad_epochs = score, 0
+            return True
+        self.bad_epochs += 1
+        return False
 
 
 @dataclass
@@ -120,7 +110,7 @@ class Fold:
     mixup: Mixup | None
     ema: ModelEmaV3 | None
     progress: Progress
-    stopper: EarlyStopping
+    higher_is_better: bool  # the metric's direction, for early stopping
     out_dir: Path
     deadline: float | None = None  # time.time() past which the fold stops cleanly (`max_time`)
 
@@ -190,7 +180,7 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
     run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler,
                make_loss(cfg, weights.to(accelerator.device) if weights is not None else None, signal is not None),
-               make_mixup(cfg, len(classes)), ema, Progress(), EarlyStopping(cfg.patience, higher_is_better), out_dir)
+               make_mixup(cfg, len(classes)), ema, Progress(), higher_is_better, out_dir)
     return run, val_table, labels[is_val]
 
 
@@ -203,8 +193,7 @@ def save_state(run: Fold) -> None:
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
     if acc.is_main_process:
-        progress = {**asdict(run.progress), "best": run.stopper.best, "bad_epochs": run.stopper.bad_epochs}
-        (tmp / PROGRESS).write_text(json.dumps(progress))
+        (tmp / PROGRESS).write_text(json.dumps(asdict(run.progress)))
         if run.ema is not None:
             save_file({k: v.contiguous() for k, v in run.ema.module.state_dict().items()}, str(tmp / EMA_WEIGHTS))
         if is_plateau(run.scheduler):
@@ -222,7 +211,6 @@ def load_state(run: Fold) -> bool:
         if (state / PROGRESS).is_file():
             run.accelerator.load_state(str(state))
             run.progress = Progress(**json.loads((state / PROGRESS).read_text()))
-            run.stopper.best, run.stopper.bad_epochs = run.progress.best, run.progress.bad_epochs
             if run.ema is not None:
                 run.ema.module.load_state_dict(load_file(str(state / EMA_WEIGHTS)))
             if is_plateau(run.scheduler):
@@ -335,7 +323,8 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
                   "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total}
         if run.val_dl is not None:
             record.update(validate(run, val_table, y, metric))
-        record.update(best=run.stopper.step(record["val_score"]) if "val_score" in record else True,
+        record.update(best=progress.improved(record["val_score"], run.higher_is_better) if "val_score" in record
+                      else True,
                       time_s=round(time.time() - start, 1))
         if is_plateau(run.scheduler):  # after the epoch's record, which shows the lr the epoch trained with
             run.scheduler.step(record.get("val_score", train_loss))
@@ -349,7 +338,7 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
         if on_epoch is not None:
             on_epoch(record)
         progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch + 1, 0, 0.0, 0
-        if run.stopper.stop:
+        if progress.bad_epochs >= cfg.patience:
             break
         save_state(run)
     progress.epoch = cfg.epochs
