@@ -15,7 +15,7 @@ from vidkit.errors import VidkitError
 from vidkit.kaggle.kernel_train import (MARKER, build_train, dry_run_from_notebook, dry_run_train, infer_from_notebook,
                                  previous_output, weight_roots, weight_sources)
 from vidkit.flows.submit import run_submit
-from conftest import manifest_of
+from helpers import manifest_of
 
 TINY_TRAIN = {"epochs": "1", "num_frames": "4", "image_size": "32", "batch_size": "8", "num_workers": "0",
               "tta_clips": "1"}
