@@ -68,8 +68,9 @@ kernel: $(STAMP)
 push: $(STAMP)
 	$(PY) -m vidkit kernel comp=$(COMP) $(RUNS_ARG) push=true $(ARGS)
 
+# ARGS=--smoke: every benchmark at its smallest size (what tests/test_benchmarks.py runs)
 bench: $(STAMP)
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done  # results: benchmarks/README.md
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f $(ARGS) || exit 1; done  # results: benchmarks/README.md
 
 clean:
 	rm -rf data/demo weights/demo submissions/*.csv submissions/*.json competition/demo.folds.csv

@@ -6,7 +6,7 @@ else cv2's mp4v, then not H.264: said so), then prints
 - one clip through the eval transform (TTADataset, 1 clip, centre crop) vs the bare decode of the same frames;
 - `ensemble` (submit's prediction step) with 2 tiny members x 3 TTA clips, shared decoding vs members one at a
   time, each as a multiple of one sequential cv2 decode of every test video.
-python benchmarks/bench_decode.py [--videos 3] [--seconds 4]
+python benchmarks/bench_decode.py [--videos 3] [--seconds 4] [--smoke]
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")  # cv2's FFmpeg: one decoding thread
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import VIDEOS, one_core, require, table  # noqa: E402
+from common import VIDEOS, add_smoke, one_core, require, table  # noqa: E402
 
 
-def make_1080p(src: Path, out: Path, seconds: float) -> str:
-    """`src` upscaled to 1920x1080 (its frames looped to `seconds` at 30 fps); the codec used."""
+def make_1080p(src: Path, out: Path, seconds: float, size: tuple[int, int] = (1920, 1080)) -> str:
+    """`src` upscaled to 1920x1080 (or `size`; its frames looped to `seconds` at 30 fps); the codec used."""
     import cv2
     cap, frames = cv2.VideoCapture(str(src)), []
     while len(frames) < seconds * 30:
@@ -31,19 +31,19 @@ def make_1080p(src: Path, out: Path, seconds: float) -> str:
         if not ok:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             continue
-        frames.append(cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR))
+        frames.append(cv2.resize(f, size, interpolation=cv2.INTER_LINEAR))
     try:
         import av
         with av.open(str(out), "w") as box:
             stream = box.add_stream("libx264", rate=30)
-            stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
             stream.options = {"crf": "23", "preset": "veryfast", "g": "60"}
             for f in frames:
                 box.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="bgr24")))
             box.mux(stream.encode())
         return "h264 (libx264, GOP 60)"
     except ImportError:
-        w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, (1920, 1080))
+        w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
         for f in frames:
             w.write(f)
         w.release()
@@ -127,16 +127,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--videos", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
-    args = ap.parse_args()
+    args = add_smoke(ap).parse_args()
+    size = (320, 180) if args.smoke else (1920, 1080)
+    if args.smoke:  # 36 frames: a 16-frame clip at stride 2 around the centre fits
+        args.videos, args.seconds = 1, 1.2
     require(VIDEOS)
     one_core()
     tmp = Path(tempfile.mkdtemp())
     sources = sorted(VIDEOS.glob("*.mp4"))
     paths = [tmp / f"v{k}.mp4" for k in range(args.videos)]
-    codec = [make_1080p(sources[k % len(sources)], p, args.seconds) for k, p in enumerate(paths)][0]
-    print(f"{len(paths)} videos, 1920x1080, {args.seconds:g}s at 30 fps, {codec}; one thread\n")
+    codec = [make_1080p(sources[k % len(sources)], p, args.seconds, size) for k, p in enumerate(paths)][0]
+    print(f"{len(paths)} videos, {size[0]}x{size[1]}, {args.seconds:g}s at 30 fps, {codec}; one thread\n")
     backends_table(paths)
-    transform_ratio(paths)
+    transform_ratio(paths, rounds=1 if args.smoke else 5)
     submit_ratio(paths, tmp)
 
 

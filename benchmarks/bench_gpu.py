@@ -9,7 +9,7 @@ Data side: frames/s of CPU JPEG decode with all cores, of batched GPU decode
 (torchvision.io.decode_jpeg(device="cuda")) and of the frame cache, against the frames/s the VideoMAE-B
 training step consumes.
 
-    .venv/bin/python benchmarks/bench_gpu.py [--compile] [--steps 10] [--models videomae,r3d_18]
+    .venv/bin/python benchmarks/bench_gpu.py [--compile] [--steps 10] [--models videomae,r3d_18] [--smoke]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from common import UCF, table
+from common import UCF, add_smoke, skip, table
 
 BATCHES = {"videomae": (4, 8, 16), "r3d_18": (8, 16, 32)}
 SHAPES = {"videomae": (16, 224), "r3d_18": (16, 112)}
@@ -45,7 +45,7 @@ def peak_tflops(name: str) -> float:
 def make(name: str, compile_: bool):
     """The model as vidkit's training puts it on the GPU (`to_device`: channels_last_3d for 3D CNNs)."""
     from vidkit.models import create_model
-    from vidkit.engine.train import to_device
+    from vidkit.engine.runtime import to_device
     frames, size = SHAPES[name]
     model = to_device(create_model(name, num_classes=400, num_frames=frames, image_size=size), "cuda")
     return (torch.compile(model) if compile_ else model), model.input_spec
@@ -165,10 +165,12 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--models", default="videomae,r3d_18")
     ap.add_argument("--peak-tflops", type=float, default=None)
-    args = ap.parse_args()
+    args = add_smoke(ap).parse_args()
     if not torch.cuda.is_available():
-        print("bench_gpu: no CUDA device on this machine; nothing measured (run it on a GPU machine)")
-        return 0
+        skip("bench_gpu: no CUDA device on this machine; nothing measured (run it on a GPU machine)")
+    if args.smoke:  # R3D-18 at its smallest batch, 2 steps; no data side
+        args.steps, args.models = 2, "r3d_18"
+        BATCHES["r3d_18"] = BATCHES["r3d_18"][:1]
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     gpu = torch.cuda.get_device_name()
@@ -179,7 +181,7 @@ def main():
         rows += bench_model(name, args, peak)
     table(rows, ("model", "batch", "train clips/s", "infer clips/s", "peak GiB (train)", "train MFU", "infer MFU"))
     best = max((float(r[2]) for r in rows if r[0] == "videomae" and r[2] != "OOM"), default=0.0)
-    if UCF.is_dir():
+    if UCF.is_dir() and not args.smoke:
         print()
         table(data_side(), ("data source", "frames/s"))
         print(f"\nthe VideoMAE-B training step consumes {best * 16:.0f} frames/s ({best:.1f} clips/s x 16 frames)")

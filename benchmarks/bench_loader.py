@@ -10,7 +10,7 @@
 - the batched normalisation itself (uint8 batch of 8 clips -> float in the model layout), per clip, on this
   CPU: on a GPU it runs there, on a CPU-only machine it runs once per batch in the training process.
 
-    .venv/bin/python benchmarks/bench_loader.py [--rounds 3]
+    .venv/bin/python benchmarks/bench_loader.py [--rounds 3] [--smoke]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import default_collate
-from common import one_core, race, table, ucf_table
+from common import add_smoke, one_core, race, table, ucf_table
 from PIL import Image
 from torchvision import transforms as T
 
@@ -82,16 +82,19 @@ def batched_normalize(ds, batch: int = 8):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    args = add_smoke(ap).parse_args()
     one_core()
-    rows = ucf_table()
+    rows = ucf_table(8 if args.smoke else None)
+    settings = (("eval 112", 112, False), ("eval 224", 224, False), ("train 112", 112, True))
+    if args.smoke:
+        args.rounds, settings = 1, settings[2:]
     sampler = make_sampler("multi", FRAMES, 1)
     paths = [[Path(r["path"]) / r["files"][i] for i in sampler(r["n_frames"])] for r in rows.to_dict("records")]
     n = len(paths)
     tmp = Path(tempfile.mkdtemp())
     results, ratios = [], []
     try:
-        for name, size, train in (("eval 112", 112, False), ("eval 224", 224, False), ("train 112", 112, True)):
+        for name, size, train in settings:
             short = short_side(size)
             spec = InputSpec(FRAMES, size, MEAN, STD, "CTHW")
             tf = train_transform(size) if train else eval_transform(size)

@@ -3,7 +3,7 @@ competition, two fake cross-validated runs, one 10-frame video): wall time and C
 process, less sensitive to other load on the machine), best of N runs; Python's own import time (`-X importtime`,
 the sum of every module's self time); and which heavy packages were imported at all.
 
-    .venv/bin/python benchmarks/bench_startup.py [--rounds 3]
+    .venv/bin/python benchmarks/bench_startup.py [--rounds 3] [--smoke]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import add_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "timm", "transformers", "accelerate", "albumentations")
@@ -90,10 +91,12 @@ def imports(stderr: str) -> tuple[float, set[str]]:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = add_smoke(parser).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         verbs = workspace(root)
+        if args.smoke:  # one light verb and one that reads runs, once each
+            args.rounds, verbs = 1, {k: verbs[k] for k in ("--help", "report")}
         print(f"{'verb':14s} {'wall s':>7s} {'CPU s':>6s} {'import s':>9s}  heavy packages imported")
         for name, argv in verbs.items():
             redraw = (root / "competition" / "tiny.folds.csv") if name == "folds (draw)" else None

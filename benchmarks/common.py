@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: the real UCF101 frames, one-core settings, interleaved timing."""
+"""Shared helpers for the benchmarks: the real UCF101 frames, one-core settings, interleaved timing, `--smoke`."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout (/work/main), or beside the worktrees' folder (/work/wt/<name>)
+SHARED = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data") if p.is_dir()),
+              ROOT.parent / "shared" / "data")
 UCF = SHARED / "ucf101_applyeyemakeup"
 VIDEOS = SHARED / "videos"
 
@@ -21,20 +23,33 @@ def one_core():
     torch.set_num_threads(1)
 
 
+def add_smoke(parser):
+    """`--smoke`: the smallest size that still runs every step (tests/test_benchmarks.py); figures mean nothing."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest size: every step runs once on a few items (a test, not a measurement)")
+    return parser
+
+
+def skip(reason: str):
+    """Nothing to measure here (missing data, device or library): say why and finish with exit code 0."""
+    print(f"skipped: {reason}")
+    sys.exit(0)
+
+
 def require(path: Path):
     if not path.exists():
-        print(f"skipped: {path} not found (the shared real data)")
-        sys.exit(0)
+        skip(f"{path} not found (the shared real data)")
 
 
-def ucf_table():
-    """vidkit's index table of the 101 real UCF101 clips (340x256 JPEG, 25 frames each)."""
+def ucf_table(limit: int | None = None):
+    """vidkit's index table of the 101 real UCF101 clips (340x256 JPEG, 25 frames each); `limit`: the first few."""
     from vidkit.config import load_competition
     from vidkit.data import index_train
     require(UCF)
     yaml = Path(tempfile.mkdtemp()) / "ucf.yaml"
     yaml.write_text(f"name: ucf101_bench\ntrain_dir: {UCF}\ngroup_regex: \"_(g\\\\d+)_\"\n")
-    return index_train(load_competition(yaml))
+    rows = index_train(load_competition(yaml))
+    return rows if limit is None else rows.head(limit).reset_index(drop=True)
 
 
 def race(fns: dict, n_items: int, rounds: int = 3) -> dict:

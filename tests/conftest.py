@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SHARED, TINY, copy_run, manifest_of  # noqa: F401 (copy_run, manifest_of: import them from helpers)
 from vidkit.demo import make_demo
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: each worker is one process per core, one torch thread
     os.environ["OMP_NUM_THREADS"] = "1"
-# ../shared/data beside the checkout (/work/main), or beside the worktrees' folder (/work/wt/<name>)
-SHARED = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" for i in (2, 3)) if p.is_dir()),
-              Path(__file__).resolve().parents[2] / "shared" / "data")
-TINY = ["num_frames=4", "image_size=32", "model_args.width=8", "batch_size=8", "num_workers=0", "tta_clips=2"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,6 +32,17 @@ def demo_comp(tmp_path_factory) -> Path:
     """The demo-sized synthetic competition (160 training videos, 40 test videos)."""
     root = tmp_path_factory.mktemp("demo")
     return make_demo(root / "data", root / "competition" / "demo.yaml")
+
+
+@pytest.fixture(scope="session")
+def demo_cv_run(demo_comp, tmp_path_factory) -> Path:
+    """A run that learned: r3d18_demo cross-validated over the demo's 5 folds, 4 epochs (OOF ~0.99; test_cv.py).
+    The one full cross-validation in the suite that must learn: reuse it rather than train another."""
+    from vidkit.config import load_config
+    from vidkit.flows.cv import run_cv
+    out = tmp_path_factory.mktemp("demo_cv_run") / "run"
+    return run_cv(load_config("r3d18_demo", {"comp": str(demo_comp), "out_dir": str(out), "num_workers": "0",
+                                             "epochs": "4"}))
 
 
 @pytest.fixture
@@ -72,25 +80,6 @@ def cli_run(tiny_comp, tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out.parent / "cli_stdout.txt").write_text(proc.stdout)
     return out
-
-
-def manifest_of(folder: Path) -> dict:
-    """A kernel bundle's manifest.json, checked: it lists every file in the folder (but itself and the Kaggle
-    metadata) with its sha256."""
-    import hashlib
-    import json
-    manifest = json.loads((folder / "manifest.json").read_text())
-    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == on_disk - {"manifest.json", "dataset-metadata.json"}
-    for rel, digest in manifest["files"].items():
-        assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest, rel
-    return manifest
-
-
-def copy_run(run: Path, dst: Path) -> Path:
-    """A private copy of a session run, for a test that writes into it or needs it under another name."""
-    shutil.copytree(run, dst)
-    return dst
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY
+from helpers import tiny_overrides
 from vidkit import cli
 from vidkit.config import load_competition, load_config
 from vidkit.flows.cv import prepare_run, run_cv
@@ -194,7 +194,7 @@ def test_a_corrupt_frame_is_replaced_by_its_neighbour(shared_data, tmp_path, cap
 
 
 def _overrides(comp, out, **kw):
-    kv = dict(a.split("=", 1) for a in TINY)
+    kv = tiny_overrides()
     kv.update({"comp": str(comp["yaml"]), "out_dir": str(out), "epochs": "1", "num_frames": "8", **kw})
     return kv
 

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import TINY
+from helpers import TINY
 
 
 def vidkit(*args, cwd=None, check=True):

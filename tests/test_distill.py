@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from vidkit.config import load_competition, load_config, parse_overrides
 from vidkit.engine.distill import distill_kl, read_probs, signal_loss
 from vidkit.errors import VidkitError
-from conftest import TINY
+from helpers import TINY
 
 
 def test_distillation_loss_is_kl_at_temperature():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY
+from helpers import TINY, tiny_overrides
 from vidkit.engine import train
 from vidkit.config import load_config
 from vidkit.flows.cv import run_train
@@ -20,7 +20,7 @@ from vidkit.models.weights import read_state_dict, trusting_pickles
 
 
 def _cfg(tiny_comp, out, **kw):
-    overrides = dict(a.split("=", 1) for a in TINY)
+    overrides = tiny_overrides()
     overrides.update({"comp": str(tiny_comp), "out_dir": str(out), "fold": "0", "epochs": "2"})
     overrides.update({k: str(v) for k, v in kw.items()})
     return load_config("r3d18_demo", overrides)

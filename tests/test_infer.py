@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY
+from helpers import TINY
 from vidkit.config import load_competition, load_config, parse_overrides
 from vidkit.flows.cv import run_train
 from vidkit.data import classes_of, index_test, index_train

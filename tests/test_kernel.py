@@ -17,7 +17,7 @@ from vidkit.errors import VidkitError
 from vidkit.kaggle import sim as kaggle_sim
 from vidkit.kaggle.kernel import TEMPLATE, build, dry_run, kaggle_settings, push, slugify
 from vidkit.flows.submit import run_submit
-from conftest import manifest_of
+from helpers import manifest_of
 
 CLASSES = ["down", "left", "right", "up"]
 

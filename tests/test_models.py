@@ -7,48 +7,9 @@ from safetensors.torch import save_file
 from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
                           VideoMAEForVideoClassification)
 
+from helpers import CNN3D, MODEL_ARGS, TV_ZOO, VIT
 from vidkit.errors import VidkitError
 from vidkit.models import create_model, list_models
-
-CNN3D = dict(num_frames=4, image_size=32, width=8, layers=(1, 1, 1, 1))
-VIT = dict(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-           intermediate_size=64, patch_size=16)
-MVIT_BLOCKS = [dict(num_heads=1, input_channels=16, output_channels=16, kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
-                   stride_q=[1, 1, 1], stride_kv=[1, 2, 2]),
-               dict(num_heads=2, input_channels=16, output_channels=32, kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
-                    stride_q=[1, 2, 2], stride_kv=[1, 1, 1])]
-MVIT1 = dict(num_frames=4, image_size=32, arch=dict(block_setting=MVIT_BLOCKS, residual_pool=False,
-                                                    residual_with_cls_embed=True, rel_pos_embed=False,
-                                                    proj_after_attn=False))
-MVIT2 = dict(num_frames=4, image_size=32, arch=dict(block_setting=MVIT_BLOCKS, residual_pool=True,
-                                                    residual_with_cls_embed=False, rel_pos_embed=True,
-                                                    proj_after_attn=True))
-SWIN = dict(num_frames=4, image_size=32, arch=dict(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1, 1, 1],
-                                                   num_heads=[1, 1, 1, 1], window_size=[2, 4, 4]))
-TV_ZOO = ["s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b"]
-TINY = {
-    "r3d_18": CNN3D, "mc3_18": CNN3D, "r2plus1d_18": CNN3D,
-    "r3d_18_late_fusion": {**CNN3D, "segments": 2},
-    "r3d_18_inception": CNN3D,
-    "videomae": VIT,
-    "timesformer": VIT,
-    "vivit": dict(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, tubelet_size=[2, 16, 16]),
-    "vjepa2": dict(num_frames=4, image_size=32, hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
-                   num_pooler_layers=1, patch_size=16, pred_hidden_size=16, pred_num_hidden_layers=1,
-                   pred_num_attention_heads=2),
-    "videoprism": dict(num_frames=4, image_size=32, hidden_size=32, num_spatial_layers=1, num_temporal_layers=1,
-                       num_attention_heads=2, intermediate_size=64, tubelet_size=[1, 16, 16]),
-    "hf_video": dict(model_type="vivit", num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=1,
-                     num_attention_heads=2, intermediate_size=64, tubelet_size=[2, 16, 16]),  # any model_type
-    "s3d": dict(num_frames=8, image_size=32),  # torchvision's S3D has no width knob: full width, tiny clip
-    "mvit_v1_b": MVIT1, "mvit_v2_s": MVIT2, "swin3d_t": SWIN, "swin3d_s": SWIN, "swin3d_b": SWIN,
-    "i3d_r50": dict(num_frames=4, image_size=32, backbone="test_resnet"),
-    "stack2d3d": dict(num_frames=4, image_size=32, backbone="test_resnet", stack=2, head_channels=16, head_blocks=1),
-    "tsm": dict(num_frames=3, image_size=32, backbone="test_resnet"),
-    "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
-    "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
-}
 
 
 def _clip(spec, batch=2):
@@ -57,15 +18,15 @@ def _clip(spec, batch=2):
 
 
 def test_every_model_has_a_tiny_variant():
-    assert sorted(TINY) == list_models()
+    assert sorted(MODEL_ARGS) == list_models()
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_every_model(name):
     """timm's test_models pattern: output shape, and every trainable parameter gets a gradient."""
-    model = create_model(name, num_classes=5, **TINY[name])
+    model = create_model(name, num_classes=5, **MODEL_ARGS[name])
     spec = model.input_spec
-    assert spec.num_frames == TINY[name]["num_frames"] and spec.size == 32 and len(spec.mean) == len(spec.std) == 3
+    assert spec.num_frames == MODEL_ARGS[name]["num_frames"] and spec.size == 32 and len(spec.mean) == len(spec.std) == 3
     assert model.classifier_name in dict(model.named_modules())
     logits = model(_clip(spec))
     assert logits.shape == (2, 5)
@@ -130,7 +91,7 @@ def test_torchvision_full_width_names_match_torchvision():
 def test_timm_backbone_round_trip(tmp_path, name, caplog):
     source = timm.create_model("test_resnet", num_classes=1000)
     save_file(source.state_dict(), str(tmp_path / "test_resnet.safetensors"))
-    model = create_model(name, num_classes=4, pretrained=str(tmp_path / "test_resnet.safetensors"), **TINY[name])
+    model = create_model(name, num_classes=4, pretrained=str(tmp_path / "test_resnet.safetensors"), **MODEL_ARGS[name])
     got = getattr(model.backbone, "trunk", model.backbone).state_dict()
     for key, value in source.state_dict().items():
         if not key.startswith("fc."):
@@ -167,7 +128,7 @@ def test_videomae_checkpoint_runs_at_another_frame_count(tmp_path):
 @pytest.mark.parametrize("name", list_models())
 def test_missing_pretrained_path_says_where(name, tmp_path):
     with pytest.raises(VidkitError, match=f"pretrained: {tmp_path / 'nope'} not found; {name} needs"):
-        create_model(name, num_classes=2, pretrained=str(tmp_path / "nope"), **TINY[name])
+        create_model(name, num_classes=2, pretrained=str(tmp_path / "nope"), **MODEL_ARGS[name])
 
 
 def test_pretrained_auto_looks_in_weights_pretrained(tmp_path, monkeypatch):
@@ -225,7 +186,7 @@ def test_transformers_full_size_parameter_count_equals_the_library(name):
     assert ours.hf.classifier.out_features == 400
 
 
-HF_FAMILIES = {name: TINY[name] for name in ("vivit", "vjepa2", "videoprism")}
+HF_FAMILIES = {name: MODEL_ARGS[name] for name in ("vivit", "vjepa2", "videoprism")}
 
 
 @pytest.mark.parametrize("name", [*HF_FAMILIES, "hf_video"])
@@ -260,7 +221,7 @@ def test_checkpoint_preprocessing_becomes_mean_std(tmp_path):
     """ViViT's processor maps pixels to [-1, 1] (rescale 1/127.5, offset) and then normalises with 0.5/0.5:
     the input spec's mean/std on [0, 1] pixels give the same numbers."""
     from transformers import VivitConfig, VivitForVideoClassification
-    args = {k: v for k, v in TINY["vivit"].items() if k not in ("num_frames", "image_size")}
+    args = {k: v for k, v in MODEL_ARGS["vivit"].items() if k not in ("num_frames", "image_size")}
     VivitForVideoClassification(VivitConfig(num_frames=4, image_size=32, **args)).save_pretrained(tmp_path / "v")
     (tmp_path / "v" / "preprocessor_config.json").write_text(
         '{"do_rescale": true, "rescale_factor": 0.00784313725490196, "offset": true, "do_normalize": true, '
@@ -270,7 +231,7 @@ def test_checkpoint_preprocessing_becomes_mean_std(tmp_path):
     for c, (m, s) in enumerate(zip((0.5, 0.4, 0.3), (0.5, 0.6, 0.7))):
         expected = (pixels / 127.5 - 1 - m) / s
         assert torch.allclose((pixels / 255 - spec.mean[c]) / spec.std[c], expected, atol=1e-5)
-    no_file = create_model("videoprism", num_classes=2, **TINY["videoprism"]).input_spec
+    no_file = create_model("videoprism", num_classes=2, **MODEL_ARGS["videoprism"]).input_spec
     assert no_file.mean == (0.0,) * 3 and no_file.std == (1.0,) * 3  # VideoPrism takes [0, 1] pixels
 
 
@@ -299,10 +260,10 @@ def test_transformers_frames_and_size_follow_the_checkpoint_where_they_can(tmp_p
 def test_transformers_attention_and_arguments():
     """SDPA where transformers offers it; VideoPrism has none (eager); a config key that does not exist and
     a folder-less hf_video without model_type are clear errors."""
-    assert create_model("vivit", num_classes=2, **TINY["vivit"]).hf.config._attn_implementation == "sdpa"
-    assert create_model("vjepa2", num_classes=2, **TINY["vjepa2"]).hf.config._attn_implementation == "sdpa"
-    assert create_model("videoprism", num_classes=2, **TINY["videoprism"]).hf.config._attn_implementation == "eager"
-    vjepa = create_model("vjepa2", num_classes=2, **TINY["vjepa2"])
+    assert create_model("vivit", num_classes=2, **MODEL_ARGS["vivit"]).hf.config._attn_implementation == "sdpa"
+    assert create_model("vjepa2", num_classes=2, **MODEL_ARGS["vjepa2"]).hf.config._attn_implementation == "sdpa"
+    assert create_model("videoprism", num_classes=2, **MODEL_ARGS["videoprism"]).hf.config._attn_implementation == "eager"
+    vjepa = create_model("vjepa2", num_classes=2, **MODEL_ARGS["vjepa2"])
     assert vjepa.input_name == "pixel_values_videos" and vjepa.hf.config.frames_per_clip == 4
     with pytest.raises(VidkitError, match=r"vivit \(VivitConfig\) does not take hiden_size"):
         create_model("vivit", num_classes=2, hiden_size=8)
@@ -327,9 +288,9 @@ def test_torchvision_zoo_full_size_parameter_count_and_spec_from_the_weights_met
 
 @pytest.mark.parametrize("name", ["s3d", "mvit_v2_s", "swin3d_t"])
 def test_torchvision_zoo_state_dict_round_trip(tmp_path, name, caplog):
-    source = create_model(name, num_classes=400, **TINY[name])
+    source = create_model(name, num_classes=400, **MODEL_ARGS[name])
     torch.save(source.state_dict(), tmp_path / "w.pth")
-    model = create_model(name, num_classes=7, pretrained=str(tmp_path / "w.pth"), **TINY[name])
+    model = create_model(name, num_classes=7, pretrained=str(tmp_path / "w.pth"), **MODEL_ARGS[name])
     own, head = model.state_dict(), model.classifier_name
     for key, value in source.state_dict().items():
         if not key.startswith(head + "."):
@@ -362,7 +323,7 @@ def test_i3d_center_inflation_of_identical_frames_gives_the_2d_logits(tmp_path):
     net = _random_2d("test_resnet", 10)
     save_file(net.state_dict(), str(tmp_path / "2d.safetensors"))
     model = create_model("i3d_r50", num_classes=10, pretrained=str(tmp_path / "2d.safetensors"), inflate="center",
-                         **TINY["i3d_r50"]).eval()
+                         **MODEL_ARGS["i3d_r50"]).eval()
     frame = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected, got = net(frame), model(frame.unsqueeze(2).repeat(1, 1, 4, 1, 1))
@@ -371,7 +332,7 @@ def test_i3d_center_inflation_of_identical_frames_gives_the_2d_logits(tmp_path):
         moving = model(torch.randn(2, 3, 4, 32, 32))
     assert moving.shape == (2, 10)
     with pytest.raises(VidkitError, match="inflate 'edge' is not one of mean, center"):
-        create_model("i3d_r50", num_classes=2, inflate="edge", **TINY["i3d_r50"])
+        create_model("i3d_r50", num_classes=2, inflate="edge", **MODEL_ARGS["i3d_r50"])
 
 
 def test_i3d_inflates_a_real_resnet50_state_dict(tmp_path, caplog):
@@ -400,15 +361,15 @@ def test_stack2d3d_folds_neighbouring_frames_and_adapts_pretrained_first_conv(tm
     from timm.models import adapt_input_conv
     source = timm.create_model("test_resnet", num_classes=1000)
     save_file(source.state_dict(), str(tmp_path / "r.safetensors"))
-    model = create_model("stack2d3d", num_classes=4, pretrained=str(tmp_path / "r.safetensors"), **TINY["stack2d3d"])
+    model = create_model("stack2d3d", num_classes=4, pretrained=str(tmp_path / "r.safetensors"), **MODEL_ARGS["stack2d3d"])
     got = model.backbone.state_dict()
     assert got["conv1.0.weight"].shape[1] == 6  # 2 RGB frames per stack
     assert torch.allclose(got["conv1.0.weight"], adapt_input_conv(6, source.state_dict()["conv1.0.weight"]))
     assert torch.equal(got["layer4.0.conv2.weight"], source.state_dict()["layer4.0.conv2.weight"])
-    gray = create_model("stack2d3d", num_classes=4, **{**TINY["stack2d3d"], "grayscale": True})
+    gray = create_model("stack2d3d", num_classes=4, **{**MODEL_ARGS["stack2d3d"], "grayscale": True})
     assert gray.backbone.state_dict()["conv1.0.weight"].shape[1] == 2 and gray(_clip(gray.input_spec)).shape == (2, 4)
     with pytest.raises(VidkitError, match="num_frames=5 is not a multiple of stack=2"):
-        create_model("stack2d3d", num_classes=4, **{**TINY["stack2d3d"], "num_frames": 5})
+        create_model("stack2d3d", num_classes=4, **{**MODEL_ARGS["stack2d3d"], "num_frames": 5})
 
 
 def test_temporal_shift_moves_channels_one_frame_each_way():
@@ -423,7 +384,7 @@ def test_tsm_sees_frame_order_and_tsn_does_not():
     torch.manual_seed(0)
     clip = torch.randn(1, 3, 3, 32, 32)
     for name, order_matters in (("tsm", True), ("tsn", False)):
-        model = create_model(name, num_classes=3, **TINY[name]).eval()
+        model = create_model(name, num_classes=3, **MODEL_ARGS[name]).eval()
         with torch.no_grad():
             for module in model.modules():  # timm zero-initialises each residual branch's last norm
                 if isinstance(module, torch.nn.BatchNorm2d):

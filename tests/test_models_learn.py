@@ -1,19 +1,26 @@
-"""The new model families learn the demo competition through `cv` (directions of motion: chance is 25%)."""
-import json
-
+"""Every model family's demo config learns the demo competition (directions of motion: chance is 25%, and one frame
+cannot tell the direction). Cross-validation itself is proven once (test_cv.py, R3D-18 over all five folds); here
+each family trains once, on folds 1-4 (128 videos), and is scored on fold 0: 32 videos on backgrounds it never saw.
+>= 85% there is 28 of 32 right; a model that ignores time gets about 8."""
 import pandas as pd
 import pytest
 
 from vidkit.config import load_config
-from vidkit.flows.cv import run_cv
+from vidkit.flows.cv import run_train
+from vidkit.rundir import oof_file
+
+FAMILIES = {"r2plus1d_demo": "(2+1)D convolutions", "cnn_rnn_demo": "a per-frame CNN with a BiLSTM",
+            "videomae_demo": "a tiny VideoMAE", "vjepa2_demo": "a tiny V-JEPA 2 (RoPE transformer)",
+            "i3d_r50_demo": "an inflated 3D ResNet", "stack2d3d_demo": "the 2.5D stack model"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["vjepa2_demo", "i3d_r50_demo", "stack2d3d_demo"])
-def test_new_families_learn_the_demo_through_cv(demo_comp, tmp_path, config):
-    """A tiny V-JEPA 2 (RoPE transformer), an inflated 3D ResNet and the 2.5D stack model, trained from
-    scratch: each must use time to reach >= 85% out-of-fold accuracy on all 160 videos."""
-    cfg = load_config(config, {"comp": str(demo_comp), "out_dir": str(tmp_path / "run"), "num_workers": "0"})
-    report = json.loads((run_cv(cfg) / "cv_report.json").read_text())
-    assert len(pd.read_csv(tmp_path / "run" / "oof.csv")) == 160
-    assert report["score"] >= 0.85, report["fold_scores"]
+@pytest.mark.parametrize("config", FAMILIES)
+def test_family_learns_the_demo_on_held_out_groups(demo_comp, tmp_path, config):
+    cfg = load_config(config, {"comp": str(demo_comp), "out_dir": str(tmp_path / "run"), "num_workers": "0",
+                               "fold": "0"})
+    oof = pd.read_csv(oof_file(run_train(cfg)))
+    classes = ["down", "left", "right", "up"]
+    assert len(oof) == 32 and set(oof["label"]) == set(classes)
+    accuracy = (oof[classes].to_numpy().argmax(1) == oof["label"].map(classes.index)).mean()
+    assert accuracy >= 0.85, f"{FAMILIES[config]}: {accuracy:.3f} on the held-out fold"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from helpers import tiny_overrides
 from vidkit.config import load_config
 from vidkit.flows.cv import run_train
 from vidkit.data.transforms import ClipTransform, train_transform
@@ -51,7 +51,7 @@ def test_plateau_drops_lr_after_patience_epochs_without_improvement():
 
 
 def _cfg(tiny_comp, out, **kw):
-    overrides = {**dict(a.split("=", 1) for a in TINY), "comp": str(tiny_comp), "out_dir": str(out), "fold": "0"}
+    overrides = {**tiny_overrides(), "comp": str(tiny_comp), "out_dir": str(out), "fold": "0"}
     return load_config("r3d18_demo", {**overrides, **{k: str(v) for k, v in kw.items()}})
 
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_run
+from helpers import copy_run
 
 from vidkit.config import Config, apply, read_yaml
 from vidkit.flows.cv import write_report

@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import TINY
+from helpers import TINY, tiny_overrides
 from vidkit.engine.train import Progress
 
 
@@ -83,7 +83,7 @@ from vidkit.engine.train import mix  # noqa: E402
 
 
 def _cfg(tiny_comp, out, **kw):
-    overrides = dict(a.split("=", 1) for a in TINY)
+    overrides = tiny_overrides()
     overrides.update({"comp": str(tiny_comp), "out_dir": str(out), "fold": "0", "epochs": "2", "mixed_precision": "no"})
     overrides.update({k: str(v) for k, v in kw.items()})
     return load_config("r3d18_demo", overrides)

@@ -7,7 +7,7 @@ import pytest
 from vidkit.config import load_config, parse_overrides
 from vidkit.errors import VidkitError
 from vidkit.flows.tune import read_space, run_tune
-from conftest import TINY
+from helpers import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
