@@ -67,3 +67,63 @@ def test_check_shards_each_scan_their_own_videos(tmp_path):
     found = [scan(comp, 4, workers=2, shard=f"{k}/2") for k in range(2)]
     corrupt = [[f for f in fs if f.kind == "corrupt_image"] for fs, _, _ in found]
     assert sorted(map(len, corrupt)) == [0, 1] and next(c for c in corrupt if c)[0].path == str(bad)
+
+
+@pytest.mark.parametrize("cores", [2, 4, 16])
+def test_workers_never_exceed_the_cores_this_process_may_use(cores, monkeypatch, caplog):
+    """A config's fixed num_workers (8 in the GPU configs of old), `workers=N` pools and `-1` all fit the machine:
+    its affinity, the cgroup quota, shared among the local processes (LOCAL_WORLD_SIZE)."""
+    import logging
+
+    from vidkit.data import shard
+    from vidkit.data.dataset import loader_settings
+    monkeypatch.setattr(shard.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(shard, "cgroup_cores", lambda: None)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    shard._warn_once.cache_clear()
+    with caplog.at_level(logging.INFO, logger="vidkit.data.shard"):
+        assert loader_settings(100, gpu=True, workers=8)["num_workers"] == min(8, cores)
+    assert ("more than the" in caplog.text) == (cores < 8)
+    assert loader_settings(100, gpu=True, workers=-1)["num_workers"] == cores
+    assert loader_settings(100, gpu=False, workers=-1)["num_workers"] == cores // 4
+    assert loader_settings(3, gpu=True, workers=8)["num_workers"] == min(3, cores)  # never more than batches
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine share its cores
+    assert loader_settings(100, gpu=True, workers=8)["num_workers"] == min(8, cores // 2)
+    assert shard.clamp_workers(64, "workers") == cores // 2
+    monkeypatch.setattr(shard, "cgroup_cores", lambda: 1)  # a container allowed one core
+    assert shard.usable_cores() == 1 and loader_settings(100, gpu=True, workers=8)["num_workers"] == 1
+
+
+def test_cgroup_quota_in_whole_cores(monkeypatch, tmp_path):
+    from vidkit.data import shard
+    v2 = tmp_path / "cpu.max"
+    monkeypatch.setattr(shard, "CGROUP_FILES", (str(v2),))
+    for text, want in [("max 100000", None), ("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1)]:
+        v2.write_text(text)
+        assert shard.cgroup_cores() == want, text
+    v1 = tmp_path / "cpu" / "cpu.cfs_quota_us"
+    v1.parent.mkdir()
+    v1.write_text("400000\n")
+    (v1.parent / "cpu.cfs_period_us").write_text("100000\n")
+    monkeypatch.setattr(shard, "CGROUP_FILES", (str(tmp_path / "missing"), str(v1)))
+    assert shard.cgroup_cores() == 4
+
+
+def test_pools_start_no_more_processes_than_cores(monkeypatch):
+    from vidkit.data import shard
+    started = []
+    monkeypatch.setattr(shard, "usable_cores", lambda: 2)
+    monkeypatch.setattr(shard, "ProcessPoolExecutor", lambda n: started.append(n) or _Serial())
+    assert shard.pool_map(abs, [-1, -2, -3, -4], 8, "t") == [1, 2, 3, 4]
+    assert started == [2]
+
+
+class _Serial:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, jobs, chunksize=1):
+        return map(fn, jobs)

@@ -253,3 +253,13 @@ def test_max_time_stops_cv_cleanly(tiny_comp, tmp_path, capsys):
     assert "stopped in fold 0 at max_time=0.01s; run again with resume=true" in capsys.readouterr().out
     with pytest.raises(VidkitError, match="max_time: expected a duration"):
         _cfg(tiny_comp, tmp_path, max_time="soon")
+
+
+def test_each_epoch_records_and_prints_its_data_wait(cli_run):
+    """metrics.jsonl has the fraction of each epoch's training loop spent waiting for batches; the epoch line
+    prints it (it is what tells a user to raise num_workers or use the frame cache)."""
+    import json
+    records = [json.loads(line) for f in sorted(cli_run.glob("fold*/metrics.jsonl")) for line in f.read_text().splitlines()]
+    assert records and all(0.0 <= r["data_wait"] <= 1.0 for r in records)
+    assert any(r["data_wait"] > 0 for r in records)  # decoding JPEG clips in the loop takes measurable time
+    assert "data wait" in (cli_run.parent / "cli_stdout.txt").read_text()

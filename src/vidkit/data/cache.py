@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vidkit.data.media import read_images
-from vidkit.data.shard import in_shard, parse_shard, pool_map
+from vidkit.data.shard import clamp_workers, in_shard, parse_shard, pool_map, usable_cores
 from vidkit.data.video_backends import resolve, stream
 from vidkit.errors import VidkitError
 
@@ -102,7 +102,7 @@ def attach_cache(rows: list[dict], short: int, root: Path, workers: int | None =
         out.append({**row, "cache": str(path)})
     if todo:
         resolve(backend)
-        workers = workers or min(len(todo), len(os.sched_getaffinity(0)))
+        workers = min(len(todo), clamp_workers(workers) if workers else usable_cores())
         log.info("frame cache: building %d of %d videos in %s (%d processes)", len(todo), len(rows), root, workers)
         pool_map(_build, todo, workers, "cache")
     return out

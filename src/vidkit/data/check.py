@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from vidkit.config import Competition
 from vidkit.data.layouts import Entry, walk
 from vidkit.data.media import IMAGE_EXTS, is_video, natural_key, probe, simplejpeg
-from vidkit.data.shard import in_shard, parse_shard, pool_map
+from vidkit.data.shard import in_shard, parse_shard, pool_map, usable_cores
 from vidkit.data.video_backends import resolve, stream
 from vidkit.errors import VidkitError
 
@@ -142,7 +141,7 @@ def scan_media(videos: list[Entry], clip_len: int, found: list[Finding], workers
     if workers and workers > 1:  # processes (workers=N)
         results = pool_map(partial(_check_job, backend=backend), [p for _, p in jobs], workers, "check", unit="file")
     else:  # threads: cv2 and libjpeg-turbo release the GIL
-        with ThreadPoolExecutor(min(16, (os.cpu_count() or 1) * 2)) as pool:
+        with ThreadPoolExecutor(usable_cores()) as pool:
             results = list(tqdm(pool.map(lambda job: _check_job(job[1], backend), jobs), total=len(jobs),
                                 desc="check", unit="file", mininterval=1.0))
     per_video = defaultdict(list)

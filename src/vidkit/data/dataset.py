@@ -1,7 +1,6 @@
 """A clip Dataset over an index table: item i is clip (i % num_clips) of video (i // num_clips)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pandas as pd
@@ -9,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidkit.data.media import read_clip
+from vidkit.data.shard import clamp_workers, usable_cores
 from vidkit.data.transforms import ClipTransform, to_tensor
 
 
@@ -54,10 +54,12 @@ def loader_settings(n_batches: int, gpu: bool, workers: int = -1) -> dict:
     to this process (cores shared among `accelerate launch` processes, at most 16), pinned memory, deeper
     prefetch when workers are few. Without one the model computes on the same cores, and worker processes
     beside its threads slow it down more than they save (benchmarks/README.md): a worker per 4 cores.
-    Never more workers than batches, none for a single batch."""
+    Never more workers than batches, none for a single batch; a fixed count is clamped to `usable_cores()`."""
     if workers < 0:
-        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        cores = usable_cores()
         workers = min(16, cores if gpu else cores // 4, n_batches if n_batches > 1 else 0)
+    else:  # a config's fixed count (e.g. 8) never oversubscribes a smaller machine (Kaggle: 2-4 cores)
+        workers = min(clamp_workers(workers), n_batches if n_batches > 1 else 0)
     settings = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": gpu}
     if workers:
         settings["prefetch_factor"] = 4 if workers <= 4 else 2

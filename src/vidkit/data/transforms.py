@@ -70,17 +70,19 @@ class ClipTransform:
     def __call__(self, *, images, source_shape: tuple | None = None) -> dict:
         """`source_shape`: (height, width) of the original frames when `images` is a scaled decode of them
         (libjpeg rounds scaled sizes up); the box is laid out on the original, as the two-step pipeline would."""
-        frames = np.asarray(images)
-        height, width = source_shape if source_shape and min(source_shape) > 0 else frames.shape[1:3]
+        # a list of same-size frames is cut frame by frame, never stacked at full size (eval of raw video)
+        frames = images if isinstance(images, list) and self.mode != "letterbox" else np.asarray(images)
+        frame_h, frame_w = frames[0].shape[:2]
+        height, width = source_shape if source_shape and min(source_shape) > 0 else (frame_h, frame_w)
         if self.mode == "letterbox":  # the frame centred on a black square; then as a square frame
             frames = letterbox(frames)
-            height = width = frames.shape[1]
+            height = width = frame_h = frame_w = frames.shape[1]
         if self.mode == "squash":  # the box on the frame squashed to short x short, mapped back per axis
             y, x, h, w = self.crop_box(self.short, self.short)
-            sy, sx = frames.shape[1] / self.short, frames.shape[2] / self.short
+            sy, sx = frame_h / self.short, frame_w / self.short
             y, x, h, w = y * sy, x * sx, h * sy, w * sx
         else:
-            to_input = min(frames.shape[1] / height, frames.shape[2] / width)
+            to_input = min(frame_h / height, frame_w / width)
             y, x, h, w = (v * min(height, width) / self.short * to_input for v in self.crop_box(height, width))
         crop = resize_crop(frames, y, x, h, w, self.size)
         if self.train and self.hflip > 0 and self.rng.random() < self.hflip:
@@ -108,10 +110,12 @@ def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size
 
     A whole-pixel box of the output size is a view. Up to 1.5x shrink, a bilinear warp samples the
     box exactly (sub-pixel); beyond, INTER_AREA on the box rounded to whole pixels averages like an
-    antialiased resize (the reduced-size JPEG decode keeps most shrinks under 2x)."""
+    antialiased resize (the reduced-size JPEG decode keeps most shrinks under 2x). `frames`: (T, H, W, C) or a
+    list of T same-size (H, W, C) frames."""
     if h == w == size and float(y).is_integer() and float(x).is_integer():
-        return frames[:, int(y):int(y) + size, int(x):int(x) + size]
-    out = np.empty((frames.shape[0], size, size, frames.shape[3]), np.uint8)
+        return np.asarray(frames)[:, int(y):int(y) + size, int(x):int(x) + size]
+    frame_h, frame_w, channels = frames[0].shape
+    out = np.empty((len(frames), size, size, channels), np.uint8)
     if max(h, w) / size <= 1.5:
         sy, sx = h / size, w / size  # output pixel centres -> input coordinates
         m = np.array([[sx, 0, x + 0.5 * sx - 0.5], [0, sy, y + 0.5 * sy - 0.5]])
@@ -120,8 +124,8 @@ def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size
                            borderMode=cv2.BORDER_REPLICATE)
         return out
     y0, x0 = int(round(y)), int(round(x))
-    y1 = min(frames.shape[1], max(y0 + 1, int(round(y + h))))
-    x1 = min(frames.shape[2], max(x0 + 1, int(round(x + w))))
+    y1 = min(frame_h, max(y0 + 1, int(round(y + h))))
+    x1 = min(frame_w, max(x0 + 1, int(round(x + w))))
     # From 4x shrink on, a whole-number block average first (k x k pixels -> 1, cv2's fast INTER_AREA path; its
     # fractional one costs more than the decode's colour conversion on 1080p frames), then INTER_AREA by the
     # remaining factor, kept >= 2 so the blocks stay small against each output pixel's footprint: 2-3x cheaper,
@@ -131,7 +135,7 @@ def resize_crop(frames: np.ndarray, y: float, x: float, h: float, w: float, size
         y0, x0 = y0 + (y1 - y0) % k // 2, x0 + (x1 - x0) % k // 2
         y1, x1 = y0 + (y1 - y0) // k * k, x0 + (x1 - x0) // k * k
     for i in range(len(frames)):  # cv2 reads the box's strided rows in place: no copy of the full frame
-        box = frames[i, y0:y1, x0:x1]
+        box = frames[i][y0:y1, x0:x1]
         if k >= 2:
             box = cv2.resize(box, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
         out[i] = cv2.resize(box, (size, size), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])

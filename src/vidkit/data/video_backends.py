@@ -213,12 +213,18 @@ def resolve(name: str) -> str:
 
 def decode(path: str | Path, indices, backend: str = "cv2") -> np.ndarray:
     """Frames `indices` (any order, repeats allowed) of a video file as uint8 RGB (T, H, W, 3)."""
+    return np.stack(decode_frames(path, indices, backend))
+
+
+def decode_frames(path: str | Path, indices, backend: str = "cv2") -> list[np.ndarray]:
+    """`decode`'s frames as a list, not stacked: a repeated index is the same array, and nothing is copied
+    (at 1080p a stack of a few dozen frames is hundreds of MB of memory traffic)."""
     indices = [int(i) for i in indices]
     got = BACKENDS[resolve(backend)](Path(path), sorted(set(indices)))
     if not got:
         raise VidkitError(f"{path}: no frames could be decoded")
     last = got[max(got)]
-    return stack_frames([got.get(i, last) for i in indices])
+    return same_size([got.get(i, last) for i in indices])
 
 
 def stream(path: str | Path, backend: str = "cv2", keep=None) -> tuple[float, Iterator[tuple[int, np.ndarray]]]:
@@ -230,8 +236,13 @@ def stream(path: str | Path, backend: str = "cv2", keep=None) -> tuple[float, It
 
 def stack_frames(frames: list[np.ndarray]) -> np.ndarray:
     """One array of frames, any of another size than the first resized to it."""
+    return np.stack(same_size(frames))
+
+
+def same_size(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames, any of another size than the first resized to it (a stream that changes size mid-way)."""
     h, w = frames[0].shape[:2]
     if any(f.shape[:2] != (h, w) for f in frames):
         import cv2
         frames = [f if f.shape[:2] == (h, w) else cv2.resize(np.ascontiguousarray(f), (w, h)) for f in frames]
-    return np.stack(frames)
+    return frames

@@ -85,6 +85,8 @@ class Progress:
     loss_batches: int = 0
     bad_streak: int = 0     # consecutive NaN/inf losses (steps skipped)
     bad_total: int = 0
+    data_s: float = 0.0     # this epoch's seconds spent waiting for batches, and in the loop: the data-wait fraction
+    loop_s: float = 0.0
 
     def improved(self, score: float, higher_is_better: bool) -> bool:
         """Early stopping: record an epoch's validation score; True when it is the best so far (NaN never is)."""
@@ -230,7 +232,7 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
     data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
     bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
-    for batch in bar:
+    for batch in waiting(bar, progress):
         with acc.accumulate(model):
             video = normalize(batch["video"], spec.mean, spec.std, spec.layout)
             video, target = mix(run.mixup, video, batch["label"])
@@ -259,6 +261,23 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
             if (cfg.max_steps and progress.step >= cfg.max_steps) or _out_of_time(run):
                 return _mean_loss(run), True
     return _mean_loss(run), False
+
+
+def waiting(batches, progress: Progress):
+    """The batches, timing how long each was waited for (`progress.data_s`) against the whole loop (`loop_s`):
+    a high data-wait fraction says to raise num_workers or use the frame cache."""
+    it, start = iter(batches), time.perf_counter()
+    try:
+        while True:
+            asked = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            progress.data_s += time.perf_counter() - asked
+            yield batch
+    finally:
+        progress.loop_s += time.perf_counter() - start
 
 
 def _any_process(acc: Accelerator, flag: bool) -> bool:
@@ -320,7 +339,8 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
             save_state(run)
             return True
         record = {"fold": fold, "epoch": epoch, "step": progress.step, "train_loss": round(train_loss, 5),
-                  "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total}
+                  "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total,
+                  "data_wait": round(progress.data_s / max(progress.loop_s, 1e-9), 3)}
         if run.val_dl is not None:
             record.update(validate(run, val_table, y, metric))
         record.update(best=progress.improved(record["val_score"], run.higher_is_better) if "val_score" in record
@@ -338,6 +358,7 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
         if on_epoch is not None:
             on_epoch(record)
         progress.epoch, progress.batch, progress.loss_sum, progress.loss_batches = epoch + 1, 0, 0.0, 0
+        progress.data_s = progress.loop_s = 0.0
         if progress.bad_epochs >= cfg.patience:
             break
         save_state(run)
@@ -346,7 +367,7 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
 
 
 def _epoch_line(r: dict) -> str:
-    line = f"fold {r['fold']} epoch {r['epoch']}: train_loss {r['train_loss']:.4f}"
+    line = f"fold {r['fold']} epoch {r['epoch']}: train_loss {r['train_loss']:.4f}  data wait {r['data_wait']:.0%}"
     if "val_score" in r:
         line += f"  val_loss {r['val_loss']:.4f}  {r['metric']} {r['val_score']:.4f}" + ("  *" if r["best"] else "")
     return line

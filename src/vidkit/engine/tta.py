@@ -25,6 +25,7 @@ from vidkit.data import make_sampler, short_side
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
 from vidkit.data.media import read_clip
+from vidkit.data.video_backends import decode_frames
 from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
 from vidkit.choices import check_choice
@@ -197,11 +198,14 @@ class SharedViews(Dataset):
         out: list = [None] * len(self.datasets)
         for short, members in groups.items():
             union = sorted({int(i) for k in members for clip in wanted[k] for i in clip})
-            frames = read_clip(row, union, short or max(d.short for d in self.datasets), self.datasets[0].backend)
+            if sized:
+                frames = read_clip(row, union, short, self.datasets[0].backend)
+            else:  # full-size video frames as a list: each member's crops are cut from them, nothing stacked
+                frames = decode_frames(row["path"], union, self.datasets[0].backend)
             DECODES[str(row["path"])] += 1
             where = {i: j for j, i in enumerate(union)}
             for k in members:
-                out[k] = [frames[[where[int(i)] for i in clip]] for clip in wanted[k]]
+                out[k] = [pick(frames, [where[int(i)] for i in clip]) for clip in wanted[k]]
         return out
 
     def __getitem__(self, i):
@@ -212,6 +216,11 @@ class SharedViews(Dataset):
             warn_unreadable(row, e)
             videos, ok = tuple(d.blank() for d in self.datasets), 0
         return {"video": videos, "index": i, "ok": ok, "label": -1}
+
+
+def pick(frames, at: list[int]):
+    """Frames `at` of an array (a copy) or of a list (the same arrays, no copy)."""
+    return [frames[j] for j in at] if isinstance(frames, list) else frames[at]
 
 
 def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips: int = 1,
