@@ -82,9 +82,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--small", action="store_true", help="320x180 videos (the fixed costs stand out)")
     ap.set_defaults(size=(1920, 1080))
     ap.add_argument("--keep", type=Path, help="make the videos in this folder once and reuse them")
     a = add_smoke(ap).parse_args()
+    if a.small:
+        a.size = (320, 180)
     if a.smoke:
         a.videos, a.seconds, a.rounds, a.size = 1, 1.2, 1, (320, 180)
     require(VIDEOS)
