@@ -70,7 +70,25 @@ def backends_table(paths: list[Path]):
         clip_s = timed(lambda: [decode(p, c, name) for p, c in zip(paths, clips)])
         full_s = timed(lambda: [decode(p, range(k), name) for p, k in zip(paths, n)])
         rows.append((name, f"{16 * len(paths) / clip_s:.1f}", f"{sum(n) / full_s:.1f}", f"{clip_s / len(paths):.3f}"))
+    rows.append(decord_row(paths))
     table(rows, ("backend", "clip frames/s", "full decode frames/s", "s per centre clip"))
+
+
+def decord_row(paths: list[Path]) -> tuple:
+    """decord2 (`pip install decord2`; not a vidkit backend), an anchor on the same clips: one thread, RGB out."""
+    try:
+        import decord
+    except ImportError as e:
+        return ("decord2", "not available", f"{type(e).__name__}: pip install decord2"[:60], "")
+    readers = [decord.VideoReader(str(p), num_threads=1) for p in paths]
+    n = [len(r) for r in readers]
+    clips = [list(range(k // 2 - 16, k // 2 + 16, 2)) for k in n]
+    readers[0].get_batch(clips[0]).asnumpy()  # warm-up
+    clip_s = timed(lambda: [decord.VideoReader(str(p), num_threads=1).get_batch(c).asnumpy()
+                            for p, c in zip(paths, clips)])
+    full_s = timed(lambda: [decord.VideoReader(str(p), num_threads=1).get_batch(list(range(k))).asnumpy()
+                            for p, k in zip(paths, n)])
+    return ("decord2", f"{16 * len(paths) / clip_s:.1f}", f"{sum(n) / full_s:.1f}", f"{clip_s / len(paths):.3f}")
 
 
 def transform_ratio(paths: list[Path], rounds: int = 5):
