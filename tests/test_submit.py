@@ -49,12 +49,14 @@ def test_probability_submission_for_binary():
 
 def test_a_registered_format_is_a_competition_choice(tmp_path, sample, monkeypatch):
     from vidkit import formats
+    from vidkit.choices import CHOICES
     from vidkit.config import load_competition
     (tmp_path / "c.yaml").write_text("name: c\ntrain_dir: t\nsubmission: class_index\n")
     with pytest.raises(VidkitError, match="submission: 'class_index' is not one of label, probability, probabilities, topk"):
         load_competition(tmp_path / "c.yaml")
     monkeypatch.setitem(formats.FORMATS, "class_index",
                         lambda comp, sample, probs, classes, spec: {comp.target_column: probs.argmax(1)})
+    monkeypatch.setitem(CHOICES, "submission", (*CHOICES["submission"], "class_index"))  # its choice list too
     comp = load_competition(tmp_path / "c.yaml")
     assert format_submission(comp, sample, _probs(), CLASSES)["label"].tolist() == [0, 1, 2]
 
