@@ -224,16 +224,9 @@ def parse_overrides(args: list[str]) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise VidkitError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise VidkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise VidkitError(f"{path}: expected a mapping at top level")
-    return data
+    """A yaml mapping (configs, competitions, ensemble.yaml); a broken file is one line (vidkit.files)."""
+    from vidkit.files import read_yaml_file
+    return read_yaml_file(path)
 
 
 def config_path(name_or_path: str) -> Path:
@@ -354,6 +347,6 @@ def as_competition(comp: Competition | str | Path) -> Competition:
 
 
 def save_config(obj, path: str | Path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
+    from vidkit.files import write_yaml
+    write_yaml(path, dataclasses.asdict(obj))
 

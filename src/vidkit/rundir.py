@@ -12,17 +12,17 @@ A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensembl
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from vidkit.config import Competition, Config, apply, read_yaml, save_config
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, write_json
 
 OUT_ROOT = Path("weights")  # the default output root, relative to the working folder (every verb's out_root=)
 CONFIG, META, FOLDS, OOF, REPORT = "config.yaml", "run.json", "folds.csv", "oof.csv", "cv_report.json"
 WEIGHTS, METRICS = "model.safetensors", "metrics.jsonl"
 ENSEMBLE, RUNS_MD, RUNS_CSV = "ensemble.yaml", "runs.md", "runs.csv"
+REPORT_KEYS = {"metric": str, "score": (int, float), "fold_scores": list}  # what every reader of a report needs
 CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")
 
 
@@ -93,7 +93,7 @@ class RunDir:
 
     def finished(self) -> bool:
         """Cross-validated to the end (it has a CV report)."""
-        return self.report_file.is_file()
+        return self.report_file.exists()  # a folder there is an error when read
 
     def read_config(self) -> Config:
         return apply(Config(), read_yaml(self.config_yaml), where=f"{self.config_yaml}: ")
@@ -103,14 +103,11 @@ class RunDir:
 
     def meta(self) -> dict:
         """run.json as a dict ({} for a folder without one)."""
-        return json.loads(self.meta_file.read_text()) if self.meta_file.is_file() else {}
+        return read_json(self.meta_file, META) if self.meta_file.exists() else {}
 
     def write_meta(self, meta: dict) -> None:
         """Atomic: a kill never leaves a half-written run.json."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.meta_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, self.meta_file)
+        write_json(self.meta_file, meta)
 
     def update_meta(self, change=None, **keys) -> dict:
         """Set `keys` in run.json and/or let `change(meta)` edit it in place; returns the new dict."""
@@ -130,10 +127,10 @@ class RunDir:
     def report(self) -> dict:
         if not self.finished():
             raise VidkitError(f"{self.path}: no {REPORT}; cross-validate it first (`make cv`)")
-        return json.loads(self.report_file.read_text())
+        return read_json(self.report_file, REPORT, REPORT_KEYS)
 
     def write_report(self, report: dict) -> None:
-        self.report_file.write_text(json.dumps(report, indent=1))
+        write_json(self.report_file, report)
 
 
 def competition_of(runs: list) -> str:

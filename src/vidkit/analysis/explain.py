@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from vidkit.data import normalize
 from vidkit.errors import VidkitError
+from vidkit.files import save_figure
 
 
 def _transformers_model(model: nn.Module):
@@ -185,7 +186,7 @@ def render(frames: np.ndarray, maps: np.ndarray, top: list[tuple[str, float]], t
     fig.suptitle(title + "\n" + "   ".join(f"{c} {p:.3f}" for c, p in top), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
