@@ -128,15 +128,16 @@ def read_csv(path: str | Path, columns=(), numeric=(), dtype=None, what: str = "
     if missing:
         raise VidkitError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
                           f"(have: {', '.join(map(str, df.columns[:8]))})")
-    return numeric_columns(df, numeric, path)
+    return numeric_columns(df, numeric, path, complete=True)
 
 
-def numeric_columns(df, columns, path):
-    """`df` with `columns` as numbers; a value that is not one is an error naming the file, column and row."""
+def numeric_columns(df, columns, path, complete: bool = False):
+    """`df` with `columns` as numbers; a value that is not one (or, `complete`, an empty one) is an error naming
+    the file, column and row."""
     import pandas as pd
     for col in columns:
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
+        bad = values.isna() & (df[col].notna() | complete)
         if bad.any():
             raise VidkitError(f"{path}: column {col!r} should hold numbers, got {df[col][bad].iloc[0]!r:.40} "
                               f"(row {int(bad.to_numpy().argmax()) + 2})")

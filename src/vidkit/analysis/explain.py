@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from vidkit.data import normalize
 from vidkit.errors import VidkitError
-from vidkit.files import save_figure
+from vidkit.files import load_checkpoint, save_figure
 
 
 def _transformers_model(model: nn.Module):
@@ -216,8 +216,6 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
 
 def load_fold_model(run: Path, fold: int = 0):
     """(model, classes, config) of one checkpoint of a run: fold<k>/, else full/."""
-    from safetensors.torch import load_file
-
     from vidkit.flows.infer import load_run
     from vidkit.rundir import RunDir
     from vidkit.engine.runtime import build_model
@@ -226,7 +224,7 @@ def load_fold_model(run: Path, fold: int = 0):
     if weights is None:
         raise VidkitError(f"{run}: no {RunDir(run).checkpoint(fold).relative_to(run)}")
     model = build_model(cfg, len(classes))
-    model.load_state_dict(load_file(str(weights)))
+    load_checkpoint(model, weights)
     return model.eval(), classes, cfg
 
 

@@ -130,7 +130,7 @@ def run_gallery(run: str | Path, n: int = 24) -> tuple[Path, Path]:
     cfg, info = run.read_config(), run.meta()
     oof = read_csv(run.oof_csv, ("video_id", "label", *info["classes"]), dtype={"video_id": str, "label": str},
                    what="OOF file")
-    numeric_columns(oof, info["classes"], run.oof_csv)
+    numeric_columns(oof, info["classes"], run.oof_csv, complete=True)
     table = index_train(load_competition(cfg.comp))
     paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n)
     for p in paths:

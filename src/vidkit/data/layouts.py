@@ -98,7 +98,11 @@ def _folder(comp: Competition, key: str) -> Path:
 def read_train_csv(comp: Competition) -> tuple[Path, pd.DataFrame]:
     """The competition's train_csv (video_id, label[, group]), checked."""
     csv = comp.resolve(comp.train_csv)
-    return csv, read_csv(csv, ("video_id", "label"), dtype=str, what="train_csv")
+    df = read_csv(csv, ("video_id", "label"), dtype=str, what="train_csv")
+    empty = df[["video_id", "label"]].isna().any(axis=1).to_numpy()
+    if empty.any():
+        raise VidkitError(f"{csv}: row {int(empty.argmax()) + 2} has no video_id or label (cut short?)")
+    return csv, df
 
 
 def test_ids(comp: Competition) -> list[str]:

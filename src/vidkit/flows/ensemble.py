@@ -143,7 +143,7 @@ def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
     missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
     if missing:
         raise VidkitError(f"{run.oof_csv}: missing columns {', '.join(map(str, missing[:5]))}")
-    numeric_columns(oof, classes, run.oof_csv)
+    numeric_columns(oof, classes, run.oof_csv, complete=True)
     folds = (read_csv(run.folds_csv, ("video_id", "fold"), ("fold",), {"video_id": str}, "folds file")
              if run.folds_csv.exists() else oof)
     return oof.set_index("video_id"), [str(c) for c in classes], folds.set_index("video_id")["fold"]

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from vidkit.config import Competition, Config
@@ -25,6 +24,7 @@ from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
 from vidkit.flows.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
+from vidkit.files import load_checkpoint
 from vidkit.rundir import CompDir, RunDir
 from vidkit.engine.runtime import build_model, make_accelerator, to_device
 from vidkit.engine.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
@@ -96,7 +96,7 @@ def load_models(member: Member, device) -> list[torch.nn.Module]:
     models = []
     for path in member.checkpoints:
         model = build_model(member.cfg, len(member.classes))
-        model.load_state_dict(load_file(str(path)))
+        load_checkpoint(model, path)
         models.append(to_device(model, device, member.cfg.channels_last).eval())
     return models
 

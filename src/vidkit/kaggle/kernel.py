@@ -23,6 +23,7 @@ import vidkit
 from vidkit.kaggle import sim as kaggle_sim
 from vidkit.config import Competition, as_competition, load_competition, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, write_text
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kaggle.template.kernel_code import sha256
 from vidkit.analysis.report import licence_label, pretrained_of
@@ -108,7 +109,7 @@ def copy_run(member, dest: Path, counts: dict) -> None:
     src, out = RunDir(run), RunDir(dest)
     config = read_yaml(src.config_yaml)
     config.update(pretrained=None, cache=False, cache_dir=None)
-    out.config_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(out.config_yaml, yaml.safe_dump(config, sort_keys=False))
     out.write_meta({**src.meta(), "class_counts": counts})
     if src.report_file.is_file():
         shutil.copyfile(src.report_file, out.report_file)
@@ -175,10 +176,10 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
             from vidkit.data import index_train
             counts = class_counts(index_train(comp), member.classes)
         copy_run(member, dest / folder, member.class_counts or counts)
-    (dest / "competition.yaml").write_text(yaml.safe_dump(comp_yaml, sort_keys=False))
+    write_text(dest / "competition.yaml", yaml.safe_dump(comp_yaml, sort_keys=False))
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
-    ensemble_file(dest).write_text(header + blend)
+    write_text(ensemble_file(dest), header + blend)
     if wheels:
         found = sorted(Path(wheels).glob("*.whl"))
         if not found:
@@ -189,11 +190,11 @@ def build_bundle(comp: Competition, members, spec: dict, settings: dict, dest: P
     manifest = {"vidkit_bundle": settings["slug"], "vidkit_version": vidkit.__version__,
                 "competition": {"slug": settings["competition"], "name": comp.name, **search},
                 "members": folders, "submit": submit, "files": hash_tree(dest)}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_text(dest / "manifest.json", json.dumps(manifest, indent=1))
     title = f"vidkit {comp.name} bundle"
     title = title if len(title) <= 50 else f"{settings['slug'][:43]} bundle"
     metadata = {"title": title, "id": f"{settings['user']}/{settings['slug']}", "licenses": [{"name": license}]}
-    (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
+    write_text(dest / "dataset-metadata.json", json.dumps(metadata, indent=1))
     return dest
 
 
@@ -223,13 +224,13 @@ def write_kernel(settings: dict, dest: Path, kernel_type: str = "notebook", priv
     code = kernel_code(settings["slug"])
     code_file = f"{settings['kernel_slug']}.{'ipynb' if kernel_type == 'notebook' else 'py'}"
     text = json.dumps(notebook(code, settings), indent=1) if kernel_type == "notebook" else code
-    (dest / code_file).write_text(text)
+    write_text(dest / code_file, text)
     metadata = {"id": f"{settings['user']}/{settings['kernel_slug']}", "title": settings["title"],
                 "code_file": code_file, "language": "python", "kernel_type": kernel_type, "is_private": private,
                 "enable_gpu": settings["gpu"], "enable_internet": False,  # explicit: the CLI's default differs
                 "dataset_sources": [f"{settings['user']}/{settings['slug']}"],
                 "competition_sources": [settings["competition"]], "kernel_sources": [], "model_sources": []}
-    (dest / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
+    write_text(dest / "kernel-metadata.json", json.dumps(metadata, indent=1))
     return dest
 
 
@@ -304,7 +305,7 @@ def run_kernel_on(kernel_dir: Path, root: Path, python: Path, env: dict) -> str:
         shutil.copyfile(kernel_dir / meta["code_file"], nb_path)
         return kaggle_sim.notebook_output(kaggle_sim.execute_notebook(nb_path, python, env, root / "working"))
     code = root.parent / "kernel_code.py"
-    code.write_text(code_of(kernel_dir))
+    write_text(code, code_of(kernel_dir))
     proc = kaggle_sim.run_script(python, code, env, root / "working")
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -319,8 +320,8 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
     read-only, no network); its submission.csv, checked against the sample. `python`: a restricted Python
     made earlier (kaggle_sim.restricted_python), else one is made in `workdir`. What the kernel printed is
     kept in `workdir`/kernel_output.txt."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    ref = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
+    manifest = read_json(bundle / "manifest.json", "bundle manifest", {"files": dict, "competition": dict})
+    ref = read_json(bundle / "dataset-metadata.json", "dataset metadata", {"id": str})["id"]
     sample = local_path(comp, comp.sample_submission)
     root, guard = Path(workdir) / "kaggle", Path(workdir) / "guard.log"
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
@@ -331,7 +332,7 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
         output = run_kernel_on(kernel_dir, root, python, kaggle_sim.kernel_env(root, [landed], guard))
     finally:
         kaggle_sim.chmod_tree(landed, writable=True)
-    (Path(workdir) / "kernel_output.txt").write_text(output)
+    write_text(Path(workdir) / "kernel_output.txt", output)
     refused = kaggle_sim.guard_violations(guard)
     if refused:
         raise VidkitError(f"dry run: the kernel tried {len(refused)} forbidden operations (no network and a "

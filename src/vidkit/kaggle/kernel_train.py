@@ -25,6 +25,7 @@ import vidkit
 from vidkit.kaggle import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
 from vidkit.errors import VidkitError
+from vidkit.files import write_text
 from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -86,17 +87,17 @@ def build_code_dataset(comp: Competition, configs: dict, settings: dict, dest: P
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (dest / "configs").mkdir()
     for name, data in configs.items():
-        (dest / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (dest / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        write_text(dest / "configs" / f"{name}.yaml", yaml.safe_dump(data, sort_keys=False))
+    write_text(dest / "competition.yaml", yaml.safe_dump(spec, sort_keys=False))
     where = {**search, **{k: spec[k] for k in ("train_dir", "train_csv") if spec.get(k)}}
     files = kernel.hash_tree(dest)
     manifest = {"vidkit_bundle": settings["code_slug"], "vidkit_version": vidkit.__version__,
                 "competition": {"slug": settings["competition"], "name": comp.name, **where},
                 "configs": list(configs), "train": train, "files": files}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_text(dest / "manifest.json", json.dumps(manifest, indent=1))
     about = {"title": f"{settings['code_slug'][:45]} code", "id": f"{settings['user']}/{settings['code_slug']}",
              "licenses": [{"name": license}]}
-    (dest / "dataset-metadata.json").write_text(json.dumps(about, indent=1))
+    write_text(dest / "dataset-metadata.json", json.dumps(about, indent=1))
     return dest
 
 
@@ -129,7 +130,7 @@ def write_train_kernel(settings: dict, dest: Path, weights: tuple[list, list], p
     code dataset and the weight sources; with resume, this notebook's own output)."""
     dest.mkdir(parents=True)
     code_file = f"{settings['kernel_slug']}.ipynb"
-    (dest / code_file).write_text(json.dumps(train_notebook(settings), indent=1))
+    write_text(dest / code_file, json.dumps(train_notebook(settings), indent=1))
     own = f"{settings['user']}/{settings['kernel_slug']}"
     sources = {"dataset_sources": [f"{settings['user']}/{settings['code_slug']}", *weights[0]],
                "competition_sources": [settings["competition"]], "kernel_sources": [own] if resume else [],
@@ -137,7 +138,7 @@ def write_train_kernel(settings: dict, dest: Path, weights: tuple[list, list], p
     meta = {"id": own, "title": settings["title"], "code_file": code_file, "language": "python",
             "kernel_type": "notebook", "is_private": private, "enable_gpu": settings["gpu"],
             "enable_internet": False, **sources}
-    (dest / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
+    write_text(dest / "kernel-metadata.json", json.dumps(meta, indent=1))
     return dest
 
 
@@ -176,7 +177,7 @@ def infer_from_notebook(comp_path: str, runs_from: str, out: str = "kernels", ke
     kernel.write_kernel(settings, kernel_dir, kernel_type, private)
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
     meta.update(dataset_sources=[], kernel_sources=[f"{settings['user']}/{settings['slug']}-train"])
-    (kernel_dir / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
+    write_text(kernel_dir / "kernel-metadata.json", json.dumps(meta, indent=1))
     print(f"kernel {kernel_dir}: runs and bundle from the output of the notebook {meta['kernel_sources'][0]}")
     return kernel_dir
 
@@ -245,7 +246,7 @@ def local_competition(code: Path, data: Path, run: Path) -> Path:
         if spec.get(key):
             spec[key] = str(data / spec[key])
     run.mkdir(parents=True, exist_ok=True)
-    (run / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(run / "competition.yaml", yaml.safe_dump(spec, sort_keys=False))
     return run / "competition.yaml"
 
 
@@ -299,7 +300,7 @@ def train_on_kaggle(code: Path, manifest: dict, data: Path, inputs: Path, work: 
     if not left:
         finish(manifest, comp_path, work)
     status = {c: "unfinished" if c in left else "done" for c in manifest["configs"]}
-    (work / MARKER).write_text(json.dumps({"kernel": kernel_slug, "configs": status, "finished": not left}))
+    write_text(work / MARKER, json.dumps({"kernel": kernel_slug, "configs": status, "finished": not left}))
     if left:
         print(f"vidkit kernel: time budget spent; unfinished: {', '.join(left)}. Save a new version with this "
               "notebook's output as an input (`kernel mode=train ... resume=true`, then push) to continue")

@@ -57,7 +57,10 @@ def find_bundle(inputs: Path) -> tuple:
         fail(f"no bundle dataset {BUNDLE!r} (a manifest.json) under {inputs}; add it to the notebook's inputs")
     if len(found) > 1:
         fail(f"several copies of the bundle {BUNDLE!r}: {', '.join(map(str, found))}; keep one input")
-    return found[0].parent, json.loads(found[0].read_text())
+    manifest = json.loads(found[0].read_text())
+    if not isinstance(manifest.get("files"), dict):
+        fail(f"{found[0]}: the manifest has no 'files' mapping; rebuild with `make kernel` and upload again")
+    return found[0].parent, manifest
 
 
 def sha256(path: Path) -> str:
