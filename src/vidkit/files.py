@@ -124,11 +124,23 @@ def read_csv(path: str | Path, columns=(), numeric=(), dtype=None, what: str = "
         df = pd.read_csv(io.StringIO(text), dtype=dtype)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as e:
         raise VidkitError(f"{path}: not a valid CSV ({first_line(e)})") from None
+    cut_short(text, path)
     missing = [str(c) for c in columns if c not in df.columns]
     if missing:
         raise VidkitError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
                           f"(have: {', '.join(map(str, df.columns[:8]))})")
     return numeric_columns(df, numeric, path, complete=True)
+
+
+def cut_short(text: str, path) -> None:
+    """A CSV whose last line ends without a newline and has fewer fields than the header was cut mid-row."""
+    import csv
+    lines = text.splitlines()
+    if len(lines) < 2 or text.endswith(("\n", "\r")):
+        return
+    header, last = next(csv.reader([lines[0]])), next(csv.reader([lines[-1]]), [])
+    if len(last) < len(header):
+        raise VidkitError(f"{path}: the last row has {len(last)} of {len(header)} fields (cut short?)")
 
 
 def numeric_columns(df, columns, path, complete: bool = False):
@@ -179,7 +191,11 @@ def safetensors_shapes(path: str | Path, what: str = "checkpoint") -> dict:
         if not 0 < size <= len(header) - 8:
             raise ValueError(f"header length {size} does not fit in the file's {len(header)} bytes")
         meta = json.loads(header[8:8 + size])
-        return {k: tuple(v["shape"]) for k, v in meta.items() if k != "__metadata__"}
+        tensors = {k: v for k, v in meta.items() if k != "__metadata__"}
+        end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+        if 8 + size + end != len(header):
+            raise ValueError(f"the header says {8 + size + end} bytes, the file has {len(header)}: cut short?")
+        return {k: tuple(v["shape"]) for k, v in tensors.items()}
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise VidkitError(f"{path}: not a readable safetensors {what} ({first_line(e)})") from None
 

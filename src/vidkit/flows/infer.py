@@ -24,7 +24,7 @@ from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
 from vidkit.flows.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
-from vidkit.files import load_checkpoint
+from vidkit.files import check_keys, load_checkpoint, read_csv
 from vidkit.rundir import CompDir, RunDir
 from vidkit.engine.runtime import build_model, make_accelerator, to_device
 from vidkit.engine.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
@@ -54,10 +54,24 @@ def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
     if not run.is_run():
         raise VidkitError(f"{run}: not a run folder (no {run.config_yaml.name}/{run.meta_file.name}); "
                           "run `make cv` first")
-    cfg, classes, weights = run.read_config(), run.meta()["classes"], run.checkpoints()
+    meta = run.meta()
+    check_keys(meta, {"classes": list}, run.meta_file)
+    cfg, classes, weights = run.read_config(), meta["classes"], run.checkpoints()
     if not weights:
         raise VidkitError(f"{run}: no fold*/model.safetensors checkpoints")
+    missing_fold_checkpoints(run)
     return cfg, classes, weights
+
+
+def missing_fold_checkpoints(run: RunDir) -> None:
+    """A cross-validated run must have every fold's checkpoint: a lost one is an error, not a silent fold less."""
+    if not run.finished() or not run.folds_csv.exists() or not any(run.path.glob("fold*/" + run.checkpoint(0).name)):
+        return
+    folds = sorted(read_csv(run.folds_csv, ("fold",), ("fold",), what="folds file")["fold"].astype(int).unique())
+    lost = [run.checkpoint(k) for k in folds if not run.checkpoint(k).exists()]
+    if lost:
+        raise VidkitError(f"{lost[0]}: checkpoint missing (the run has folds {folds[0]}-{folds[-1]}); "
+                          "copy it back or re-run `make cv` with resume=true")
 
 
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
@@ -78,7 +92,7 @@ def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int 
     """
     where = CompDir(comp, out_root)
     path = Path(ensemble_yaml) if ensemble_yaml else where.ensemble_yaml
-    spec = load_ensemble(path) if path.is_file() else None
+    spec = load_ensemble(path) if ensemble_yaml or path.exists() else None  # a given file must be there
     weights = {}
     if spec:
         for m in spec["members"]:
