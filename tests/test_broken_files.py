@@ -181,3 +181,121 @@ def test_broken_file_is_one_line(row, how, template, tmp_path, capsys):
         assert not (case.root / out).exists(), f"{out} was written"
     leftovers = [p for p in case.root.rglob(".*.tmp")]
     assert not leftovers, leftovers
+
+
+# ---------------------------------------------------------------- the Kaggle kernel's bundle manifest
+
+@pytest.mark.parametrize("how", ["zero_bytes", "truncated", "garbage", "schema"])
+def test_broken_bundle_manifest_is_one_line(how, tmp_path):
+    """The offline kernel (stand-alone code, no vidkit import) checks the manifest before using the bundle."""
+    import json
+    from vidkit.kaggle.template import kernel_code
+    bundle = tmp_path / "input" / "datasets" / "me" / "bundle"
+    bundle.mkdir(parents=True)
+    (bundle / "a.txt").write_text("a")
+    manifest = bundle / "manifest.json"
+    manifest.write_text(json.dumps({"vidkit_bundle": kernel_code.BUNDLE, "files": {"a.txt": "0" * 64}}))
+    row = Row("kernel", "manifest.json", (), schema=json.dumps({"vidkit_bundle": kernel_code.BUNDLE, "files": 3}))
+    break_file(manifest, how, row)
+    with pytest.raises(SystemExit) as stop:
+        kernel_code.verify(*kernel_code.find_bundle(tmp_path / "input"))
+    message = str(stop.value)
+    assert "manifest.json" in message and "\n" not in message, message
+
+
+# ---------------------------------------------------------------- the documented fallback: a test video
+
+def test_undecodable_test_video_gets_the_prior(template, tmp_path, capsys, caplog):
+    """Not exit 2: a test id whose media cannot be decoded gets the training prior, with a warning naming it."""
+    import pandas as pd
+    case = make_case(template, tmp_path / "case", FILES[0])
+    spec = yaml.safe_load(case.comp.read_text())
+    shutil.copytree(spec["test_dir"], case.root / "test")
+    spec["test_dir"] = str(case.root / "test")
+    case.comp.write_text(yaml.safe_dump(spec))
+    broken = sorted(p for p in (case.root / "test").iterdir() if p.is_dir())[0]
+    for frame in broken.iterdir():
+        frame.write_bytes(GARBAGE)
+    out = case.root / "sub" / "submission.csv"
+    with caplog.at_level("WARNING"):
+        rc = cli.main(["submit", f"comp={case.comp}", f"runs={case.run}", f"out={out}"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err, err
+    assert broken.name in caplog.text, caplog.text
+    probs = pd.read_csv(out.with_name("submission_probs.csv"), dtype={"video_id": str}).set_index("video_id")
+    assert probs["prior"].tolist().count(True) == 1 and bool(probs.loc[broken.name, "prior"])
+    assert len(pd.read_csv(out)) == len(pd.read_csv(case.path("sample")))
+
+
+# ---------------------------------------------------------------- atomic writes
+
+KILL_WRITER = """
+import sys
+import pandas as pd
+from vidkit.files import write_csv
+big = pd.DataFrame({"video_id": [f"v{i:08d}" for i in range(3_000_000)], "p": 0.123456789})
+print("writing", flush=True)
+write_csv(big, sys.argv[1], index=False)
+"""
+
+
+def test_killed_mid_write_leaves_the_old_file(tmp_path):
+    """SIGKILL a process while it writes a large CSV over an existing one: the old file stays whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    target = tmp_path / "oof.csv"
+    target.write_text("video_id,p\nold,1.0\n")
+    proc = subprocess.Popen([sys.executable, "-c", KILL_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    deadline = time.time() + 60
+    while not any(p.stat().st_size > 1_000_000 for p in tmp_path.glob(".oof.csv.*.tmp")):
+        assert proc.poll() is None and time.time() < deadline, "the writer finished before it could be killed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_text() == "video_id,p\nold,1.0\n"
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    """A fault inside the writer (here: fsync fails, as on a full disk): the old file, no temporary left."""
+    import pandas as pd
+    from vidkit import files
+    target = tmp_path / "submission.csv"
+    files.write_csv(pd.DataFrame({"id": ["a"], "label": ["old"]}), target, index=False)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        files.write_csv(pd.DataFrame({"id": ["a"], "label": ["new"]}), target, index=False)
+    assert pd.read_csv(target)["label"].tolist() == ["old"]
+    assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]
+
+
+WRITES = {"write_text": r"\.write_text\(", "write_bytes": r"\.write_bytes\(", "to_csv": r"\.to_csv\([^)]",
+          "savefig": r"\.savefig\(", "save_file": r"\bsave_file\(", "json.dump": r"json\.dump\(",
+          "np.save": r"np\.save\(", "torch.save": r"torch\.save\(", "open_w": r"\bopen\([^)]*[\"'][wa]b?[\"']"}
+ALLOWED = {"files.py": set(WRITES),
+           "kaggle/sim.py": {"write_text", "open_w"},  # the fake /kaggle tree of a dry run, its guard log
+           "flows/cv.py": {"write_bytes"},  # a probe that the run folder is writable, deleted at once
+           "analysis/provenance.py": {"to_csv"},  # hashes a table in memory
+           "data/cache.py": {"np.save", "open_w"},  # frame cache entries: their own temp file + os.replace
+           "demo.py": {"to_csv"},  # the demo's synthetic data, rebuilt when missing
+           "engine/train.py": {"write_text", "save_file", "torch.save", "open_w"}}  # resumable state: a temp
+# folder + os.replace; metrics.jsonl: appended one line per epoch
+
+
+def test_every_output_goes_through_the_atomic_writer():
+    """No module writes an output file itself (path.write_text, df.to_csv(path), fig.savefig(path), ...): each
+    goes through vidkit.files (atomic_write and the writers built on it). A new exception needs a reason here."""
+    import re
+    src = Path(__file__).resolve().parents[1] / "src" / "vidkit"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            found += [f"{rel}:{n}: {line.strip()}" for name, pattern in WRITES.items()
+                      if name not in ALLOWED.get(rel, ()) and re.search(pattern, line)]
+    assert not found, "\n".join(found)
