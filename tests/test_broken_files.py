@@ -97,6 +97,16 @@ FILES = [
         schema="video,guess\na,b\n", outputs=("sub/submission.csv",)),
     Row("predict", "video", ("run={run}", "video={video}"), ("missing", "zero_bytes", "truncated", "garbage")),
     Row("predict", "run.json", ("run={run}", "video={video}"), schema='{"classes": 3}'),
+    Row("report", "run.json", ("comp={comp}", *RUN_ARGS, "out={root}/report"), tuple(b for b in ALL if b != "missing"),
+        schema='"just a string"', outputs=("report/runs.md",)),  # missing: a run without provenance is shown
+    Row("submit", "comp", ("comp={comp}", *RUN_ARGS, "out={root}/sub/submission.csv"),
+        schema="submission: nope\n", outputs=("sub/submission.csv",)),
+    Row("predict", "config.yaml", ("run={run}", "video={video}"), schema="model: [r3d_18]\n"),
+    Row("export", "fold0/model.safetensors", ("run={run}", "fold=0", "out={root}/export"), outputs=("export",)),
+    Row("explain", "video", ("run={run}", "video={video}", "out={root}/x.png"),
+        ("missing", "zero_bytes", "truncated", "garbage"), outputs=("x.png",)),
+    Row("cv", "comp_folds", ("{run}/config.yaml", "comp={comp}", "out_dir={root}/cv", "epochs=1"),
+        tuple(b for b in ALL if b != "missing"), schema="video_id,fold\nx,abc\n", outputs=("cv/oof.csv",)),
     Row("cv", "config.yaml", ("{run}/config.yaml", "comp={comp}", "out_dir={root}/cv", "epochs=1"),
         schema="epochs: many\nnot_a_key: 1\n", outputs=("cv/oof.csv",)),
 ]
