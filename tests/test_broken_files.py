@@ -268,6 +268,39 @@ def test_killed_mid_write_leaves_the_old_file(tmp_path):
     assert target.read_text() == "video_id,p\nold,1.0\n"
 
 
+KILL_VERB = """
+import os, sys, time
+def stalled_fsync(fd):  # the new runs.md is complete in its temporary file: stop here, to be killed
+    print("fsync", flush=True)
+    time.sleep(120)
+os.fsync = stalled_fsync
+from vidkit.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_verb_killed_mid_write_leaves_the_old_file(template, tmp_path):
+    """`report` SIGKILLed while it writes runs.md (stalled inside the writer): the old runs.md stays."""
+    import signal
+    import subprocess
+    import sys
+    case = make_case(template, tmp_path / "case", FILES[0])
+    out = case.root / "report"
+    out.mkdir()
+    (out / "runs.md").write_text("old table\n")
+    proc = subprocess.Popen([sys.executable, "-c", KILL_VERB, "report", f"comp={case.comp}", f"runs={case.run}",
+                             f"out={out}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = iter(proc.stdout.readline, "")  # until the stalled fsync, or the end if it never gets there
+        assert any(line.strip() == "fsync" for line in lines), "report never reached the writer"
+        temps = list(out.glob(".runs.md.*.tmp"))
+        assert temps and temps[0].read_text().startswith("tiny: CV")  # the new table, not yet in place
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (out / "runs.md").read_text() == "old table\n"
+
+
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     """A fault inside the writer (here: fsync fails, as on a full disk): the old file, no temporary left."""
     import pandas as pd

@@ -214,7 +214,7 @@ def atomic_write(path: str | Path, mode: str = "w", **open_args):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it 0600: as a plain open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -226,6 +226,9 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+UMASK = _umask()  # read once, at import: os.umask cannot be read without setting it (not thread-safe)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -25,7 +25,7 @@ import vidkit
 from vidkit.kaggle import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
 from vidkit.errors import VidkitError
-from vidkit.files import write_text
+from vidkit.files import read_json, write_text
 from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     earlier version's output, mounted as this notebook's own input. Returns the configs left unfinished; the
     output stays in workdir/kaggle/working."""
     from vidkit.kaggle import sim as kaggle_sim
-    manifest = json.loads((code_dir / "manifest.json").read_text())
+    manifest = read_json(code_dir / "manifest.json", "code manifest", {"competition": dict, "train": dict})
     where, train = manifest["competition"], manifest["train"]
     mounts = kernel._mounts(manifest) + [where[k] for k in ("train_dir", "train_csv") if where.get(k)]
     root, ref = Path(workdir) / "kaggle", f"{train['user']}/{code_dir.name}"
@@ -353,7 +353,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     if previous is not None:
         readonly.append(mount_output(root, previous, f"{train['user']}/{train['kernel_slug']}"))
     on_stand_in(kernel_dir, root, python, readonly, Path(workdir) / "guard.log")
-    marker = json.loads((root / "working" / MARKER).read_text())
+    marker = read_json(root / "working" / MARKER, "training marker", {"configs": dict})
     return [config for config, state in marker["configs"].items() if state != "done"]
 
 
@@ -364,7 +364,10 @@ def dry_run_from_notebook(kernel_dir: Path, output: Path, comp: Competition, wor
     from vidkit.kaggle import sim as kaggle_sim
     from vidkit.flows.submit import validate_file
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
-    manifest = json.loads(next(Path(output).glob("*/manifest.json")).read_text())
+    found = sorted(Path(output).glob("*/manifest.json"))
+    if not found:
+        raise VidkitError(f"{output}: no <bundle>/manifest.json in the training notebook's output; is it finished?")
+    manifest = read_json(found[0], "bundle manifest", {"competition": dict})
     root, sample = Path(workdir) / "kaggle", kernel.local_path(comp, comp.sample_submission)
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
     kaggle_sim.kaggle_tree(root, sample.parent, kernel._mounts(manifest), manifest["competition"]["slug"], {})
