@@ -234,7 +234,7 @@ def config_path(name_or_path: str) -> Path:
     (`r3d_18`, `configs/r3d_18.yaml`: the config whose `model:` it is, a non-`_demo` one when there is a choice)."""
     p = Path(name_or_path)
     path = p if p.suffix in (".yaml", ".yml") else Path("configs") / f"{name_or_path}.yaml"
-    if path.is_file() or not path.parent.is_dir():
+    if path.exists() or not path.parent.is_dir():  # a folder there: read_yaml says so
         return path
     return config_of_model(path.parent, path.stem)
 

@@ -29,7 +29,7 @@ def readable(path: str | Path, what: str = "file") -> Path:
     """`path` if it is a non-empty file this process may read; else a one-line error saying which it is not."""
     path = Path(path)
     if path.is_dir():
-        raise VidkitError(f"{path}: is a folder, expected a {what}")
+        raise VidkitError(f"{path}: is a folder, expected the {what}")
     if not path.is_file():
         raise VidkitError(f"{path}: file not found" + (f" ({what})" if what != "file" else ""))
     if not os.access(path, os.R_OK):
@@ -82,7 +82,7 @@ def read_json(path: str | Path, what: str = "JSON file", keys: dict | None = Non
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise VidkitError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}; cut short?)") from None
+        raise VidkitError(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno}; cut short?)") from None
     if not isinstance(data, dict):
         raise VidkitError(f"{path}: expected a JSON object, got {type(data).__name__}")
     check_keys(data, keys or {}, path)
@@ -96,7 +96,8 @@ def check_keys(data: dict, keys: dict, path) -> None:
         want = want if isinstance(want, tuple) else (want,)
         value = data[name]
         if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
-            raise VidkitError(f"{path}: {name!r} should be {TYPE_NAMES.get(want[0], want[0].__name__)}, "
+            kind = "a number" if float in want else TYPE_NAMES.get(want[0], want[0].__name__)
+            raise VidkitError(f"{path}: {name!r} should be {kind}, "
                               f"got {value!r:.40}")
 
 
