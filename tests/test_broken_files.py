@@ -108,6 +108,15 @@ FILES = [
         ("missing", "zero_bytes", "truncated", "garbage"), outputs=("x.png",)),
     Row("cv", "comp_folds", ("{run}/config.yaml", "comp={comp}", "out_dir={root}/cv", "epochs=1"),
         tuple(b for b in ALL if b != "missing"), schema="video_id,fold\nx,abc\n", outputs=("cv/oof.csv",)),
+    Row("check", "comp", ("comp={comp}",), schema="n_folds: many\n"),
+    Row("kernel", "comp", ("comp={comp}", *RUN_ARGS, "out={root}/kernels", "user=me", "competition=c"),
+        schema="metric: nope\n", outputs=("kernels",)),
+    Row("train", "config.yaml", ("{run}/config.yaml", "comp={comp}", "out_dir={root}/tr", "fold=0", "epochs=1"),
+        schema="lr: fast\n", outputs=("tr/fold0/model.safetensors",)),
+    # New file kinds join here (README "Reliability"): a name in Case.path, one Row per verb that reads the file,
+    # its wrong-schema text, the breakages that apply. Being built in other branches: feature-store files
+    # (`embed` writes them, `cv HEAD features=` and the `features_dir:` of a competition read them) and DFDC's
+    # metadata.json (`train_json:`).
     Row("cv", "config.yaml", ("{run}/config.yaml", "comp={comp}", "out_dir={root}/cv", "epochs=1"),
         schema="epochs: many\nnot_a_key: 1\n", outputs=("cv/oof.csv",)),
 ]
