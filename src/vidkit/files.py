@@ -97,8 +97,7 @@ def check_keys(data: dict, keys: dict, path) -> None:
         value = data[name]
         if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
             kind = "a number" if float in want else TYPE_NAMES.get(want[0], want[0].__name__)
-            raise VidkitError(f"{path}: {name!r} should be {kind}, "
-                              f"got {value!r:.40}")
+            raise VidkitError(f"{path}: {name!r} should be {kind}, got {value!r:.40}")
 
 
 def read_jsonl(path: str | Path, what: str = "JSON-lines file") -> list[dict]:
@@ -114,6 +113,8 @@ def read_jsonl(path: str | Path, what: str = "JSON-lines file") -> list[dict]:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise VidkitError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
+            if not isinstance(records[-1], dict):
+                raise VidkitError(f"{path}: line {n} is not a JSON object")
     return records
 
 
