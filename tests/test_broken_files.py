@@ -356,3 +356,15 @@ def test_every_output_goes_through_the_atomic_writer():
             found += [f"{rel}:{n}: {line.strip()}" for name, pattern in WRITES.items()
                       if name not in ALLOWED.get(rel, ()) and re.search(pattern, line)]
     assert not found, "\n".join(found)
+
+
+def test_unreadable_branch_as_root(template, tmp_path, capsys, monkeypatch):
+    """Root reads any file, so the `unreadable` rows skip there; this runs the same branch by making
+    os.access say no (as it does for a user without read permission)."""
+    from vidkit import files
+    case = make_case(template, tmp_path / "case", FILES[0])
+    sample = case.path("sample")
+    monkeypatch.setattr(files.os, "access", lambda path, mode: Path(path) != sample)
+    rc = cli.main(["validate", str(case.path("submission")), f"sample={sample}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == f"error: {sample}: permission denied (cannot read the sample submission)", err
