@@ -96,12 +96,10 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     class Killed(BaseException):
         pass
 
-    def dies_halfway(state, filename):
-        with open(filename, "wb") as f:
-            f.write(b"\x00" * 7)  # a torn write
+    def dies_halfway(fd):  # the new bytes are in the temporary file, not yet flushed to disk nor in place
         raise Killed
 
-    monkeypatch.setattr(train, "save_file", dies_halfway)
+    monkeypatch.setattr(files.os, "fsync", dies_halfway)  # every write goes through vidkit.files.atomic_write
     acc = type("Acc", (), {"is_main_process": True, "get_state_dict": lambda self, m: m.state_dict(),
                            "unwrap_model": lambda self, m, **kw: m, "wait_for_everyone": lambda self: None})()
     with pytest.raises(Killed):

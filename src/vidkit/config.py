@@ -226,16 +226,9 @@ def parse_overrides(args: list[str]) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise VidkitError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise VidkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise VidkitError(f"{path}: expected a mapping at top level")
-    return data
+    """A yaml mapping (configs, competitions, ensemble.yaml); a broken file is one line (vidkit.files)."""
+    from vidkit.files import read_yaml_file
+    return read_yaml_file(path)
 
 
 def config_path(name_or_path: str) -> Path:
@@ -243,7 +236,7 @@ def config_path(name_or_path: str) -> Path:
     (`r3d_18`, `configs/r3d_18.yaml`: the config whose `model:` it is, a non-`_demo` one when there is a choice)."""
     p = Path(name_or_path)
     path = p if p.suffix in (".yaml", ".yml") else Path("configs") / f"{name_or_path}.yaml"
-    if path.is_file() or not path.parent.is_dir():
+    if path.exists() or not path.parent.is_dir():  # a folder there: read_yaml says so
         return path
     return config_of_model(path.parent, path.stem)
 
@@ -342,8 +335,8 @@ def as_competition(comp: Competition | str | Path) -> Competition:
 
 
 def save_config(obj, path: str | Path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
+    from vidkit.files import write_yaml
+    write_yaml(path, dataclasses.asdict(obj))
 
 
 # ---------------------------------------------------------------- ensemble.yaml

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vidkit.files import write_csv, write_text
+
 CLASSES = ["down", "left", "right", "up"]
 DIRECTIONS = {"down": (0, 1), "left": (-1, 0), "right": (1, 0), "up": (0, -1)}
 
@@ -88,7 +90,7 @@ def make_demo(data_dir: Path, comp_yaml: Path, n_groups: int = 20, per_group: in
         _write_frames(data_dir / "test" / vid, clip)
         test_rows.append({"id": vid, "label": label})
     labels = pd.DataFrame(test_rows)
-    labels.to_csv(data_dir / "test_labels.csv", index=False)
+    write_csv(labels, data_dir / "test_labels.csv", index=False)
     labels.assign(label=CLASSES[0]).to_csv(data_dir / "sample_submission.csv", index=False)
     rel = Path(_relpath(data_dir, comp_yaml.parent))
     spec = {"name": comp_yaml.stem, "train_dir": str(rel / "train"), "train_csv": None, "test_dir": str(rel / "test"),
@@ -96,7 +98,7 @@ def make_demo(data_dir: Path, comp_yaml: Path, n_groups: int = 20, per_group: in
             "submission": "label", "positive_class": None, "metric": "accuracy", "classes": None,
             "group_regex": "_(g\\d+)_", "n_folds": n_folds}
     comp_yaml.parent.mkdir(parents=True, exist_ok=True)
-    comp_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(comp_yaml, yaml.safe_dump(spec, sort_keys=False))
     return comp_yaml
 
 

@@ -14,12 +14,11 @@ A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensembl
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from vidkit.config import Competition, Config, apply, read_yaml, save_config
 from vidkit.errors import VidkitError
+from vidkit.files import check_keys, read_csv, read_json, write_json
 
 OUT_ROOT = Path("weights")  # the default output root, relative to the working folder (every verb's out_root=)
 CONFIG, META, FOLDS, OOF, REPORT = "config.yaml", "run.json", "folds.csv", "oof.csv", "cv_report.json"
@@ -30,6 +29,7 @@ PLOTS = {"confusion": "confusion_matrix.png", "per_class": "per_class.png", "cur
          "class_distribution": "class_distribution.png"}  # the CV report's plots, by what they show
 GALLERY_PNG, GALLERY_HTML, EXPLAIN = "errors.png", "errors.html", "explain"
 GALLERY_SIZE = 24  # videos in the error gallery (cv writes it; `vidkit gallery n=` changes it)
+REPORT_KEYS = {"metric": str, "score": (int, float), "fold_scores": list}  # what every reader of a report needs
 CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")
 
 
@@ -114,16 +114,29 @@ class RunDir:
 
     def finished(self) -> bool:
         """Cross-validated to the end (it has a CV report)."""
-        return self.report_file.is_file()
+        return self.report_file.exists()  # a folder there is an error when read
 
     def trained(self) -> tuple[Config, list[str], list[Path]]:
         """Its config, classes and checkpoints (fold*/, full/, seed*/fold*/); a one-line error when it has none."""
         if not self.is_run():
             raise VidkitError(f"{self.path}: not a run folder (no {CONFIG}/{META}); run `make cv` first")
+        meta = self.meta()
+        check_keys(meta, {"classes": list}, self.meta_file)
         weights = self.checkpoints()
         if not weights:
             raise VidkitError(f"{self.path}: no fold*/{WEIGHTS} checkpoints")
-        return self.read_config(), self.meta()["classes"], weights
+        self.check_fold_checkpoints()
+        return self.read_config(), meta["classes"], weights
+
+    def check_fold_checkpoints(self) -> None:
+        """A cross-validated run has every fold's checkpoint: a lost one is an error, not a silent fold less."""
+        if not self.finished() or not self.folds_csv.exists() or not any(self.path.glob(f"fold*/{WEIGHTS}")):
+            return
+        folds = sorted(read_csv(self.folds_csv, ("fold",), ("fold",), what="folds file")["fold"].astype(int).unique())
+        lost = [self.checkpoint(k) for k in folds if not self.checkpoint(k).exists()]
+        if lost:
+            raise VidkitError(f"{lost[0]}: checkpoint missing (the run has folds {folds[0]}-{folds[-1]}); "
+                              "copy it back or re-run `make cv` with resume=true")
 
     def read_config(self) -> Config:
         return apply(Config(), read_yaml(self.config_yaml), where=f"{self.config_yaml}: ")
@@ -133,14 +146,11 @@ class RunDir:
 
     def meta(self) -> dict:
         """run.json as a dict ({} for a folder without one)."""
-        return json.loads(self.meta_file.read_text()) if self.meta_file.is_file() else {}
+        return read_json(self.meta_file, META) if self.meta_file.exists() else {}
 
     def write_meta(self, meta: dict) -> None:
         """Atomic: a kill never leaves a half-written run.json."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.meta_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, self.meta_file)
+        write_json(self.meta_file, meta)
 
     def update_meta(self, change=None, **keys) -> dict:
         """Set `keys` in run.json and/or let `change(meta)` edit it in place; returns the new dict."""
@@ -160,10 +170,10 @@ class RunDir:
     def report(self) -> dict:
         if not self.finished():
             raise VidkitError(f"{self.path}: no {REPORT}; cross-validate it first (`make cv`)")
-        return json.loads(self.report_file.read_text())
+        return read_json(self.report_file, REPORT, REPORT_KEYS)
 
     def write_report(self, report: dict) -> None:
-        self.report_file.write_text(json.dumps(report, indent=1))
+        write_json(self.report_file, report)
 
 
 def competition_of(runs: list) -> str:

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from vidkit.data import normalize
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import load_checkpoint, save_figure
 from vidkit.rundir import RunDir
 
 
@@ -187,7 +188,7 @@ def render(frames: np.ndarray, maps: np.ndarray, top: list[tuple[str, float]], t
     fig.suptitle(title + "\n" + "   ".join(f"{c} {p:.3f}" for c, p in top), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
@@ -217,15 +218,13 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
 
 def load_fold_model(run: Path, fold: int = 0):
     """(model, classes, config) of one checkpoint of a run: fold<k>/, else full/."""
-    from safetensors.torch import load_file
-
     from vidkit.engine.runtime import build_model
     cfg, classes, _ = RunDir(run).trained()
     weights = next((p for p in (RunDir(run).checkpoint(fold), RunDir(run).checkpoint(-1)) if p.is_file()), None)
     if weights is None:
         raise VidkitError(f"{run}: no {RunDir(run).checkpoint(fold).relative_to(run)}")
     model = build_model(cfg, len(classes))
-    model.load_state_dict(load_file(str(weights)))
+    load_checkpoint(model, weights)
     return model.eval(), classes, cfg
 
 

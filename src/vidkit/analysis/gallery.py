@@ -19,6 +19,7 @@ from vidkit.config import Config, load_competition
 from vidkit.data import index_train, make_sampler
 from vidkit.data.media import read_clip
 from vidkit.errors import VidkitError
+from vidkit.files import numeric_columns, read_csv, save_figure, write_text
 from vidkit.rundir import GALLERY_SIZE, RunDir
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def write_png(picks: pd.DataFrame, clips: list, path: Path) -> None:
     fig.suptitle("out-of-fold errors (red: most confidently wrong; green: per class the least confident right)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -92,7 +93,7 @@ def write_html(picks: pd.DataFrame, clips: list, path: Path, title: str) -> None
         media = f'<img src="data:image/gif;base64,{gif(clip)}">' if clip is not None else "<i>media unreadable</i>"
         color = "#c0392b" if r.wrong else "#27ae60"
         cells.append(f'<div class="v">{media}<p style="color:{color}">{html.escape(caption(r))}</p></div>')
-    path.write_text(f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
+    write_text(path, f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif}} .v{{display:inline-block;margin:6px;width:260px;vertical-align:top}}
 .v img{{max-width:256px}} .v p{{font-size:12px;margin:2px}}</style>
 <h2>{html.escape(title)}</h2><p>Red: most confidently wrong. Green: per class, the least confident right one.</p>
@@ -124,10 +125,12 @@ def run_gallery(run: str | Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
     """`vidkit gallery run=RUN [n=N]`: the gallery of a cross-validated run folder."""
     run = RunDir(run)
     for path in (run.config_yaml, run.meta_file, run.oof_csv):
-        if not path.is_file():
+        if not path.exists():
             raise VidkitError(f"{run}: no {path.name}; cross-validate it first (`make cv`)")
     cfg, info = run.read_config(), run.meta()
-    oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
+    oof = read_csv(run.oof_csv, ("video_id", "label", *info["classes"]), dtype={"video_id": str, "label": str},
+                   what="OOF file")
+    numeric_columns(oof, info["classes"], run.oof_csv, complete=True)
     table = index_train(load_competition(cfg.comp))
     paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n)
     for p in paths:

@@ -1,7 +1,6 @@
 """CV plots (matplotlib, Agg): confusion matrix, per-class accuracy, training curves, classes per fold."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from vidkit.files import read_jsonl, save_figure  # noqa: E402
 
 
 def plot_confusion(y, pred, classes: list[str], path: Path) -> None:
@@ -32,7 +33,7 @@ def plot_confusion(y, pred, classes: list[str], path: Path) -> None:
     ax.set_title("confusion matrix (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -46,14 +47,14 @@ def plot_per_class(y, pred, classes: list[str], path: Path) -> None:
     ax.set_xlabel("out-of-fold accuracy")
     ax.set_title("per-class accuracy (worst first)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
 def plot_curves(metric_files: list[Path], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for f in metric_files:
-        records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        records = read_jsonl(f)
         if not records:
             continue
         epochs = [r["epoch"] for r in records]
@@ -70,7 +71,7 @@ def plot_curves(metric_files: list[Path], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -89,5 +90,5 @@ def plot_fold_distribution(folds, classes: list[str], path: Path) -> None:
     if len(classes) <= 20:
         ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

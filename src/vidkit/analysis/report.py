@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors import safe_open
 
 from vidkit import metrics
 from vidkit.analysis import provenance
 from vidkit.config import Competition, as_competition, load_ensemble
+from vidkit.files import safetensors_shapes, write_csv, write_text
 from vidkit.rundir import RUNS_CSV, RUNS_MD, CompDir, RunDir
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, but not parameters
@@ -17,8 +17,7 @@ BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with t
 
 def count_params(path: Path) -> int:
     """Parameters in a safetensors checkpoint, read from its header (no model is built, no tensor loaded)."""
-    with safe_open(str(path), framework="np") as f:  # "pt" would import torch
-        return int(sum(np.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(BUFFERS)))
+    return int(sum(np.prod(shape) for k, shape in safetensors_shapes(path).items() if not k.endswith(BUFFERS)))
 
 
 def run_row(run: Path, metric: str) -> dict:
@@ -132,8 +131,8 @@ def run_report(comp: Competition | str, runs: list[str] | None = None, out: str 
     note = (f"{comp.name}: CV {comp.metric} ({direction} is better), mean ± std over folds; "
             "no TTA: the best epochs' validation score (val_clips clips, mean of folds)")
     runs_md, runs_csv = folder / RUNS_MD, folder / RUNS_CSV
-    runs_md.write_text(note + "\n\n" + markdown(shown) + "".join(f"\nwarning: {w}\n" for w in warnings))
-    table.to_csv(runs_csv, index=False)
+    write_text(runs_md, note + "\n\n" + markdown(shown) + "".join(f"\nwarning: {w}\n" for w in warnings))
+    write_csv(table, runs_csv, index=False)
     print(f"wrote {runs_md} and {runs_csv}")
     return table
 

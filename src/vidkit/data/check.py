@@ -26,6 +26,7 @@ from vidkit.data.media import IMAGE_EXTS, is_video, natural_key, probe, simplejp
 from vidkit.data.shard import in_shard, parse_shard, pool_map, usable_cores
 from vidkit.data.video_backends import resolve, stream
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv, read_text, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -240,12 +241,9 @@ def bad_training_ids(found: list[Finding]) -> pd.DataFrame:
 
 def read_exclude(path: str | Path) -> set[str]:
     """Video ids from an exclude file: `check exclude_out=`'s CSV (video_id[,reason]) or one id a line."""
-    path = Path(path)
-    if not path.is_file():
-        raise VidkitError(f"exclude: {path}: file not found")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in read_text(path, "exclude file").splitlines() if line.strip()]
     if lines and lines[0].split(",")[0] == "video_id":
-        return set(pd.read_csv(path, dtype=str)["video_id"].dropna())
+        return set(read_csv(path, ("video_id",), dtype=str, what="exclude file")["video_id"].dropna())
     return {line.split(",")[0] for line in lines}
 
 
@@ -256,8 +254,7 @@ def run_check(comp: Competition, clip_len: int = 16, exclude_out: str | None = N
     print(report(found, n_train, n_test))
     if exclude_out:
         bad = bad_training_ids(found)
-        Path(exclude_out).parent.mkdir(parents=True, exist_ok=True)
-        bad.to_csv(exclude_out, index=False)
+        write_csv(bad, exclude_out, index=False)
         print(f"wrote {len(bad)} training videos to exclude: {exclude_out} (train with exclude={exclude_out})")
     return int(any(f.kind not in INFO for f in found))
 

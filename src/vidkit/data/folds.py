@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,9 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFram
 
 def load_or_make_folds(path: Path, table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
     """Read folds from `path` if it exists (and still matches the data), else draw and write them."""
-    if path.is_file():
-        folds = pd.read_csv(path, dtype={"video_id": str, "group": str, "label": str})
+    if path.exists():
+        folds = read_csv(path, ("video_id", "group", "label", "fold"), ("fold",),
+                         {"video_id": str, "group": str, "label": str}, "folds file")
         if set(folds["video_id"]) != set(table["video_id"]):
             raise VidkitError(f"{path}: folds do not match the training videos "
                               f"({len(folds)} in folds, {len(table)} indexed); delete it to draw new folds")
@@ -35,8 +37,7 @@ def load_or_make_folds(path: Path, table: pd.DataFrame, n_folds: int, seed: int 
             raise VidkitError(f"{path}: has {folds['fold'].nunique()} folds but n_folds={n_folds}")
         return folds.set_index("video_id").loc[table["video_id"]].reset_index()
     folds = make_folds(table, n_folds, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folds.to_csv(path, index=False)
+    write_csv(folds, path, index=False)
     log.info("wrote %s (%d folds)", path, n_folds)
     return folds
 

@@ -27,6 +27,8 @@ def media_row(path: str | Path) -> dict:
     """The index row of one video file or frame folder a user names (`predict`)."""
     path = Path(path)
     video_id = media_id(path)
+    if not path.exists():
+        raise VidkitError(f"{path}: file not found")
     if video_id is None:
         raise VidkitError(f"{path}: not a video file (.mp4 .avi .mkv .webm .mov) or a folder of frames")
     row = entry_row(Entry(video_id, path, "test"))

@@ -20,6 +20,7 @@ import pandas as pd
 from vidkit.config import Competition
 from vidkit.data.media import VIDEO_EXTS, is_video, natural_key
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv
 
 log = logging.getLogger(__name__)
 Report = Callable[[str, "Path | str", "str | None", str], None]  # (kind, path, video_id, detail)
@@ -97,12 +98,10 @@ def _folder(comp: Competition, key: str) -> Path:
 def read_train_csv(comp: Competition) -> tuple[Path, pd.DataFrame]:
     """The competition's train_csv (video_id, label[, group]), checked."""
     csv = comp.resolve(comp.train_csv)
-    if not csv.is_file():
-        raise VidkitError(f"{csv}: train_csv not found")
-    df = pd.read_csv(csv, dtype=str)
-    for col in ("video_id", "label"):
-        if col not in df.columns:
-            raise VidkitError(f"{csv}: missing column {col!r} (have: {', '.join(df.columns)})")
+    df = read_csv(csv, ("video_id", "label"), dtype=str, what="train_csv")
+    empty = df[["video_id", "label"]].isna().any(axis=1).to_numpy()
+    if empty.any():
+        raise VidkitError(f"{csv}: row {int(empty.argmax()) + 2} has no video_id or label (cut short?)")
     return csv, df
 
 
@@ -111,12 +110,7 @@ def test_ids(comp: Competition) -> list[str]:
     if not comp.sample_submission:
         return [vid for vid, _ in media_in(_folder(comp, "test_dir"), lambda *problem: None)]
     sample = comp.resolve(comp.sample_submission)
-    if not sample.is_file():
-        raise VidkitError(f"{sample}: sample_submission not found")
-    df = pd.read_csv(sample, dtype=str)
-    if comp.id_column not in df.columns:
-        raise VidkitError(f"{sample}: no id column {comp.id_column!r} (have: {', '.join(df.columns)})")
-    return df[comp.id_column].tolist()
+    return read_csv(sample, (comp.id_column,), dtype=str, what="sample_submission")[comp.id_column].tolist()
 
 
 # ---------------------------------------------------------------- the layouts

@@ -17,6 +17,7 @@ import pandas as pd
 from vidkit.config import Competition, Config
 from vidkit.data.media import VIDEO_EXTS
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv
 from vidkit.rundir import oof_file
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,7 @@ def read_probs(path: str | Path, comp: Competition, classes: list[str]) -> pd.Da
     a `probabilities`-format submission, or a run's oof.csv. A label-only submission points at its `_probs.csv`."""
     from vidkit.formats import class_columns
     path = Path(path)
-    if not path.is_file():
-        raise VidkitError(f"{path}: file not found")
-    table = pd.read_csv(path, dtype=str)
+    table = read_csv(path, dtype=str, what="probabilities file")
     id_col = next((c for c in ("video_id", comp.id_column) if c in table.columns), None)
     candidates = [c for c in table.columns if c not in (id_col, "prior", "fold", "label")]
     try:
@@ -82,9 +81,9 @@ def teacher_probs(runs: list[str], classes: list[str]) -> pd.DataFrame:
     parts = []
     for run in runs:
         oof = oof_file(run)
-        if not oof.is_file():
+        if not oof.exists():
             raise VidkitError(f"{oof}: teacher run has no out-of-fold predictions (run `cv` on it first)")
-        table = pd.read_csv(oof, dtype={"video_id": str})
+        table = read_csv(oof, ("video_id",), dtype={"video_id": str}, what="teacher OOF file")
         missing = [c for c in classes if c not in table.columns]
         if missing:
             raise VidkitError(f"{oof}: teacher has no column for classes {missing}")

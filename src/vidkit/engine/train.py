@@ -28,6 +28,7 @@ from vidkit.engine import distill
 from vidkit import metrics
 from vidkit.config import Competition, Config
 from vidkit.errors import VidkitError
+from vidkit.files import save_safetensors, write_text
 from vidkit.data import VideoDataset, make_sampler, normalize, short_side, train_transform
 from vidkit.data.cache import attach_cache, cache_root
 from vidkit.data.dataset import loader_settings
@@ -67,9 +68,7 @@ def save_weights(accelerator: Accelerator, model, path: Path) -> None:
     """Atomic: write a temp file then rename, so a kill never leaves a half-written checkpoint."""
     state = accelerator.get_state_dict(bare(accelerator, model))
     if accelerator.is_main_process:
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, path)
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)
     accelerator.wait_for_everyone()
 
 
@@ -377,7 +376,7 @@ def _trim_log(log_file: Path, before_epoch: int) -> None:
     """Drop epoch records a resumed run will write again."""
     if log_file.is_file():
         keep = [line for line in log_file.read_text().splitlines() if json.loads(line)["epoch"] < before_epoch]
-        log_file.write_text("".join(line + "\n" for line in keep))
+        write_text(log_file, "".join(line + "\n" for line in keep))
 
 
 def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -30,6 +29,7 @@ from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import load_checkpoint, write_csv
 from vidkit.rundir import oof_file
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def predict_groups(groups: list[tuple], data: DataLoader, accelerator, n_videos:
 def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accelerator, out_dir: Path,
              comp: Competition | None = None) -> pd.DataFrame:
     """Reload the best weights and predict the fold's validation videos with the config's TTA views."""
-    model.load_state_dict(load_file(str(weights)))
+    load_checkpoint(model, weights)
     tta = tta_spec(cfg)
     dataset = eval_dataset(cfg, model.input_spec, val_table, tta=tta)
     data = accelerator.prepare(eval_loader(cfg, dataset, comp))
@@ -320,5 +320,5 @@ def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accele
                         "label": val_table["label"].to_numpy()})
     oof = pd.concat([oof, pd.DataFrame(probs, columns=classes)], axis=1)
     if accelerator.is_main_process:
-        oof.to_csv(oof_file(out_dir), index=False)
+        write_csv(oof, oof_file(out_dir), index=False)
     return oof

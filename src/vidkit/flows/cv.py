@@ -1,7 +1,6 @@
 """Grouped cross-validation: folds once, every fold trained, OOF predictions and a CV report."""
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -18,6 +17,7 @@ from vidkit.config import Competition, Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv, read_jsonl, write_csv
 from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file, state_dir
 from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.models.weights import pretrained_license
@@ -51,7 +51,7 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
         # best weights per fold, plus one resumable state (weights + AdamW moments) at a time
         check_output(out.path, n_bytes * (comp.n_folds + 3) + 50_000_000)
         out.write_config(cfg)
-        folds.to_csv(out.folds_csv, index=False)
+        write_csv(folds, out.folds_csv, index=False)
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
         out.write_meta({"classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
@@ -70,7 +70,8 @@ def class_counts(table: pd.DataFrame, classes: list[str]) -> dict[str, int]:
 
 
 def _folds_hold(path: Path, table: pd.DataFrame) -> bool:
-    return path.is_file() and set(pd.read_csv(path, dtype=str)["video_id"]) == set(table["video_id"])
+    return path.exists() and set(read_csv(path, ("video_id",), dtype=str, what="folds file")["video_id"]) \
+        == set(table["video_id"])
 
 
 def check_output(out: Path, need_bytes: int) -> None:
@@ -171,7 +172,8 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
         fold_dir = out.fold(k)
         if cfg.resume and _fold_done(fold_dir):
             accelerator.print(f"fold {k}: done earlier, reusing {oof_file(fold_dir)}")
-            parts.append(pd.read_csv(oof_file(fold_dir), dtype={"video_id": str, "label": str}))
+            parts.append(read_csv(oof_file(fold_dir), ("video_id", "label"), dtype={"video_id": str, "label": str},
+                                  what="fold OOF file"))
         else:
             parts.append(_timed(accelerator, out, fold_dir.name, lambda: train_fold(
                 cfg, comp, table, classes, k, fold_dir, accelerator, extra=extra, deadline=stop_at), cfg.resume))
@@ -181,7 +183,7 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
             return out.path
     if accelerator.is_main_process:
         oof = pd.concat(parts).set_index("video_id").loc[table["video_id"]].reset_index()
-        oof.to_csv(out.oof_csv, index=False)
+        write_csv(oof, out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         num_frames = out.meta()["input_spec"]["num_frames"]
         gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
@@ -228,7 +230,7 @@ def clip_level(out: RunDir, folds: list[int], num_frames: int, val_clips: int) -
     scores = []
     for k in folds:
         f = metrics_file(out.fold(k))
-        records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+        records = read_jsonl(f)
         best = [r["val_score"] for r in records if r.get("best") and "val_score" in r]
         if not best:
             return {}

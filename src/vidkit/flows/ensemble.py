@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.special import softmax
 
 from vidkit import metrics
 from vidkit.config import DEFAULT_COMP, Competition, as_competition, load_ensemble  # noqa: F401
 from vidkit.choices import CHOICES, check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import numeric_columns, read_csv, write_yaml
 from vidkit.formats import positive_index, predict_labels, thresholded  # noqa: F401 (also used from here)
 from vidkit.rundir import CompDir, RunDir, competition_of
 
@@ -71,9 +71,8 @@ def calibrate(probs: np.ndarray, spec: dict) -> np.ndarray:
 # ---------------------------------------------------------------- ensemble.yaml
 
 def write_ensemble(spec: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = "# written by `python -m vidkit ensemble`: blend weights searched on out-of-fold predictions\n"
-    path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=200))
+    write_yaml(path, spec, header, default_flow_style=None, width=200)
 
 
 # ---------------------------------------------------------------- OOF tables of the members
@@ -81,14 +80,16 @@ def write_ensemble(spec: dict, path: Path) -> None:
 def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
     """A run's oof.csv, its classes and its fold of every video (folds.csv, else the OOF's fold column)."""
     run = RunDir(run)
-    if not run.oof_csv.is_file():
+    if not run.oof_csv.exists():
         raise VidkitError(f"{run}: no {run.oof_csv.name}; cross-validate it first (`make cv`)")
-    oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
+    oof = read_csv(run.oof_csv, ("video_id", "fold", "label"), ("fold",), {"video_id": str, "label": str}, "OOF file")
     classes = run.meta().get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
     missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
     if missing:
         raise VidkitError(f"{run.oof_csv}: missing columns {', '.join(map(str, missing[:5]))}")
-    folds = pd.read_csv(run.folds_csv, dtype={"video_id": str}) if run.folds_csv.is_file() else oof
+    numeric_columns(oof, classes, run.oof_csv, complete=True)
+    folds = (read_csv(run.folds_csv, ("video_id", "fold"), ("fold",), {"video_id": str}, "folds file")
+             if run.folds_csv.exists() else oof)
     return oof.set_index("video_id"), [str(c) for c in classes], folds.set_index("video_id")["fold"]
 
 

@@ -4,17 +4,16 @@ Next to the model, `export.json` says how to feed it: classes, frames, size, mea
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import load_checkpoint, write_json
 from vidkit.flows.infer import load_run
 from vidkit.rundir import RunDir
 from vidkit.engine.runtime import build_model
@@ -67,7 +66,7 @@ def run_export(run: str | Path, fmt: str, atol: float, fold: int | None = None, 
         have = ", ".join(str(c.parent.relative_to(run)) for c in checkpoints)
         raise VidkitError(f"{checkpoint}: no such checkpoint (have: {have})")
     model = build_model(cfg, len(classes))
-    model.load_state_dict(load_file(str(checkpoint)))
+    load_checkpoint(model, checkpoint)
     model.eval()
     spec = model.input_spec
     out = Path(out) if out else run / "export"
@@ -83,6 +82,6 @@ def run_export(run: str | Path, fmt: str, atol: float, fold: int | None = None, 
     meta = {"format": fmt, "file": path.name, "checkpoint": str(checkpoint), "classes": classes,
             "input_spec": asdict(spec), "input": f"float32 (batch, {', '.join(spec.layout)}) normalised with mean/std",
             "output": "logits (batch, n_classes); softmax for probabilities", "max_abs_diff": diff}
-    (out / "export.json").write_text(json.dumps(meta, indent=1))
+    write_json(out / "export.json", meta)
     print(f"wrote {path} ({fmt}; max |diff| vs PyTorch on 2 clips: {diff:.2e})")
     return path

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from vidkit.config import Competition, Config
@@ -24,6 +23,7 @@ from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
 from vidkit.flows.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
+from vidkit.files import check_keys, load_checkpoint, read_csv
 from vidkit.rundir import CompDir, RunDir
 from vidkit.engine.runtime import build_model, make_accelerator, to_device
 from vidkit.engine.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
@@ -52,6 +52,7 @@ def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
     return RunDir(run).trained()
 
 
+
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
     cfg, classes, checkpoints = load_run(run)
     info = RunDir(run).meta()
@@ -70,7 +71,7 @@ def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int 
     """
     where = CompDir(comp, out_root)
     path = Path(ensemble_yaml) if ensemble_yaml else where.ensemble_yaml
-    spec = load_ensemble(path) if path.is_file() else None
+    spec = load_ensemble(path) if ensemble_yaml or path.exists() else None  # a given file must be there
     weights = {}
     if spec:
         for m in spec["members"]:
@@ -88,7 +89,7 @@ def load_models(member: Member, device) -> list[torch.nn.Module]:
     models = []
     for path in member.checkpoints:
         model = build_model(member.cfg, len(member.classes))
-        model.load_state_dict(load_file(str(path)))
+        load_checkpoint(model, path)
         models.append(to_device(model, device, member.cfg.channels_last).eval())
     return models
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from vidkit.config import Competition, as_competition, parse_duration, save_conf
 from vidkit.data import index_test, index_train
 from vidkit.flows.ensemble import calibrate
 from vidkit.errors import VidkitError
+from vidkit.files import read_csv, write_csv, write_json
 from vidkit.formats import format_submission, is_confidence, topk_style
 
 log = logging.getLogger(__name__)
@@ -78,11 +77,8 @@ def _check_tokens(values: pd.Series, sample: pd.Series, classes: list[str] | Non
 
 
 def validate_file(path: str, sample_path: str, id_column: str = "id", classes: list[str] | None = None) -> None:
-    for p in (path, sample_path):
-        if not Path(p).is_file():
-            raise VidkitError(f"{p}: file not found")
-    validate(pd.read_csv(path, dtype={id_column: str}), pd.read_csv(sample_path, dtype={id_column: str}),
-             id_column, source=path, classes=classes)
+    sample = read_csv(sample_path, (id_column,), dtype={id_column: str}, what="sample submission")
+    validate(read_csv(path, dtype={id_column: str}, what="submission"), sample, id_column, source=path, classes=classes)
 
 
 def _hms(seconds: float) -> str:
@@ -149,7 +145,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         raise VidkitError(f"scale: must be > 0, got {scale}")
     sample_path = comp.resolve(comp.sample_submission)
     test = index_test(comp)  # checks the sample's file and id column
-    sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
+    sample = read_csv(sample_path, (comp.id_column,), dtype={comp.id_column: str}, what="sample_submission")
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml, out_root)
     for m in members if backend else ():
         m.cfg.video_backend = backend
@@ -180,8 +176,8 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         return Path(out)  # the main process writes the one submission
     path = write(sub, out, meta)
     # the blended probabilities beside it: what `cv pseudo=` and `teacher_test=` read
-    pd.DataFrame(probs, columns=classes).assign(prior=~ok).set_axis(test["video_id"]).rename_axis("video_id") \
-        .to_csv(path.with_name(f"{path.stem}_probs.csv"))
+    write_csv(pd.DataFrame(probs, columns=classes).assign(prior=~ok).set_axis(test["video_id"])
+              .rename_axis("video_id"), path.with_name(f"{path.stem}_probs.csv"))
     validate_file(str(path), str(sample_path), comp.id_column, classes)
     return path
 
@@ -209,12 +205,11 @@ def submit_on_every_gpu(comp: Competition, runs: list[str] | None = None, out: s
 def write(sub: pd.DataFrame, out: str, meta: dict) -> Path:
     """`out`, plus a timestamped copy and a JSON of what produced it in the same folder."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(out, index=False)
+    write_csv(sub, out, index=False)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     members = "+".join(Path(r).name for r in meta.get("runs", []))[:80] or "sub"
     archived = out.parent / f"{stamp}_{members}.csv"
-    shutil.copyfile(out, archived)
-    archived.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    write_csv(sub, archived, index=False)
+    write_json(archived.with_suffix(".json"), meta)
     print(f"wrote {out} ({len(sub)} rows; also {archived.name})")
     return out

@@ -16,6 +16,7 @@ import yaml
 
 from vidkit.config import Competition, Config, apply, read_yaml
 from vidkit.errors import VidkitError
+from vidkit.files import save_figure, write_csv, write_text
 from vidkit.rundir import CompDir, fold_name
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,8 @@ def write_tuned(base: Config, study, space: dict, path: Path) -> Path:
     best = study.best_trial
     cfg = apply(dataclasses.replace(base, out_dir=None), {k: best.params[k] for k in space if k in best.params})
     body = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
-    path.write_text(f"# tuned by `vidkit tune`: study {study.study_name!r}, trial {best.number}, "
-                    f"{study.direction.name.lower()} score {best.value:.6f}\n" + body)
+    write_text(path, f"# tuned by `vidkit tune`: study {study.study_name!r}, trial {best.number}, "
+               f"{study.direction.name.lower()} score {best.value:.6f}\n" + body)
     return path
 
 
@@ -144,9 +145,9 @@ def write_trials(study, work: Path) -> tuple[Path, Path]:
     import matplotlib.pyplot as plt
     from optuna.visualization.matplotlib import plot_optimization_history
     table, png = work / f"{study.study_name}_trials.csv", work / f"{study.study_name}_history.png"
-    study.trials_dataframe().to_csv(table, index=False)
+    write_csv(study.trials_dataframe(), table, index=False)
     ax = plot_optimization_history(study)
-    ax.figure.savefig(png, dpi=100, bbox_inches="tight")
+    save_figure(ax.figure, png, dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
     return table, png
 

@@ -23,6 +23,7 @@ from vidkit.kaggle import sim as kaggle_sim
 from vidkit.config import Competition, as_competition, load_competition, read_yaml
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, write_text
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kaggle.template.kernel_code import sha256
 from vidkit.analysis.report import licence_label, pretrained_of
@@ -126,7 +127,7 @@ def copy_run(member, dest: Path, counts: dict) -> None:
     src, out = RunDir(run), RunDir(dest)
     config = read_yaml(src.config_yaml)
     config.update(pretrained=None, cache=False, cache_dir=None)
-    out.config_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(out.config_yaml, yaml.safe_dump(config, sort_keys=False))
     out.write_meta({**src.meta(), "class_counts": counts})
     if src.report_file.is_file():
         shutil.copyfile(src.report_file, out.report_file)
@@ -187,14 +188,14 @@ def write_dataset(dest: Path, comp: Competition, settings: KaggleSettings, slug:
     spec, search = competition_spec(comp)
     shutil.copytree(Path(vidkit.__file__).parent, dest / "src" / "vidkit",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (dest / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(dest / "competition.yaml", yaml.safe_dump(spec, sort_keys=False))
     where = {**search, **{k: spec[k] for k in search_keys if spec.get(k)}}
     manifest = {"vidkit_bundle": slug, "vidkit_version": vidkit.__version__,
                 "competition": {"slug": settings.competition, "name": comp.name, **where}, **contents,
                 "files": hash_tree(dest)}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_text(dest / "manifest.json", json.dumps(manifest, indent=1))
     metadata = {"title": title, "id": settings.ref(slug), "licenses": [{"name": license}]}
-    (dest / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
+    write_text(dest / "dataset-metadata.json", json.dumps(metadata, indent=1))
     return dest
 
 
@@ -212,7 +213,7 @@ def build_bundle(comp: Competition, members, spec: dict, settings: KaggleSetting
         copy_run(member, dest / folder, member.class_counts or counts)
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
-    ensemble_file(dest).write_text(header + blend)
+    write_text(ensemble_file(dest), header + blend)
     if wheels:
         found = sorted(Path(wheels).glob("*.whl"))
         if not found:
@@ -251,13 +252,13 @@ def write_kernel(settings: KaggleSettings, dest: Path, kernel_type: str = "noteb
     code = kernel_code(settings.slug)
     code_file = f"{settings.kernel_slug}.{'ipynb' if kernel_type == 'notebook' else 'py'}"
     text = json.dumps(notebook(code, settings), indent=1) if kernel_type == "notebook" else code
-    (dest / code_file).write_text(text)
+    write_text(dest / code_file, text)
     metadata = {"id": settings.ref(settings.kernel_slug), "title": settings.title,
                 "code_file": code_file, "language": "python", "kernel_type": kernel_type, "is_private": private,
                 "enable_gpu": settings.gpu, "enable_internet": False,  # explicit: the CLI's default differs
                 "dataset_sources": [settings.ref(settings.slug)],
                 "competition_sources": [settings.competition], "kernel_sources": [], "model_sources": []}
-    (dest / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
+    write_text(dest / "kernel-metadata.json", json.dumps(metadata, indent=1))
     return dest
 
 
@@ -332,7 +333,7 @@ def run_kernel_on(kernel_dir: Path, root: Path, python: Path, env: dict) -> str:
         shutil.copyfile(kernel_dir / meta["code_file"], nb_path)
         return kaggle_sim.notebook_output(kaggle_sim.execute_notebook(nb_path, python, env, root / "working"))
     code = root.parent / "kernel_code.py"
-    code.write_text(code_of(kernel_dir))
+    write_text(code, code_of(kernel_dir))
     proc = kaggle_sim.run_script(python, code, env, root / "working")
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -364,15 +365,15 @@ def dry_run(kernel_dir: Path, bundle: Path, comp: Competition, workdir: Path, la
     read-only, no network); its submission.csv, checked against the sample. `python`: a restricted Python
     made earlier (kaggle_sim.restricted_python), else one is made in `workdir`. What the kernel printed is
     kept in `workdir`/kernel_output.txt."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    ref = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
+    manifest = read_json(bundle / "manifest.json", "bundle manifest", {"files": dict, "competition": dict})
+    ref = read_json(bundle / "dataset-metadata.json", "dataset metadata", {"id": str})["id"]
     sample = local_path(comp, comp.sample_submission)
     root, guard = Path(workdir) / "kaggle", Path(workdir) / "guard.log"
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
     landed = kaggle_sim.kaggle_tree(root, sample.parent, _mounts(manifest), manifest["competition"]["slug"],
                                     {ref: bundle}, layout)[ref]
     output = on_stand_in(kernel_dir, root, python, [landed], guard)
-    (Path(workdir) / "kernel_output.txt").write_text(output)
+    write_text(Path(workdir) / "kernel_output.txt", output)
     for line in output.splitlines():
         if line.startswith("vidkit kernel:"):
             log.info("dry run: %s", line[len("vidkit kernel: "):])

@@ -26,6 +26,7 @@ from vidkit.kaggle import kernel
 from vidkit.config import Competition, load_competition, load_config, parse_duration
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, write_text
 from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def build_code_dataset(comp: Competition, configs: dict, settings: kernel.Kaggle
     (`kernel.write_dataset`: the source, the competition, the sha256 manifest, dataset-metadata.json)."""
     (dest / "configs").mkdir(parents=True)
     for name, data in configs.items():
-        (dest / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        write_text(dest / "configs" / f"{name}.yaml", yaml.safe_dump(data, sort_keys=False))
     return kernel.write_dataset(dest, comp, settings, settings.code_slug, f"{settings.code_slug[:45]} code",
                                 license, {"configs": list(configs), "train": train}, ("train_dir", "train_csv"))
 
@@ -118,7 +119,7 @@ def write_train_kernel(settings: kernel.KaggleSettings, dest: Path, weights: tup
     code dataset and the weight sources; with resume, this notebook's own output)."""
     dest.mkdir(parents=True)
     code_file = f"{settings.kernel_slug}.ipynb"
-    (dest / code_file).write_text(json.dumps(train_notebook(settings), indent=1))
+    write_text(dest / code_file, json.dumps(train_notebook(settings), indent=1))
     own = settings.ref(settings.kernel_slug)
     sources = {"dataset_sources": [settings.ref(settings.code_slug), *weights[0]],
                "competition_sources": [settings.competition], "kernel_sources": [own] if resume else [],
@@ -126,7 +127,7 @@ def write_train_kernel(settings: kernel.KaggleSettings, dest: Path, weights: tup
     meta = {"id": own, "title": settings.title, "code_file": code_file, "language": "python",
             "kernel_type": "notebook", "is_private": private, "enable_gpu": settings.gpu,
             "enable_internet": False, **sources}
-    (dest / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
+    write_text(dest / "kernel-metadata.json", json.dumps(meta, indent=1))
     return dest
 
 
@@ -164,7 +165,7 @@ def infer_from_notebook(comp_path: str, runs_from: str, out: str = "kernels", ke
     kernel.write_kernel(settings, kernel_dir, kernel_type, private)
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
     meta.update(dataset_sources=[], kernel_sources=[settings.ref(f"{settings.slug}-train")])
-    (kernel_dir / "kernel-metadata.json").write_text(json.dumps(meta, indent=1))
+    write_text(kernel_dir / "kernel-metadata.json", json.dumps(meta, indent=1))
     print(f"kernel {kernel_dir}: runs and bundle from the output of the notebook {meta['kernel_sources'][0]}")
     return kernel_dir
 
@@ -233,7 +234,7 @@ def local_competition(code: Path, data: Path, run: Path) -> Path:
         if spec.get(key):
             spec[key] = str(data / spec[key])
     run.mkdir(parents=True, exist_ok=True)
-    (run / "competition.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(run / "competition.yaml", yaml.safe_dump(spec, sort_keys=False))
     return run / "competition.yaml"
 
 
@@ -287,7 +288,7 @@ def train_on_kaggle(code: Path, manifest: dict, data: Path, inputs: Path, work: 
     if not left:
         finish(manifest, comp_path, work)
     status = {c: "unfinished" if c in left else "done" for c in manifest["configs"]}
-    (work / MARKER).write_text(json.dumps({"kernel": kernel_slug, "configs": status, "finished": not left}))
+    write_text(work / MARKER, json.dumps({"kernel": kernel_slug, "configs": status, "finished": not left}))
     if left:
         print(f"vidkit kernel: time budget spent; unfinished: {', '.join(left)}. Save a new version with this "
               "notebook's output as an input (`kernel mode=train ... resume=true`, then push) to continue")
@@ -312,7 +313,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     earlier version's output, mounted as this notebook's own input. Returns the configs left unfinished; the
     output stays in workdir/kaggle/working."""
     from vidkit.kaggle import sim as kaggle_sim
-    manifest = json.loads((code_dir / "manifest.json").read_text())
+    manifest = read_json(code_dir / "manifest.json", "code manifest", {"competition": dict, "train": dict})
     where, train = manifest["competition"], manifest["train"]
     mounts = kernel._mounts(manifest) + [where[k] for k in ("train_dir", "train_csv") if where.get(k)]
     root, ref = Path(workdir) / "kaggle", f"{train['user']}/{code_dir.name}"
@@ -322,7 +323,7 @@ def dry_run_train(code_dir: Path, kernel_dir: Path, comp: Competition, workdir: 
     if previous is not None:
         readonly.append(mount_output(root, previous, f"{train['user']}/{train['kernel_slug']}"))
     kernel.on_stand_in(kernel_dir, root, python, readonly, Path(workdir) / "guard.log")
-    marker = json.loads((root / "working" / MARKER).read_text())
+    marker = read_json(root / "working" / MARKER, "training marker", {"configs": dict})
     return [config for config, state in marker["configs"].items() if state != "done"]
 
 
@@ -333,7 +334,10 @@ def dry_run_from_notebook(kernel_dir: Path, output: Path, comp: Competition, wor
     from vidkit.kaggle import sim as kaggle_sim
     from vidkit.flows.submit import validate_file
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
-    manifest = json.loads(next(Path(output).glob("*/manifest.json")).read_text())
+    found = sorted(Path(output).glob("*/manifest.json"))
+    if not found:
+        raise VidkitError(f"{output}: no <bundle>/manifest.json in the training notebook's output; is it finished?")
+    manifest = read_json(found[0], "bundle manifest", {"competition": dict})
     root, sample = Path(workdir) / "kaggle", kernel.local_path(comp, comp.sample_submission)
     python = python or kaggle_sim.restricted_python(Path(workdir) / "python")
     kaggle_sim.kaggle_tree(root, sample.parent, kernel._mounts(manifest), manifest["competition"]["slug"], {})

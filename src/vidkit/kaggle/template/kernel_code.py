@@ -50,14 +50,27 @@ def is_our_manifest(path: Path) -> bool:
         return False
 
 
+def is_manifest(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def find_bundle(inputs: Path) -> tuple:
     """(bundle folder, manifest) in the new layout (input/datasets/<owner>/<slug>/) or the old (input/<slug>/)."""
     found = shallowest(inputs, "manifest.json", is_our_manifest)
     if not found:
-        fail(f"no bundle dataset {BUNDLE!r} (a manifest.json) under {inputs}; add it to the notebook's inputs")
+        broken = shallowest(inputs, "manifest.json", lambda p: not is_manifest(p))
+        fail(f"{broken[0]}: not a readable bundle manifest (empty, cut short or not JSON); upload the bundle again"
+             if broken else f"no bundle dataset {BUNDLE!r} (a manifest.json) under {inputs}; add it to the "
+             "notebook's inputs")
     if len(found) > 1:
         fail(f"several copies of the bundle {BUNDLE!r}: {', '.join(map(str, found))}; keep one input")
-    return found[0].parent, json.loads(found[0].read_text())
+    manifest = json.loads(found[0].read_text())
+    if not isinstance(manifest.get("files"), dict):
+        fail(f"{found[0]}: the manifest has no 'files' mapping; rebuild with `make kernel` and upload again")
+    return found[0].parent, manifest
 
 
 def sha256(path: Path) -> str:
