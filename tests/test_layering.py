@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "vidkit"
 
 LAYERS = [  # lowest first; a module's layer is its first dotted part after `vidkit`
-    {"__init__", "errors", "choices", "config", "rundir", "formats", "metrics"},
+    {"__init__", "errors", "files", "choices", "config", "rundir", "formats", "metrics"},
     {"data"},
     {"models"},
     {"engine"},
