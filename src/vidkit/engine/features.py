@@ -129,7 +129,8 @@ def fit_gbdt_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: 
     model.set_booster(clf.booster_.model_to_string())
     if accelerator.is_main_process:
         save_file({"booster": model.booster}, str(weights_file(out_dir)))
-    record = {"fold": fold, "epoch": 0, "step": 1, "train_loss": 0.0, "best": True}
+    record = {"fold": fold, "epoch": 0, "step": 1, "train_loss": 0.0, "lr": model.params["learning_rate"],
+              "best": True}
     if is_val.any():
         val = feature_dataset(cfg, model.input_spec, table[is_val], y[is_val], fold, views="all")
         probs = np.stack([_softmax_mean(model, val[i]["video"]) for i in range(len(val))])

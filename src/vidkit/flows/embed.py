@@ -116,6 +116,7 @@ def _views(m: dict) -> dict:
 
 
 def load_backbone(cfg: Config, num_classes: int, checkpoint: Path | None, device) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed if isinstance(cfg.seed, int) else 0)  # what pretrained weights leave out: fixed
     model = build_model(cfg, num_classes, None if checkpoint else cfg.pretrained)
     if checkpoint is not None:
         model.load_state_dict(load_file(str(checkpoint)))
