@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import shutil
@@ -91,10 +92,9 @@ def settings(cfg: Config, comp: Competition, spec, dtype: str) -> dict:
 
 def prepare_store(root: Path, wanted: dict, hashes: dict) -> dict:
     """The manifest to write; what changed since the last embed is deleted here (never silently reused)."""
-    old = read_manifest(root)
+    old, wanted = read_manifest(root), json.loads(json.dumps(wanted))  # tuples as the manifest holds them
     if old is not None:
-        changed = sorted(k for k in wanted if k != "views" and old.get(k) != wanted[k])
-        changed += ["views"] if _views(old) != _views(wanted) else []
+        changed = sorted(k for k in wanted if old.get(k) != wanted[k])
         if changed:
             log.warning("%s: %s changed: rebuilding the whole store", root, ", ".join(changed))
             for source in old.get("sources", {}):
@@ -109,10 +109,6 @@ def prepare_store(root: Path, wanted: dict, hashes: dict) -> dict:
         shutil.rmtree(root / source, ignore_errors=True)
         del manifest["sources"][source]
     return manifest
-
-
-def _views(m: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in m.get("views", {}).items()}
 
 
 def load_backbone(cfg: Config, num_classes: int, checkpoint: Path | None, device) -> torch.nn.Module:
