@@ -180,3 +180,58 @@ def test_every_head_builds_from_its_config(head):
     assert model.input_spec.layout == "features" and model.input_spec.num_frames == 5
     if head != "gbdt":
         assert model(torch.randn(2, 5, 16)).shape == (2, 3)
+
+
+@pytest.fixture(scope="module")
+def features_comp(tmp_path_factory):
+    """A YouTube-8M-like competition: no media, one (8, 16) feature file per video whose class moves its mean."""
+    import yaml
+    root = tmp_path_factory.mktemp("fdir")
+    rng, classes, rows = np.random.default_rng(0), ["a", "b", "c"], []
+    (root / "feats").mkdir()
+    centres = 2 * rng.normal(size=(3, 16)).astype(np.float32)
+    for g in range(6):
+        for k, c in enumerate(classes):
+            for j in range(3):
+                vid = f"v{g}_{c}_{j}"
+                rows.append({"video_id": vid, "label": c, "group": f"g{g}"})
+                np.save(root / "feats" / f"{vid}.npy", (centres[k] + rng.normal(size=(8, 16))).astype(np.float32))
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    test = [f"t{i}" for i in range(6)]
+    for i, vid in enumerate(test[:-1]):  # the last test id has no feature file
+        np.save(root / "feats" / f"{vid}.npy", (centres[i % 3] + rng.normal(size=(8, 16))).astype(np.float32))
+    pd.DataFrame({"id": test, "label": "a"}).to_csv(root / "sample.csv", index=False)
+    spec = {"name": "fdir", "train_csv": "train.csv", "features_dir": "feats", "sample_submission": "sample.csv",
+            "n_folds": 3}
+    (root / "fdir.yaml").write_text(yaml.safe_dump(spec))
+    return root / "fdir.yaml"
+
+
+@pytest.mark.slow
+def test_head_learns_on_a_features_dir_and_submits_every_id(features_comp, tmp_path, caplog):
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.submit import run_submit
+    out = run_cv(load_config("configs/attentive_probe.yaml", {"comp": str(features_comp), "epochs": "5",
+                                                              "batch_size": "8", "out_dir": str(tmp_path / "run")}))
+    report = json.loads((out / "cv_report.json").read_text())
+    assert report["score"] > 0.7, report["score"]  # 3 classes: chance is 1/3
+    assert report["protocol"] == "8x1x1 precomputed"
+    with caplog.at_level(logging.WARNING):
+        run_submit(str(features_comp), runs=[str(out)], out=str(tmp_path / "sub.csv"))
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert sub["id"].tolist() == [f"t{i}" for i in range(6)] and sub["label"].notna().all()
+    assert any("t5" in r.getMessage() and "prior" in r.getMessage() for r in caplog.records)
+
+
+def test_features_dir_file_of_the_wrong_width_names_it(features_comp, tmp_path):
+    import shutil
+    import yaml
+    root = tmp_path / "c"
+    shutil.copytree(features_comp.parent, root)
+    np.save(root / "feats" / "v3_b_1.npy", np.zeros((8, 7), np.float32))
+    from vidkit.flows.cv import run_cv
+    cfg = load_config("configs/linear_probe.yaml", {"comp": str(root / "fdir.yaml"), "epochs": "1",
+                                                    "out_dir": str(tmp_path / "run")})
+    with pytest.raises(VidkitError, match=r"v3_b_1\.npy: features have 7 dims, the others 16"):
+        run_cv(cfg)
+    assert yaml.safe_load((root / "fdir.yaml").read_text())["features_dir"] == "feats"

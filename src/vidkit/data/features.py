@@ -135,6 +135,10 @@ def _single(path: Path, arrays: dict) -> np.ndarray:
     return next(iter(arrays.values()))
 
 
+def is_feature_file(path: Path) -> bool:
+    return Path(path).suffix in EXTENSIONS and Path(path).is_file()
+
+
 def find_feature_file(folder: Path, video_id: str) -> Path | None:
     stem = Path(video_id).stem if Path(video_id).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm", ".mov") \
         else video_id

@@ -202,7 +202,8 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
         oof.to_csv(out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         num_frames = out.meta()["input_spec"]["num_frames"]
-        gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
+        if not comp.features_dir:  # precomputed features: no media to show
+            gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
         provenance.finish(out)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +
