@@ -418,6 +418,8 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
     if cfg.features and cfg.model == "gbdt":  # trees fit in one go (vidkit.engine.features)
         from vidkit.engine.features import fit_gbdt_fold
         return fit_gbdt_fold(cfg, comp, table, classes, fold, out_dir, accelerator)
+    if cfg.features:  # a head: small batches of features, no out-of-memory retries (and their collections)
+        return _train_fold(cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra, deadline)
 
     @find_executable_batch_size(starting_batch_size=cfg.batch_size)
     def attempt(batch_size: int):
