@@ -235,3 +235,23 @@ def test_features_dir_file_of_the_wrong_width_names_it(features_comp, tmp_path):
     with pytest.raises(VidkitError, match=r"v3_b_1\.npy: features have 7 dims, the others 16"):
         run_cv(cfg)
     assert yaml.safe_load((root / "fdir.yaml").read_text())["features_dir"] == "feats"
+
+
+@pytest.mark.slow
+def test_head_run_ensembles_and_submits_with_an_end_to_end_run(tiny_comp, tiny_run, store32, tmp_path):
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.ensemble import run_ensemble
+    from vidkit.flows.submit import run_submit
+    from vidkit.engine import tta
+    head = run_cv(load_config("configs/gbdt.yaml", {"comp": str(tiny_comp), "features": str(store32),
+                                                    "out_dir": str(tmp_path / "gbdt")}))
+    meta = json.loads((head / "run.json").read_text())
+    assert meta["features"]["backbone"] == "r3d_18" and meta["protocol"] == "4x2x1 video-level"
+    oof = pd.read_csv(head / "oof.csv")
+    assert len(oof) == 24 and np.allclose(oof[["down", "left", "right", "up"]].sum(1), 1, atol=1e-5)
+    run_ensemble(str(tiny_comp), runs=[str(tiny_run), str(head)], out=str(tmp_path / "ensemble.yaml"))
+    tta.DECODES.clear()
+    run_submit(str(tiny_comp), runs=[str(tiny_run), str(head)], out=str(tmp_path / "sub.csv"))
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert len(sub) == 6 and sub["label"].isin(["down", "left", "right", "up"]).all()
+    assert tta.DECODES and all(n == 1 for n in tta.DECODES.values())  # the head decoded nothing more

@@ -211,12 +211,12 @@ class FeatureDataset:
             x = fixed_positions(self.read(row["video_id"], self.source), self.positions)
             seed = [self.seed, epoch, i] if self.seed is not None else None
             view = np.random.default_rng(seed).integers(len(x))
-            return {"video": np.asarray(x[view], dtype=np.float32), "label": int(self.labels[i]),
+            return {"video": np.array(x[view], dtype=np.float32),  # a copy: the store stays read-only "label": int(self.labels[i]),
                     "video_id": row["video_id"], "index": i, "clip_index": 0,
                     **{k: v[i] for k, v in self.extras.items()}}
         ok = 1
         try:
-            x = np.asarray(fixed_positions(self.read(row["video_id"], self.source), self.positions), np.float32)
+            x = np.array(fixed_positions(self.read(row["video_id"], self.source), self.positions), np.float32)
         except VidkitError as e:
             if not self.skip_errors:
                 raise
