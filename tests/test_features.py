@@ -255,3 +255,16 @@ def test_head_run_ensembles_and_submits_with_an_end_to_end_run(tiny_comp, tiny_r
     sub = pd.read_csv(tmp_path / "sub.csv")
     assert len(sub) == 6 and sub["label"].isin(["down", "left", "right", "up"]).all()
     assert tta.DECODES and all(n == 1 for n in tta.DECODES.values())  # the head decoded nothing more
+
+
+def test_embed_verb_prints_the_size_first_and_refuses_a_bad_dtype(tiny_comp, tmp_path, capsys):
+    from vidkit import cli
+    args = ["embed", "configs/r3d18_demo.yaml", f"comp={tiny_comp}", *TINY, "tta_clips=1"]
+    assert cli.main([*args, f"out={tmp_path / 's'}", "shard=0/3"]) == 0
+    out = capsys.readouterr().out
+    n = len(list((tmp_path / "s" / "all").glob("*.npy")))
+    assert out.startswith(f"embed: {n} videos x 1 source(s) x 1 views x 4 positions x 64 dims x 2 bytes")
+    assert np.load(next((tmp_path / "s" / "all").glob("*.npy"))).dtype == np.float16
+    assert not read_manifest(tmp_path / "s")["complete"]  # two shards to go
+    assert cli.main([*args, f"out={tmp_path / 't'}", "dtype=int8"]) != 0
+    assert "dtype: 'int8' is not one of float16, float32" in capsys.readouterr().err

@@ -103,9 +103,7 @@ class Config:
     tta_reduce: str = "mean"                # views averaged as probabilities (mean) | logits
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
-    # heads on features (`vidkit embed`; vidkit.data.features): the store a head reads (default: the competition's
-    # features_dir when it has one)
-    features: str | None = None
+    features: str | None = None             # heads: the feature store (`vidkit embed`) or a features_dir to read
 
 
 @dataclass
