@@ -211,7 +211,8 @@ class FeatureDataset:
             x = fixed_positions(self.read(row["video_id"], self.source), self.positions)
             seed = [self.seed, epoch, i] if self.seed is not None else None
             view = np.random.default_rng(seed).integers(len(x))
-            return {"video": np.array(x[view], dtype=np.float32),  # a copy: the store stays read-only "label": int(self.labels[i]),
+            # np.array copies: the store's memory map stays read-only
+            return {"video": np.array(x[view], dtype=np.float32), "label": int(self.labels[i]),
                     "video_id": row["video_id"], "index": i, "clip_index": 0,
                     **{k: v[i] for k, v in self.extras.items()}}
         ok = 1
