@@ -191,6 +191,23 @@ class Cache(TrainingVerb):
               f"({size_bytes / max(n, 1) * 1000 / 2**30:.2f} GiB per 1000 videos) in {root}")
 
 
+@verb("embed")
+class Embed(TrainingVerb):
+    """frozen-backbone features of every training and test video, stored once for heads: embed CONFIG comp=...
+    [run=RUN] (fold-aligned: each fold checkpoint of a cross-validated run) [out=DIR]"""
+    run: str | None = key(None, "a cross-validated run: its fold checkpoints embed (fold-aligned) instead of "
+                                "the config's pretrained weights", "RUN")
+    out: str | None = key(None, "the store folder (default: features/<comp>/<config or run name>)", "DIR")
+    shard: str | None = shard_key()
+    workers: int | None = key(None, "decoding processes (default: the config's num_workers)", "N")
+    dtype: str = key("float16", "stored values: float16|float32", "TYPE")
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.flows.embed import run_embed
+        run_embed(cfg, cfg.comp, self.run, self.out, self.shard, self.workers, self.dtype)
+
+
 @verb("submit")
 class Submit:
     """ensemble + TTA over the test set, write and validate the submission"""

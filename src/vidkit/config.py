@@ -105,6 +105,7 @@ class Config:
     tta_reduce: str = "mean"                # views averaged as probabilities (mean), or as logits
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
+    features: str | None = None             # heads: the feature store (`vidkit embed`) or a features_dir to read
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Competition:
     kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
+    features_dir: str | None = None         # precomputed features: one file per video id (.npy .npz .pt .safetensors)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from vidkit.config import Competition
+from vidkit.data.features import is_feature_file
 from vidkit.data.layouts import Entry, media_id, walk
 from vidkit.data.media import list_frames, natural_key, probe
 from vidkit.errors import VidkitError
@@ -17,7 +18,8 @@ COLUMNS = ["video_id", "label", "group", "path", "kind", "n_frames", "height", "
 def entry_row(entry: Entry) -> dict:
     """An index row: the entry and its media's frame count, size and (frame folders) file names."""
     kind = entry.kind
-    n, h, w = probe(entry.path) if entry.path else (0, 0, 0)
+    n, h, w = probe(entry.path) if entry.path and not is_feature_file(entry.path) else \
+        (1, 1, 1) if entry.path else (0, 0, 0)  # a features_dir file: one "frame", read by the heads
     return {"video_id": entry.video_id, "label": entry.label, "group": entry.group,
             "path": str(entry.path) if entry.path else None, "kind": kind, "n_frames": n, "height": h, "width": w,
             "files": list_frames(entry.path) if kind == "frames" else []}

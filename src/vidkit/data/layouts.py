@@ -164,10 +164,36 @@ def test_folder(comp: Competition, report: Report):
         yield vid, None, None, path
 
 
+def feature_train(comp: Competition, report: Report):
+    """features_dir: train_csv rows, each video's "media" its feature file (features_dir/{video_id}.npy ...)."""
+    from vidkit.data.features import find_feature_file
+    if not comp.train_csv:
+        raise VidkitError(f"{comp.path}: features_dir needs a train_csv (video_id,label[,group])")
+    csv, df = read_train_csv(comp)
+    folder = _folder(comp, "features_dir")
+    for rec in df.to_dict("records"):
+        path = find_feature_file(folder, rec["video_id"])
+        if path is None:
+            report("missing_train", csv, rec["video_id"], f"no feature file for video_id {rec['video_id']!r} in {folder}")
+        else:
+            yield rec["video_id"], rec["label"], rec.get("group"), path
+
+
+def feature_test(comp: Competition, report: Report):
+    """features_dir: the sample submission's ids, each with its feature file or None (submit: the prior)."""
+    from vidkit.data.features import find_feature_file
+    folder = _folder(comp, "features_dir")
+    for vid in test_ids(comp):
+        path = find_feature_file(folder, vid)
+        if path is None:
+            report("missing_test", folder / vid, vid, "a sample id without a feature file; it gets the training prior")
+        yield vid, None, None, path
+
+
 # split: [(the competition field that selects the layout, None for the fallback, layout)]; add a layout here
 LAYOUTS = {
-    "train": [("train_csv", csv_rows), (None, class_folders)],
-    "test": [("sample_submission", sample_ids), (None, test_folder)],
+    "train": [("features_dir", feature_train), ("train_csv", csv_rows), (None, class_folders)],
+    "test": [("features_dir", feature_test), ("sample_submission", sample_ids), (None, test_folder)],
 }
 
 

@@ -59,6 +59,10 @@ def to_device(model, device, channels_last: bool = True):
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: str | None = None):
+    extra = {}
+    if cfg.features:  # a head: its input size is the feature store's (vidkit.engine.features)
+        from vidkit.engine.features import head_args
+        extra = head_args(cfg)
     with trusting_pickles(cfg.trust_pickle):
         return create_model(cfg.model, num_classes=num_classes, pretrained=pretrained, num_frames=cfg.num_frames,
-                            image_size=cfg.image_size, **cfg.model_args)
+                            image_size=cfg.image_size, **{**extra, **cfg.model_args})

@@ -41,7 +41,11 @@ from vidkit.engine.tta import eval_dataset, fold_oof, predict
 log = logging.getLogger(__name__)
 
 
-def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels, signal: dict | None = None) -> VideoDataset:
+def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels, signal: dict | None = None,
+                  fold: int | None = None) -> VideoDataset:
+    if spec.layout == "features":  # a head: one random view of each video's stored features
+        from vidkit.engine.features import feature_dataset
+        return feature_dataset(cfg, spec, table, labels, fold, views="random", extras=signal)
     sampler = make_sampler(cfg.train_sampler, spec.num_frames, cfg.frame_stride, 1, cfg.pad_mode)
     transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotate,
                                 cfg.resize_mode)
@@ -157,11 +161,11 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
         raise VidkitError("mixup/cutmix do not combine with pseudo= or teacher= (their targets are per video)")
     sampler = EpochSampler(len(train_table), cfg.seed * 1000 + fold,
                            balanced_weights(train_labels) if cfg.balanced_sampler else None)
-    dataset = train_dataset(cfg, spec, train_table, train_labels, signal)
+    dataset = train_dataset(cfg, spec, train_table, train_labels, signal, fold=fold)
     dataset.seed = sampler.seed
     train_dl = loader(cfg, dataset, train=True, sampler=sampler, comp=comp)
     val_table = table[is_val]
-    val_dl = loader(cfg, eval_dataset(cfg, spec, val_table, num_clips=cfg.val_clips), False, comp=comp) \
+    val_dl = loader(cfg, eval_dataset(cfg, spec, val_table, num_clips=cfg.val_clips, fold=fold), False, comp=comp) \
         if is_val.any() else None
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay, cfg.head_lr_scale),
                                   lr=cfg.lr)
@@ -233,7 +237,8 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
     for batch in waiting(bar, progress):
         with acc.accumulate(model):
-            video = normalize(batch["video"], spec.mean, spec.std, spec.layout)
+            video = batch["video"] if spec.layout == "features" else normalize(batch["video"], spec.mean, spec.std,
+                                                                               spec.layout)
             video, target = mix(run.mixup, video, batch["label"])
             loss = run.loss_fn(model(video), target, batch)
             if not _finite(acc, loss):
@@ -419,6 +424,11 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
     error the fold restarts with half the batch and twice the accumulation, down to batch 1.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.features and cfg.model == "gbdt":  # trees fit in one go (vidkit.engine.features)
+        from vidkit.engine.features import fit_gbdt_fold
+        return fit_gbdt_fold(cfg, comp, table, classes, fold, out_dir, accelerator)
+    if cfg.features:  # a head: small batches of features, no out-of-memory retries (and their collections)
+        return _train_fold(cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra, deadline)
 
     @find_executable_batch_size(starting_batch_size=cfg.batch_size)
     def attempt(batch_size: int):

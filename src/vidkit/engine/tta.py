@@ -224,9 +224,13 @@ def pick(frames, at: list[int]):
 
 
 def eval_dataset(cfg: Config, spec, table: pd.DataFrame, labels=None, num_clips: int = 1,
-                 tta: TTASpec | None = None, skip_errors: bool = False) -> TTADataset:
-    """Per-epoch validation (`num_clips` clips, centre crop) or, given `tta`, the TTA views."""
+                 tta: TTASpec | None = None, skip_errors: bool = False, fold: int | None = None) -> TTADataset:
+    """Per-epoch validation (`num_clips` clips, centre crop) or, given `tta`, the TTA views; a head's
+    (`spec.layout` features): every stored view of each video, from fold `fold`'s source of the store."""
     tta = tta or TTASpec(clips=num_clips)
+    if spec.layout == "features":
+        from vidkit.engine.features import feature_dataset
+        return feature_dataset(cfg, spec, table, labels, fold, views="all", skip_errors=skip_errors, tta=tta)
     return TTADataset(table, spec, tta, cfg.frame_stride, cfg.pad_mode, cfg.resize_short, labels, skip_errors,
                       resize_mode=cfg.resize_mode, backend=cfg.video_backend)
 
@@ -313,7 +317,7 @@ def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accele
     """Reload the best weights and predict the fold's validation videos with the config's TTA views."""
     load_checkpoint(model, weights)
     tta = tta_spec(cfg)
-    dataset = eval_dataset(cfg, model.input_spec, val_table, tta=tta)
+    dataset = eval_dataset(cfg, model.input_spec, val_table, tta=tta, fold=fold)
     data = accelerator.prepare(eval_loader(cfg, dataset, comp))
     probs = predict(model, data, accelerator, len(val_table), desc="oof", reduce=tta.reduce)
     oof = pd.DataFrame({"video_id": val_table["video_id"].to_numpy(), "fold": fold,

@@ -54,7 +54,8 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
         write_csv(folds, out.folds_csv, index=False)
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
-        out.write_meta({"classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
+        out.write_meta({**feature_meta(cfg, out),
+                        "classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
                         "competition_yaml": comp.path,
                         "model": cfg.model, "input_spec": asdict(spec), "protocol": protocol(cfg, spec),
                         "provenance": provenance.start(table, folds, previous),
@@ -90,7 +91,20 @@ def check_output(out: Path, need_bytes: int) -> None:
 
 
 def protocol(cfg: Config, spec) -> str:
+    if spec.layout == "features":  # a head: the views the store holds
+        from vidkit.engine.features import protocol as store_protocol
+        return store_protocol(cfg)
     return tta_spec(cfg).protocol(spec.num_frames)
+
+
+def feature_meta(cfg: Config, out: RunDir) -> dict:
+    """A head run's store in run.json (`features`); resuming on a store of another backbone is refused."""
+    if not cfg.features:
+        return {}
+    from vidkit.engine.features import check_run_store, run_features_meta
+    if out.meta_file.is_file():
+        check_run_store(out.path, cfg, out.meta().get("features"))
+    return {"features": run_features_meta(cfg)}
 
 
 def per_seed(cfg: Config, comp: Competition, out_root: Path | None = None) -> list[Config]:
@@ -104,9 +118,13 @@ def per_seed(cfg: Config, comp: Competition, out_root: Path | None = None) -> li
 def _context(cfg: Config, comp: Competition | None) -> tuple[Config, Competition]:
     """The verb's config and competition, each loaded once; a competition passed in is the one the run records."""
     if comp is None:
-        return cfg, load_competition(cfg.comp)
-    if comp.path and Path(cfg.comp).resolve() != Path(comp.path).resolve():
+        comp = load_competition(cfg.comp)
+    elif comp.path and Path(cfg.comp).resolve() != Path(comp.path).resolve():
         cfg = replace(cfg, comp=comp.path)
+    if comp.features_dir and not cfg.features:  # a precomputed-feature competition: every head reads it
+        from vidkit.models.heads import HEADS
+        if cfg.model in HEADS:
+            cfg = replace(cfg, features=str(comp.resolve(comp.features_dir)))
     return cfg, comp
 
 
@@ -186,7 +204,8 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
         write_csv(oof, out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         num_frames = out.meta()["input_spec"]["num_frames"]
-        gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
+        if not comp.features_dir:  # precomputed features: no media to show
+            gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
         provenance.finish(out)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +

@@ -108,6 +108,8 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
 
     Each batch is decoded once and goes through every checkpoint of the member.
     """
+    if member.cfg.features:
+        return predict_head(member, table, classes)
     if sorted(member.classes) != sorted(classes):
         raise VidkitError(f"{member.run}: classes differ from the competition's "
                           f"({len(member.classes)} vs {len(classes)})")
@@ -125,7 +127,13 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
 
 def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str]) -> list[np.ndarray]:
     """Every member's probabilities (as `predict_member`'s), with each video decoded once for all of them
-    (SharedViews: the union of the frames every clip of every member needs) and every member's models loaded."""
+    (SharedViews: the union of the frames every clip of every member needs) and every member's models loaded.
+    Heads read their store's features (embedded once per backbone for all its heads) and decode nothing."""
+    if any(m.cfg.features for m in members):
+        heads = {i: predict_head(m, table, classes) for i, m in enumerate(members) if m.cfg.features}
+        rest = [m for m in members if not m.cfg.features]
+        clips = iter(predict_shared(rest, table, classes) if rest else [])
+        return [heads[i] if i in heads else next(clips) for i in range(len(members))]
     for m in members:
         if sorted(m.classes) != sorted(classes):
             raise VidkitError(f"{m.run}: classes differ from the competition's ({len(m.classes)} vs {len(classes)})")
@@ -144,6 +152,24 @@ def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str
         models.clear()
     free([], accelerators[0])  # once, not per member
     return [p[:, [m.classes.index(c) for c in classes]] for m, p in zip(members, probs)]
+
+
+def predict_head(member: Member, table: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """A head member's probabilities from its feature store: fold k's checkpoint on fold k's source (a
+    fold-aligned store) or on the one source; a test id without features gets NaN (then the prior)."""
+    from vidkit.engine.features import check_run_store, feature_dataset
+    check_run_store(member.run, member.cfg, RunDir(member.run).meta().get("features"))
+    if sorted(member.classes) != sorted(classes):
+        raise VidkitError(f"{member.run}: classes differ from the competition's "
+                          f"({len(member.classes)} vs {len(classes)})")
+    accelerator = make_accelerator(member.cfg)
+    total = np.zeros((len(table), len(member.classes)))
+    for path, model in zip(member.checkpoints, load_models(member, accelerator.device)):
+        fold = int(path.parent.name[4:]) if path.parent.name[4:].isdigit() else None
+        dataset = feature_dataset(member.cfg, model.input_spec, table, None, fold, views="all", skip_errors=True)
+        total += predict(model, eval_loader(member.cfg, dataset), accelerator, len(table), desc=member.name,
+                         reduce=member.tta.reduce)
+    return total[:, [member.classes.index(c) for c in classes]] / len(member.checkpoints)
 
 
 def predict_run(run: Path, table: pd.DataFrame, classes: list[str], tta_clips: int | None = None) -> np.ndarray:

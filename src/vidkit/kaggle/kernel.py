@@ -302,6 +302,10 @@ def build(comp: Competition | str, runs: list[str] | None = None, out: str = "ke
     check_license(license)
     from vidkit.flows.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
+    heads = [str(m.run) for m in members if m.cfg.features]
+    if heads:  # the bundle does not carry feature stores or their backbones yet (issue 24)
+        raise VidkitError(f"{heads[0]}: a head on cached features; `kernel` cannot bundle head runs yet "
+                          "(submit them locally, or pass runs= without them)")
     check_licences(comp, [m.run for m in members])
     bundle = _fresh(Path(out) / settings.slug, "dataset-metadata.json")
     kernel_dir = _fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
