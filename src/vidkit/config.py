@@ -17,6 +17,7 @@ import yaml
 from vidkit.errors import VidkitError
 
 DEFAULT_COMP = "competition/demo.yaml"  # the competition of every verb that is not given comp=
+TASKS = ("single_label", "multilabel", "spotting")  # competition yaml `task:`
 
 
 @dataclass
@@ -124,6 +125,15 @@ class Competition:
     kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
+    # train_csv column mapping (vidkit.data.layouts.csv_rows)
+    train_id_column: str = "video_id"
+    train_label_column: str = "label"
+    train_group_column: str = "group"
+    train_path_column: str | None = None    # media path relative to train_dir per row (sub-folders allowed)
+    task: str = "single_label"              # single_label | multilabel | spotting (TASKS)
+    label_sep: str = " "                    # multilabel: the separator of several labels in one train_csv cell
+    allow_empty_labels: bool = False        # multilabel: a training video may carry no label at all
+    gap_k: int = 20                         # metric gap: each video's top k predictions
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -341,11 +351,29 @@ def load_competition(path: str | Path) -> Competition:
     from vidkit.metrics import METRICS  # sklearn: loaded only with a competition
     if comp.metric not in METRICS:
         raise VidkitError(f"{path}: metric: {comp.metric!r} is not one of {', '.join(METRICS)}")
+    check_task(comp, path)
     try:
         re.compile(comp.group_regex or "")
     except re.error as e:
         raise VidkitError(f"{path}: group_regex: {comp.group_regex!r} is not a valid regular expression ({e})") from None
     return comp
+
+
+def check_task(comp: Competition, path) -> None:
+    """`task:` is one of TASKS, and a multi-label competition has a multi-label metric (and the reverse)."""
+    if comp.task not in TASKS:
+        raise VidkitError(f"{path}: task: {comp.task!r} is not one of {', '.join(TASKS)}")
+    from vidkit.metrics import MULTILABEL_METRICS
+    if comp.task == "multilabel" and comp.metric not in MULTILABEL_METRICS:
+        raise VidkitError(f"{path}: metric: {comp.metric!r} is not a multi-label metric "
+                          f"({', '.join(MULTILABEL_METRICS)})")
+    from vidkit.metrics import MULTILABEL_ONLY
+    if comp.task == "single_label" and comp.metric in MULTILABEL_ONLY:
+        raise VidkitError(f"{path}: metric: {comp.metric!r} is for task: multilabel")
+    if comp.gap_k < 1:
+        raise VidkitError(f"{path}: gap_k must be >= 1, got {comp.gap_k}")
+    if comp.metric == "gap" and comp.gap_k != 20:
+        comp.metric = f"gap@{comp.gap_k}"  # the metric every score of this competition computes
 
 
 def as_competition(comp: Competition | str | Path) -> Competition:
