@@ -13,8 +13,14 @@ from vidkit.config import Competition
 from vidkit.data.media import natural_key
 
 
-def is_multilabel(comp: Competition | None) -> bool:
-    return comp is not None and comp.task == "multilabel"
+def is_multilabel(comp: Competition | dict | None) -> bool:
+    """A competition, or a run's run.json (which records `task` and `label_sep`), of task: multilabel."""
+    task = comp.get("task") if isinstance(comp, dict) else getattr(comp, "task", None)
+    return task == "multilabel"
+
+
+def _sep(comp: Competition | dict) -> str:
+    return comp.get("label_sep", " ") if isinstance(comp, dict) else comp.label_sep
 
 
 def split_labels(cell, sep: str = " ") -> list[str]:
@@ -41,18 +47,19 @@ def multi_hot(labels, classes: list[str], sep: str = " ") -> np.ndarray:
     return y
 
 
-def targets(labels, classes: list[str], comp: Competition | None = None, missing: int | None = None) -> np.ndarray:
+def targets(labels, classes: list[str], comp: Competition | dict | None = None,
+            missing: int | None = None) -> np.ndarray:
     """The metric's / loss's y: class indices (single-label; `missing` for a label not in classes, else NaN),
-    or multi-hot rows (multi-label)."""
+    or multi-hot rows (multi-label). `comp`: the competition, or a run's run.json."""
     if is_multilabel(comp):
-        return multi_hot(labels, classes, comp.label_sep)
+        return multi_hot(labels, classes, _sep(comp))
     y = pd.Series(labels).map({c: i for i, c in enumerate(classes)})
     return y.fillna(missing).astype(int).to_numpy() if missing is not None else y.to_numpy()
 
 
-def prior(labels, classes: list[str], comp: Competition | None = None) -> np.ndarray:
+def prior(labels, classes: list[str], comp: Competition | dict | None = None) -> np.ndarray:
     """The training prior: class frequencies (single-label, sum 1) or each class's positive rate (multi-label)."""
     if is_multilabel(comp):
-        return multi_hot(labels, classes, comp.label_sep).mean(0).astype(np.float64)
+        return multi_hot(labels, classes, _sep(comp)).mean(0).astype(np.float64)
     counts = pd.Series(labels).value_counts().astype(float).reindex(classes).fillna(0).to_numpy()
     return counts / counts.sum() if counts.sum() > 0 else np.full(len(classes), 1 / len(classes))

@@ -162,7 +162,8 @@ class TTADataset(Dataset):
                 raise
             warn_unreadable(row, e)
             video, ok = self.blank(), 0
-        return {"video": video, "index": i, "ok": ok, "label": int(self.labels[i])}
+        return {"video": video, "index": i, "ok": ok,
+                "label": self.labels[i] if self.labels.ndim == 2 else int(self.labels[i])}
 
 
 def warn_unreadable(row, error: Exception) -> None:
@@ -237,11 +238,18 @@ def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = Non
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
 
 
-def reduce_views(logits: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """(B, V, C) logits -> (B, C) probabilities: mean of softmaxes, or softmax of the mean logit."""
+def reduce_views(logits: torch.Tensor, reduce: str = "mean", multilabel: bool = False) -> torch.Tensor:
+    """(B, V, C) logits -> (B, C) probabilities: mean of softmaxes, or softmax of the mean logit (multi-label:
+    sigmoids instead of softmaxes)."""
+    activation = torch.sigmoid if multilabel else (lambda t: t.softmax(-1))
     if reduce == "logits":
-        return logits.mean(1).softmax(-1)
-    return logits.softmax(-1).mean(1)
+        return activation(logits.mean(1))
+    return activation(logits).mean(1)
+
+
+def is_multilabel_model(model) -> bool:
+    """A model trained for a multi-label competition (`model.multilabel`, set where it is built), also wrapped."""
+    return bool(getattr(getattr(model, "module", model), "multilabel", False))
 
 
 def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "predict",
@@ -263,7 +271,8 @@ def group_probs(models, spec, reduce: str, accelerator, x: torch.Tensor) -> torc
         x = normalize(x, spec.mean, spec.std, spec.layout)
     b, v = x.shape[:2]
     with accelerator.autocast():
-        return sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce) for m in models) / len(models)
+        return sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce, is_multilabel_model(m))
+                   for m in models) / len(models)
 
 
 @torch.no_grad()
