@@ -152,6 +152,7 @@ def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
     if not run.oof_csv.is_file():
         raise VidkitError(f"{run}: no {run.oof_csv.name}; cross-validate it first (`make cv`)")
     oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
+    oof["label"] = oof["label"].fillna("")  # a multi-label video without labels
     classes = run.meta().get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
     missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
     if missing:
