@@ -172,7 +172,7 @@ def csv_rows(comp: Competition, report: Report):
 
 def _inside(folder: Path, relative: str, csv: Path) -> Path:
     """train_dir/relative, refused when it leaves train_dir (`..`, an absolute path)."""
-    path = (folder / relative).resolve()
+    path = (folder / str(relative).lstrip("/")).resolve()  # "/train/x.avi" (UCF101 on Kaggle): under folder
     if not path.is_relative_to(folder.resolve()):
         raise VidkitError(f"{csv}: path {relative!r} points outside {folder}")
     return path
