@@ -120,11 +120,15 @@ def test_hmdb_folders(tmp_path):
     path, spec = _init(hmdb_download(tmp_path / "hmdb"), tmp_path, "hmdb")
     assert spec["train_dir"] == "../hmdb/hmdb51_org" and spec["classes"] == ["brush_hair", "cartwheel"]
     assert spec["sample_submission"] is None and "submit` needs one" in path.read_text()
-    folds = _vidkit("folds", f"comp={path}")
-    assert folds.returncode == 0, folds.stderr[-2000:]
-    submit = _vidkit("submit", f"comp={path}")
-    assert submit.returncode != 0 and "sample_submission is required" in submit.stderr
-    assert len(submit.stderr.strip().splitlines()) == 1
+    from vidkit.config import load_competition
+    from vidkit.data import index_train
+    from vidkit.data.folds import make_folds
+    from vidkit.flows.submit import run_submit
+    comp = load_competition(path)
+    folds = make_folds(index_train(comp), comp.n_folds)
+    assert len(folds) == 12 and folds["fold"].nunique() == 5
+    with pytest.raises(VidkitError, match=r"hmdb\.yaml: sample_submission is required to submit"):
+        run_submit(comp, out=str(tmp_path / "sub.csv"))
 
 
 def test_dfdc_metadata(tmp_path):
