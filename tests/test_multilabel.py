@@ -180,3 +180,36 @@ def test_multilabel_end_to_end(ml_comp, tmp_path, kaggle_python):
     kernel_sub = pd.read_csv(dry_run(kernel_dir, bundle, load_competition(ml_comp), tmp_path / "fake",
                                      python=kaggle_python), keep_default_na=False)
     assert kernel_sub["tags"].tolist() == sub["tags"].tolist()
+
+
+def test_bce_loss_smoothing_and_positive_weights():
+    import torch
+    from vidkit.config import Config
+    from vidkit.engine.multilabel import bce_loss, pos_weights, setup
+    y = np.array([[1, 0], [0, 0], [0, 0], [1, 1]], dtype=np.float32)
+    w = pos_weights(y, "inverse")
+    assert w.tolist() == pytest.approx([1.0, 3.0])  # negatives / positives
+    assert pos_weights(y, "sqrt").tolist() == pytest.approx([1.0, 3 ** 0.5]) and pos_weights(y, "none") is None
+    logits, target = torch.tensor([[4.0, -4.0]]), torch.tensor([[1.0, 0.0]])
+    smoothed = bce_loss(0.2, None)(logits, target)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([[0.9, 0.1]]))
+    assert smoothed.item() == pytest.approx(want.item())  # targets pulled towards 0.5
+    loss, mixer = setup(Config(mixup=0.4, label_smoothing=0.0), y, 2, "cpu")
+    video, mixed = mixer(torch.rand(4, 3, 8, 8), torch.tensor(y))
+    assert mixed.shape == (4, 2) and ((mixed >= 0) & (mixed <= 1)).all()
+    assert torch.allclose(mixed + mixed.flip(0), torch.tensor(y) + torch.tensor(y).flip(0))  # lam and 1 - lam
+    with pytest.raises(VidkitError, match="balanced_sampler: not available for task: multilabel"):
+        setup(Config(balanced_sampler=True), y, 2, "cpu")
+
+
+def test_sigmoid_views_and_per_class_blend():
+    import torch
+    from vidkit.engine.tta import reduce_views
+    from vidkit.flows.ensemble import blend, calibrate
+    logits = torch.tensor([[[2.0, 2.0, -1.0], [0.0, 2.0, -3.0]]])
+    probs = reduce_views(logits, "mean", multilabel=True)
+    assert torch.allclose(probs, torch.sigmoid(logits).mean(1)) and probs.sum() > 1
+    p1, p2 = np.array([[0.9, 0.8, 0.1]]), np.array([[0.7, 0.6, 0.3]])
+    assert blend([p1, p2], [0.5, 0.5], "mean", multilabel=True) == pytest.approx(np.array([[0.8, 0.7, 0.2]]))
+    assert blend([p1, p2], [1, 0], "logit", multilabel=True) == pytest.approx(p1)
+    assert calibrate(p1, {"temperature": 2.0}, multilabel=True)[0, 0] == pytest.approx(1 / (1 + (0.1 / 0.9) ** 0.5))
