@@ -127,6 +127,8 @@ def run_gallery(run: str | Path, n: int = 24) -> tuple[Path, Path]:
         if not path.is_file():
             raise VidkitError(f"{run}: no {path.name}; cross-validate it first (`make cv`)")
     cfg, info = run.read_config(), run.meta()
+    if info.get("task") == "multilabel":
+        raise VidkitError(f"{run}: a multi-label run; the gallery shows single-label errors only (see per_class.png)")
     oof = pd.read_csv(run.oof_csv, dtype={"video_id": str, "label": str})
     table = index_train(load_competition(cfg.comp))
     paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n)
