@@ -168,3 +168,12 @@ def test_refusals_name_the_folder(tmp_path):
     pd.DataFrame({"clip_name": ["a"], "clip_path": ["/train/x.avi"], "what": ["b"]}).to_csv(data / "train.csv")
     with pytest.raises(VidkitError, match=r"train\.csv: cannot tell which column is the label"):
         run_init(str(data), out=str(tmp_path / "z.yaml"))
+
+
+def test_label_separator_rule():
+    from vidkit.data.discover import label_sep
+    assert label_sep(pd.Series(["dog ball", "dog", "cat", "ball cat"])) == " "
+    assert label_sep(pd.Series(["3 17", "5 8 13"])) == " "  # label ids
+    assert label_sep(pd.Series(["a|b", "b", "c|a"])) == "|"
+    assert label_sep(pd.Series(["playing guitar", "playing drums", "surfing"])) is None  # class names with spaces
+    assert label_sep(pd.Series(["up", "down"])) is None

@@ -24,7 +24,7 @@ ID_NAMES = ("video_id", "id", "clip_name", "filename", "file_name", "video", "na
 PATH_NAMES = ("path", "clip_path", "video_path", "filepath", "file_path", "relative_path")
 LABEL_NAMES = ("label", "labels", "class", "category", "action", "tags", "target", "classes")
 GROUP_NAMES = ("group", "subject", "actor", "scene", "original", "source", "participant", "person")
-SEPARATORS = (" ", "|", ";", ",")
+SEPARATORS = ("|", ";", ",", " ")
 POSITIVE = ("fake", "positive", "pos", "1", "true", "yes")
 
 
@@ -90,15 +90,18 @@ def feature_root(ids: pd.Series, root: Path) -> Path | None:
 
 
 def label_sep(labels: pd.Series) -> str | None:
-    """The separator of multi-label cells: one that splits some cells into tokens each also seen alone or
-    in other cells; None for single-label."""
-    cells = [str(v) for v in labels.dropna()]
+    """The separator of multi-label cells, or None (single-label). A separator counts when it splits cells into
+    tokens that are label ids (numbers, YouTube-8M) or that also stand alone as a cell ("dog ball" beside
+    "dog"); a class name with spaces ("playing guitar") splits into words that never stand alone."""
+    cells = [str(v).strip() for v in labels if str(v).strip()]
+    alone = set(cells)
     for sep in SEPARATORS:
-        split = [c.split(sep) for c in cells]
-        if sum(len(s) > 1 for s in split) >= max(1, len(cells) // 20):
-            tokens = [t.strip() for s in split for t in s]
-            if len(set(tokens)) < len(tokens) / 2:
-                return sep
+        split = [[t.strip() for t in c.split(sep) if t.strip()] for c in cells]
+        multi = [t for s in split if len(s) > 1 for t in s]
+        if not multi:
+            continue
+        if all(t.isdigit() for t in multi) or sum(t in alone for t in multi) >= 0.5 * len(multi):
+            return sep
     return None
 
 
