@@ -149,6 +149,10 @@ def test_formats_labels_and_pairs(ml_comp):
     assert sub["tags"][0] == "red 0.900000 blue 0.600000 green 0.200000"
     sub = format_submission(comp, sample.assign(tags="red 0.5 blue 0.4"), probs, classes, {})
     assert sub["tags"][1] == "white 0.400000 blue 0.300000"  # k from the sample's pairs
+    from vidkit.flows.submit import validate
+    validate(sub, sample.assign(tags="red 0.5 blue 0.4"), "id", classes=classes)
+    with pytest.raises(VidkitError, match="unknown label 'purple'"):
+        validate(sub.assign(tags="purple 0.5 red 0.1"), sample.assign(tags="red 0.5 blue 0.4"), "id", classes=classes)
 
 
 @pytest.mark.slow
