@@ -178,3 +178,14 @@ def test_label_separator_rule():
     assert label_sep(pd.Series(["a|b", "b", "a", "c|a"])) == "|"
     assert label_sep(pd.Series(["playing guitar", "playing drums", "surfing"])) is None  # class names with spaces
     assert label_sep(pd.Series(["up", "down"])) is None
+
+
+def test_real_ucf101_folder(shared_data, tmp_path):
+    """The shared UCF101 clips (meta.csv: video_id,label,group,...; frame folders under ApplyEyeMakeup/)."""
+    _, spec = _init(shared_data / "ucf101_applyeyemakeup", tmp_path, "ucfreal")
+    assert spec["train_csv"].endswith("ucf101_applyeyemakeup/meta.csv")
+    assert spec["train_dir"].endswith("ucf101_applyeyemakeup/ApplyEyeMakeup") and spec["classes"] == ["ApplyEyeMakeup"]
+    from vidkit.config import load_competition
+    from vidkit.data import index_train
+    table = index_train(load_competition(tmp_path / "competition" / "ucfreal.yaml"))
+    assert len(table) == 101 and table["group"].str.fullmatch(r"g\d+").all()

@@ -174,6 +174,9 @@ def find_training(root: Path) -> tuple[list[Guess], list[str], bool]:
     if metas:
         return from_dfdc(metas[0])
     tables = [p for p in sorted(root.rglob("*.csv")) if p.name.lower().startswith("train")]
+    if not tables:  # any other table with a label column (e.g. meta.csv), the sample and test tables aside
+        tables = [p for p in sorted(root.rglob("*.csv")) if not p.name.lower().startswith(("sample", "test"))
+                  and pick_column(pd.read_csv(p, nrows=1), LABEL_NAMES, p, "label", need=False)]
     if len(tables) > 1:
         raise VidkitError(f"{root}: several training tables ({', '.join(_rel(p, root) for p in tables)}); "
                           "keep one or write the yaml by hand")
