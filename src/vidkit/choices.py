@@ -23,8 +23,10 @@ CHOICES: dict[str, tuple] = {  # name: the allowed values, first the default whe
     "log_with": (None, "tensorboard"),                  # an accelerate tracker
     "tta_reduce": ("mean", "logits"),                   # engine/tta.py REDUCTIONS
     # competition yaml (config.Competition)
-    "submission": ("label", "probability", "probabilities", "topk"),  # formats.py FORMATS
-    "metric": ("accuracy", "top5", "f1_macro", "logloss", "auc", "mcc"),  # metrics.py METRICS
+    "task": ("single_label", "multilabel", "spotting"),  # the kind of competition
+    "submission": ("label", "probability", "probabilities", "topk", "labels", "pairs"),  # formats.py FORMATS
+    "metric": ("accuracy", "top5", "f1_macro", "logloss", "auc", "mcc",  # metrics.py METRICS (gap@K: gap, top K)
+               "map", "gap", "f1_micro", "f1_samples"),
     # ensemble.yaml and the `ensemble` verb
     "method": ("mean", "logit", "rank"),                # flows/ensemble.py SPACES
     "search": ("hill", "scipy"),                        # flows/ensemble.py search_weights
@@ -51,7 +53,13 @@ def check_fields(obj, where: str = "") -> None:
     """Every field of a config dataclass that names a choice list holds one of its values."""
     for name, allowed in CHOICES.items():
         if hasattr(obj, name):
-            check_choice(name, getattr(obj, name), allowed, where)
+            value = getattr(obj, name)
+            check_choice(name, metric_base(value) if name == "metric" else value, allowed, where, name)
+
+
+def metric_base(name):
+    """A metric's name without its `@K` (gap@5 is gap over each video's top 5)."""
+    return name.partition("@")[0] if isinstance(name, str) else name
 
 
 def choice_help(name: str) -> str:

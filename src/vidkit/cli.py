@@ -104,6 +104,19 @@ class Demo:
               f"{time.time() - start:.0f}s in all; submission: {out}")
 
 
+@verb("init")
+class Init:
+    """write competition/<name>.yaml from a downloaded competition folder, a comment on each guess: init DATA_DIR"""
+    data: str = key(REQUIRED, "the downloaded competition folder", "DATA_DIR", positional=True)
+    name: str | None = key(None, "the competition's name (default: the folder's)", "N")
+    out: str | None = key(None, "the yaml to write (default: competition/<name>.yaml)", "FILE")
+    force: bool = key(False, "overwrite an existing yaml")
+
+    def main(self):
+        from vidkit.data.discover import run_init
+        run_init(self.data, self.name, self.out, self.force)
+
+
 @verb("folds")
 class Folds:
     """draw (once) and show the competition's grouped folds"""
@@ -114,8 +127,17 @@ class Folds:
         from vidkit.data import index_train
         from vidkit.data.folds import folds_path, load_or_make_folds
         comp = load_competition(self.comp)
-        folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds)
-        print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
+        multilabel = comp.task == "multilabel"
+        folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds,
+                                   label_sep=comp.label_sep if multilabel else None)
+        if multilabel:  # videos carrying each label, per fold
+            import pandas as pd
+            from vidkit.data.labels import label_set, multi_hot
+            classes = label_set(folds["label"], comp.label_sep)
+            y = pd.DataFrame(multi_hot(folds["label"], classes, comp.label_sep), columns=classes)
+            print(y.groupby(folds["fold"].to_numpy()).sum().astype(int).to_string())
+        else:
+            print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
         print(folds_path(comp.path))
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from vidkit.choices import check_choice, check_fields
+from vidkit.choices import CHOICES, check_choice, check_fields, metric_base
 from vidkit.errors import VidkitError
 
 DEFAULT_COMP = "competition/demo.yaml"  # the competition of every verb that is not given comp=
+TASKS = CHOICES["task"]  # competition yaml `task:`
 
 
 @dataclass
@@ -128,6 +129,15 @@ class Competition:
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
     features_dir: str | None = None         # precomputed features: one file per video id (.npy .npz .pt .safetensors)
+    # train_csv column mapping (vidkit.data.layouts.csv_rows)
+    train_id_column: str = "video_id"
+    train_label_column: str = "label"
+    train_group_column: str = "group"
+    train_path_column: str | None = None    # media path relative to train_dir per row (sub-folders allowed)
+    task: str = "single_label"              # single_label | multilabel | spotting (TASKS)
+    label_sep: str = " "                    # multilabel: the separator of several labels in one train_csv cell
+    allow_empty_labels: bool = False        # multilabel: a training video may carry no label at all
+    gap_k: int = 20                         # metric gap: each video's top k predictions
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -324,11 +334,29 @@ def load_competition(path: str | Path) -> Competition:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
+    check_task(comp, path)
     try:
         re.compile(comp.group_regex or "")
     except re.error as e:
         raise VidkitError(f"{path}: group_regex: {comp.group_regex!r} is not a valid regular expression ({e})") from None
     return comp
+
+
+def check_task(comp: Competition, path) -> None:
+    """`task:` is one of TASKS, and a multi-label competition has a multi-label metric (and the reverse)."""
+    if comp.task not in TASKS:
+        raise VidkitError(f"{path}: task: {comp.task!r} is not one of {', '.join(TASKS)}")
+    from vidkit.metrics import MULTILABEL_METRICS
+    if comp.task == "multilabel" and comp.metric not in MULTILABEL_METRICS:
+        raise VidkitError(f"{path}: metric: {comp.metric!r} is not a multi-label metric "
+                          f"({', '.join(MULTILABEL_METRICS)})")
+    from vidkit.metrics import MULTILABEL_ONLY
+    if comp.task == "single_label" and comp.metric in MULTILABEL_ONLY:
+        raise VidkitError(f"{path}: metric: {comp.metric!r} is for task: multilabel")
+    if comp.gap_k < 1:
+        raise VidkitError(f"{path}: gap_k must be >= 1, got {comp.gap_k}")
+    if comp.metric == "gap" and comp.gap_k != 20:
+        comp.metric = f"gap@{comp.gap_k}"  # the metric every score of this competition computes
 
 
 def as_competition(comp: Competition | str | Path) -> Competition:
@@ -365,12 +393,15 @@ class Ensemble:
     n_videos: int | None = None
     nested_score: float | None = None
     search: str | None = None
+    thresholds: dict | None = None          # multi-label: per-class thresholds fitted on OOF (format `labels`)
+    task: str | None = None                 # the competition's task (informative)
 
     def check(self, where: str) -> None:
         """What a type cannot say: the choices, a non-empty member list with weights summing above 0, ranges."""
         for key in ("metric", "method", "search"):
             if key != "search" or self.search is not None:
-                check_choice(key, getattr(self, key), where=where)
+                value = getattr(self, key)
+                check_choice(key, metric_base(value) if key == "metric" else value, where=where, key=key)
         if not self.members:
             raise VidkitError(f"{where}members: expected a non-empty list of {{run: DIR, weight: W}}")
         if not sum(m["weight"] for m in self.members) > 0:

@@ -57,6 +57,26 @@ def thresholded(probs: np.ndarray, threshold: float, pos: int) -> np.ndarray:
 
 def positive_index(classes: list[str], positive_class=None) -> int:
     return classes.index(str(positive_class)) if positive_class is not None and str(positive_class) in classes else 1
+def _labels(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spec: dict) -> dict:
+    """Multi-label: the labels whose probability reaches their class's threshold (ensemble.yaml's `thresholds`,
+    fitted on OOF; else 0.5), joined by a space; a video with none gets its most probable label."""
+    given = spec.get("thresholds") or {}
+    t = np.array([float(given.get(c, 0.5)) for c in classes])
+    rows = []
+    for p in probs:
+        picked = np.flatnonzero(p >= t)
+        picked = picked[np.argsort(-p[picked], kind="stable")] if len(picked) else [int(p.argmax())]
+        rows.append(" ".join(classes[i] for i in picked))
+    return {comp.target_column: rows}
+
+
+def _pairs(comp, sample: pd.DataFrame, probs: np.ndarray, classes: list[str], spec: dict) -> dict:
+    """YouTube-8M's LabelConfidencePairs: the top k `label confidence` pairs, k as the sample's first row shows
+    (a placeholder row: the competition's gap_k)."""
+    first = str(sample[comp.target_column].iloc[0]).split() if len(sample) else []
+    k = len(first) // 2 if len(first) >= 4 else getattr(comp, "gap_k", 20)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :min(k, len(classes))]
+    return {comp.target_column: [" ".join(f"{classes[i]} {p[i]:.6f}" for i in row) for row, p in zip(order, probs)]}
 
 
 FORMATS = {  # `submission:` name: (comp, sample, probs, classes, ensemble spec) -> {column: values}; add one here
@@ -64,6 +84,8 @@ FORMATS = {  # `submission:` name: (comp, sample, probs, classes, ensemble spec)
     "probability": _probability,
     "probabilities": _probabilities,
     "topk": _topk,
+    "labels": _labels,      # multi-label
+    "pairs": _pairs,        # multi-label (YouTube-8M)
 }
 
 

@@ -28,6 +28,44 @@ def _auc(y, p):
                              labels=present) if len(present) > 2 else float("nan")
 
 
+def _binary_logloss(y, p):
+    """Multi-label: the mean binary cross-entropy over every (video, class)."""
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _multilabel_auc(y, p):
+    present = (y.min(0) == 0) & (y.max(0) == 1)
+    return skm().roc_auc_score(y[:, present], p[:, present], average="macro") if present.any() else float("nan")
+
+
+def mean_ap(y, p):
+    """Macro mean average precision (Charades): sklearn's AP per class, averaged over classes with a positive."""
+    present = y.max(0) == 1
+    if not present.any():
+        return float("nan")
+    return float(np.mean([skm().average_precision_score(y[:, c], p[:, c]) for c in np.flatnonzero(present)]))
+
+
+def gap(y, p, k: int = 20):
+    """YouTube-8M's Global Average Precision: each video's top k (class, confidence) predictions pooled and
+    sorted by confidence; AP over that list, recall counted against every true label."""
+    k = min(k, p.shape[1])
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    conf = np.take_along_axis(p, top, 1).ravel()
+    hit = np.take_along_axis(y, top, 1).ravel()
+    positives = y.sum()
+    if positives == 0:
+        return float("nan")
+    hit = hit[np.argsort(-conf, kind="stable")]
+    precision = np.cumsum(hit) / np.arange(1, len(hit) + 1)
+    return float((precision * hit).sum() / positives)
+
+
+def _f1_multilabel(average: str):
+    return lambda y, p: skm().f1_score(y, (p >= 0.5).astype(int), average=average, zero_division=0)
+
+
 LABEL_METRICS = {  # metrics of the predicted label alone, fn(y_true, pred, n_classes): a decision threshold can change them
     "accuracy": lambda y, pred, n: skm().accuracy_score(y, pred),
     "f1_macro": lambda y, pred, n: skm().f1_score(y, pred, average="macro", labels=np.arange(n)),
@@ -47,25 +85,49 @@ METRICS = {  # name: (fn(y_true, probs), higher is better); the choice list `met
     "logloss": (lambda y, p: skm().log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])), False),
     "auc": (_auc, True),
     "mcc": (_of_argmax("mcc"), True),
+    # multi-label (task: multilabel): y_true is multi-hot (n_videos, n_classes), probs are per-class sigmoids
+    "map": (mean_ap, True),
+    "gap": (gap, True),                     # `gap@K` for another k (the competition's gap_k)
+    "f1_micro": (_f1_multilabel("micro"), True),
+    "f1_samples": (_f1_multilabel("samples"), True),
 }
+MULTILABEL_METRICS = ("map", "gap", "f1_micro", "f1_samples", "logloss", "auc")  # the ones defined on multi-hot y
+MULTILABEL_ONLY = ("map", "gap", "f1_micro", "f1_samples")
+MULTILABEL_FNS = {"logloss": _binary_logloss, "auc": _multilabel_auc}  # their multi-label versions
+
+
+def metric_fn(name: str):
+    """The function of a metric name; `gap@K` is gap over each video's top K."""
+    base, _, k = name.partition("@")
+    if base == "gap" and k.isdigit() and int(k) > 0:
+        return lambda y, p: gap(y, p, int(k))
+    check_metric(name)
+    return METRICS[name][0]
 
 
 def check_metric(name: str) -> None:
+    base, _, k = name.partition("@")
+    if base == "gap" and k.isdigit() and int(k) > 0:  # gap@K: YouTube-8M's GAP over each video's top K
+        return
     check_choice("metric", name, METRICS)
 
 
 def score(name: str, y_true, probs) -> float:
-    check_metric(name)
-    probs = np.asarray(probs, dtype=np.float64)
-    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums drift from 1
+    """A metric; a 2-D (multi-hot) y_true means multi-label: probabilities are per class, not normalised."""
+    fn = metric_fn(name)
+    probs, y_true = np.asarray(probs, dtype=np.float64), np.asarray(y_true)
+    if y_true.ndim == 2:
+        fn = MULTILABEL_FNS.get(name, fn)
+    else:
+        probs = probs / probs.sum(1, keepdims=True)  # float32 softmax sums drift from 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. sklearn on top-5 of <= 5 classes
-        return float(METRICS[name][0](np.asarray(y_true), probs))
+        return float(fn(y_true, probs))
 
 
 def higher_is_better(name: str) -> bool:
     check_metric(name)
-    return METRICS[name][1]
+    return METRICS[name.partition("@")[0]][1]
 
 
 def better(name: str, a: float, b: float) -> bool:
@@ -86,16 +148,27 @@ def score_labels(name: str, y_true, pred, n_classes: int | None = None) -> float
 
 
 def per_class(y_true, probs, classes: list[str]) -> dict[str, dict]:
-    """Precision, recall (= per-class accuracy), F1 and support of every class, from the argmax."""
+    """Precision, recall (= per-class accuracy), F1 and support of every class, from the argmax (multi-label:
+    from p >= 0.5, plus each class's average precision `ap`)."""
+    if np.ndim(y_true) == 2:
+        return _per_class_multilabel(np.asarray(y_true), np.asarray(probs), classes)
     pred = np.asarray(probs).argmax(1)
     p, r, f, n = skm().precision_recall_fscore_support(y_true, pred, labels=np.arange(len(classes)), zero_division=0)
     return {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
             for i, c in enumerate(classes)}
 
 
+def _per_class_multilabel(y, probs, classes: list[str]) -> dict[str, dict]:
+    p, r, f, n = skm().precision_recall_fscore_support(y, (probs >= 0.5).astype(int), zero_division=0)
+    ap = [float(skm().average_precision_score(y[:, i], probs[:, i])) if y[:, i].any() else float("nan")
+          for i in range(len(classes))]
+    return {c: {"ap": ap[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                "support": int(n[i])} for i, c in enumerate(classes)}
+
+
 def all_scores(y_true, probs) -> dict[str, float]:
     out = {}
-    for name in METRICS:
+    for name in (MULTILABEL_METRICS if np.ndim(y_true) == 2 else [m for m in METRICS if m not in MULTILABEL_ONLY]):
         try:
             out[name] = score(name, y_true, probs)
         except ValueError:  # e.g. AUC with one class present

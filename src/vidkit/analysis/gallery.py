@@ -128,6 +128,8 @@ def run_gallery(run: str | Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
         if not path.exists():
             raise VidkitError(f"{run}: no {path.name}; cross-validate it first (`make cv`)")
     cfg, info = run.read_config(), run.meta()
+    if info.get("task") == "multilabel":
+        raise VidkitError(f"{run}: a multi-label run; the gallery shows single-label errors only (see per_class.png)")
     oof = read_csv(run.oof_csv, ("video_id", "label", *info["classes"]), dtype={"video_id": str, "label": str},
                    what="OOF file")
     numeric_columns(oof, info["classes"], run.oof_csv, complete=True)

@@ -92,3 +92,36 @@ def plot_fold_distribution(folds, classes: list[str], path: Path) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def plot_per_class_ap(per_class: dict[str, dict], path: Path) -> None:
+    """Multi-label: each class's out-of-fold average precision (worst first)."""
+    names = list(per_class)
+    ap = np.array([per_class[c]["ap"] for c in names], dtype=float)
+    order = np.argsort(np.nan_to_num(ap, nan=-1))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(names))))
+    ax.barh(np.arange(len(names)), ap[order], color="tab:blue")
+    ax.set_yticks(np.arange(len(names)), [names[i] for i in order], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("out-of-fold average precision")
+    ax.set_title("per-class AP (worst first)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_label_distribution(y: np.ndarray, folds: np.ndarray, classes: list[str], path: Path) -> None:
+    """Multi-label: videos carrying each class per fold (grouped bars)."""
+    ks = np.unique(folds)
+    counts = np.stack([y[folds == k].sum(0) for k in ks])  # (folds, classes)
+    fig, ax = plt.subplots(figsize=(min(6 + 0.4 * len(classes), 20), 4.5))
+    width = 0.8 / len(ks)
+    for i, k in enumerate(ks):
+        ax.bar(np.arange(len(classes)) + i * width, counts[i], width, label=f"fold {k}")
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=90, fontsize=7)
+    ax.set_ylabel("videos with the label")
+    ax.set_title(f"labels per fold ({len(classes)} classes, {len(y)} videos)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

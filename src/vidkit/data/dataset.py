@@ -45,7 +45,7 @@ class VideoDataset(Dataset):
         else:
             frames = self.transform(images=frames)["images"]
         return {"video": to_tensor(frames, self.spec.mean, self.spec.std, self.spec.layout, self.normalize),
-                "label": int(self.labels[video]), "video_id": row["video_id"],
+                "label": self.labels[video] if self.labels.ndim == 2 else int(self.labels[video]), "video_id": row["video_id"],
                 "index": video, "clip_index": clip, **{k: v[video] for k, v in self.extras.items()}}
 
 

@@ -12,10 +12,14 @@ from vidkit.files import read_csv, write_csv
 log = logging.getLogger(__name__)
 
 
-def make_folds(table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
+def make_folds(table: pd.DataFrame, n_folds: int, seed: int = 42, label_sep: str | None = None) -> pd.DataFrame:
+    """`label_sep`: a multi-label table (labels joined by it): iterative stratification with groups."""
     n_groups = table["group"].nunique()
     if n_groups < n_folds:
         raise VidkitError(f"n_folds={n_folds} but only {n_groups} groups: lower n_folds")
+    if label_sep is not None:
+        from vidkit.data.multilabel_folds import multilabel_group_folds
+        return multilabel_group_folds(table, n_folds, seed, label_sep)
     from sklearn.model_selection import StratifiedGroupKFold  # 1-2 s to import; only when folds are drawn
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = table[["video_id", "group", "label"]].copy()
@@ -25,7 +29,8 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFram
     return folds
 
 
-def load_or_make_folds(path: Path, table: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
+def load_or_make_folds(path: Path, table: pd.DataFrame, n_folds: int, seed: int = 42,
+                       label_sep: str | None = None) -> pd.DataFrame:
     """Read folds from `path` if it exists (and still matches the data), else draw and write them."""
     if path.exists():
         folds = read_csv(path, ("video_id", "group", "label", "fold"), ("fold",),
@@ -36,7 +41,7 @@ def load_or_make_folds(path: Path, table: pd.DataFrame, n_folds: int, seed: int 
         if folds["fold"].nunique() != n_folds:
             raise VidkitError(f"{path}: has {folds['fold'].nunique()} folds but n_folds={n_folds}")
         return folds.set_index("video_id").loc[table["video_id"]].reset_index()
-    folds = make_folds(table, n_folds, seed)
+    folds = make_folds(table, n_folds, seed, label_sep)
     write_csv(folds, path, index=False)
     log.info("wrote %s (%d folds)", path, n_folds)
     return folds

@@ -55,6 +55,9 @@ def index_test(comp: Competition) -> pd.DataFrame:
 
 
 def classes_of(comp: Competition, table: pd.DataFrame) -> list[str]:
+    if comp.task == "multilabel":  # labels were checked against `classes` by the layout
+        from vidkit.data.labels import label_set
+        return [str(c) for c in comp.classes] if comp.classes else label_set(table["label"], comp.label_sep)
     if comp.classes:
         classes = [str(c) for c in comp.classes]
         unknown = sorted(set(table["label"]) - set(classes))

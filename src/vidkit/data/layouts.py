@@ -96,13 +96,34 @@ def _folder(comp: Competition, key: str) -> Path:
 
 
 def read_train_csv(comp: Competition) -> tuple[Path, pd.DataFrame]:
-    """The competition's train_csv (video_id, label[, group]), checked."""
+    """The competition's train_csv, its columns renamed from the yaml's mapping (train_id_column, ...) to
+    video_id, label, group and path; checked."""
     csv = comp.resolve(comp.train_csv)
-    df = read_csv(csv, ("video_id", "label"), dtype=str, what="train_csv")
-    empty = df[["video_id", "label"]].isna().any(axis=1).to_numpy()
+    df = read_csv(csv, dtype=str, what="train_csv").fillna("")
+    mapping = {"video_id": comp.train_id_column, "label": comp.train_label_column,
+               "group": comp.train_group_column, "path": comp.train_path_column}
+    need = {"video_id": comp.train_path_column is None, "label": not _class_columns(comp, df), "path": True}
+    for col, key in (("video_id", "train_id_column"), ("label", "train_label_column"), ("path", "train_path_column")):
+        source = mapping[col]
+        if source is not None and source not in df.columns and need[col]:
+            raise VidkitError(f"{csv}: missing column {source!r} ({key}; have: {', '.join(df.columns)})")
+    if comp.task == "multilabel" and mapping["label"] not in df.columns:
+        df[mapping["label"]] = [comp.label_sep.join(c for c in comp.classes if str(row[c]).strip() in ("1", "1.0"))
+                                for row in df.to_dict("records")]
+    renamed = {source: col for col, source in mapping.items() if source is not None and source in df.columns}
+    df = df[list(renamed)].rename(columns=renamed)
+    if "video_id" not in df.columns:  # ids from the media paths: their file names without the extension
+        df["video_id"] = [Path(p).stem for p in df["path"]]
+    empty = (df["video_id"] == "").to_numpy()
     if empty.any():
-        raise VidkitError(f"{csv}: row {int(empty.argmax()) + 2} has no video_id or label (cut short?)")
+        raise VidkitError(f"{csv}: row {int(empty.argmax()) + 2} has no video id (cut short?)")
     return csv, df
+
+
+def _class_columns(comp: Competition, df: pd.DataFrame) -> bool:
+    """Multi-label labels as one 0/1 column per class (named as the yaml's `classes`), no label column."""
+    return (comp.task == "multilabel" and comp.train_label_column not in df.columns and bool(comp.classes)
+            and all(str(c) in df.columns for c in comp.classes))
 
 
 def test_ids(comp: Competition) -> list[str]:
@@ -127,16 +148,48 @@ def class_folders(comp: Competition, report: Report):
 
 
 def csv_rows(comp: Competition, report: Report):
-    """train_csv rows video_id,label[,group]; media at train_dir/{video_id}/ or train_dir/{video_id}.<ext>."""
+    """train_csv rows (columns mapped by the yaml: train_id_column, train_label_column, train_group_column,
+    train_path_column); media at train_dir/{path} when a path column is mapped, else train_dir/{video_id}/ or
+    train_dir/{video_id}.<ext>. Multi-label cells are checked against `classes` here, naming the file."""
     csv, df = read_train_csv(comp)
     train_dir = _folder(comp, "train_dir")
     for rec in df.to_dict("records"):
-        path = find_media(train_dir, rec["video_id"])
+        if "path" in rec:
+            path = _inside(train_dir, rec["path"], csv)
+            path = path if path.is_dir() or (path.is_file() and is_video(path)) else None
+        else:
+            path = find_media(train_dir, rec["video_id"])
+        label = _label_cell(comp, rec["label"], csv, rec["video_id"])
         if path is None:
             report("missing_train", csv, rec["video_id"],
                    f"no media for video_id {rec['video_id']!r} under {train_dir}")
         else:
-            yield rec["video_id"], rec["label"], rec.get("group"), path
+            yield rec["video_id"], label, rec.get("group") or None, path
+
+
+def _inside(folder: Path, relative: str, csv: Path) -> Path:
+    """train_dir/relative, refused when it leaves train_dir (`..`, an absolute path)."""
+    path = (folder / str(relative).lstrip("/")).resolve()  # "/train/x.avi" (UCF101 on Kaggle): under folder
+    if not path.is_relative_to(folder.resolve()):
+        raise VidkitError(f"{csv}: path {relative!r} points outside {folder}")
+    return path
+
+
+def _label_cell(comp: Competition, cell: str, csv: Path, video_id: str) -> str:
+    """Single-label: the cell. Multi-label: its labels (split on label_sep), each in `classes` when the yaml
+    lists them, joined again by label_sep; an empty set only with `allow_empty_labels: true`."""
+    if comp.task != "multilabel":
+        return cell
+    from vidkit.data.labels import split_labels
+    labels = split_labels(cell, comp.label_sep)
+    if not labels and not comp.allow_empty_labels:
+        raise VidkitError(f"{csv}: video {video_id!r} has no label (set allow_empty_labels: true if the "
+                          "competition has videos with none)")
+    known = set(map(str, comp.classes)) if comp.classes else None
+    unknown = [c for c in labels if known is not None and c not in known]
+    if unknown:
+        raise VidkitError(f"{csv}: video {video_id!r}: label {unknown[0]!r} is not in the competition's classes")
+    return comp.label_sep.join(labels)
 
 
 def sample_ids(comp: Competition, report: Report):

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vidkit.engine import distill
+from vidkit.engine import multilabel as multilabel_training
+from vidkit.data.labels import is_multilabel, targets
 from vidkit import metrics
 from vidkit.config import Competition, Config
 from vidkit.errors import VidkitError
@@ -150,12 +152,15 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
                accelerator: Accelerator, comp: Competition,
                extra: pd.DataFrame | None = None) -> tuple[Fold, pd.DataFrame, np.ndarray]:
     """`extra`: more training videos (pseudo-labelled or teacher-only test videos) that never validate."""
-    labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    labels = targets(table["label"], classes, comp)  # class indices, or multi-hot rows (task: multilabel)
     is_val = (table["fold"] == fold).to_numpy()
     model = build_model(cfg, len(classes), cfg.pretrained)
+    model.multilabel = is_multilabel(comp)  # sigmoid outputs at validation, OOF and test (engine.tta)
+    if model.multilabel:
+        multilabel_training.check_options(cfg)
     spec = model.input_spec
     train_table = pd.concat([table[~is_val], extra], ignore_index=True) if extra is not None else table[~is_val]
-    train_labels = train_table["label"].map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int).to_numpy()
+    train_labels = targets(train_table["label"], classes, comp, missing=-1)
     signal = distill.item_signal(train_table, train_labels, classes)
     if signal is not None and (cfg.mixup or cfg.cutmix):
         raise VidkitError("mixup/cutmix do not combine with pseudo= or teacher= (their targets are per video)")
@@ -181,11 +186,15 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
     else:
         model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
-    weights = class_weights(train_labels[train_labels >= 0], len(classes), cfg.class_weights)
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
-    run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler,
-               make_loss(cfg, weights.to(accelerator.device) if weights is not None else None, signal is not None),
-               make_mixup(cfg, len(classes)), ema, Progress(), higher_is_better, out_dir)
+    if model.multilabel:
+        loss_fn, mixer = multilabel_training.setup(cfg, train_labels, len(classes), accelerator.device)
+    else:
+        weights = class_weights(train_labels[train_labels >= 0], len(classes), cfg.class_weights)
+        loss_fn = make_loss(cfg, weights.to(accelerator.device) if weights is not None else None, signal is not None)
+        mixer = make_mixup(cfg, len(classes))
+    run = Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, val_dl, sampler, loss_fn,
+               mixer, ema, Progress(), higher_is_better, out_dir)
     return run, val_table, labels[is_val]
 
 

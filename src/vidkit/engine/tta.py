@@ -164,7 +164,8 @@ class TTADataset(Dataset):
                 raise
             warn_unreadable(row, e)
             video, ok = self.blank(), 0
-        return {"video": video, "index": i, "ok": ok, "label": int(self.labels[i])}
+        return {"video": video, "index": i, "ok": ok,
+                "label": self.labels[i] if self.labels.ndim == 2 else int(self.labels[i])}
 
 
 def warn_unreadable(row, error: Exception) -> None:
@@ -251,15 +252,22 @@ def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = Non
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
 
 
-REDUCTIONS = {  # the config's `tta_reduce`: (B, V, C) logits -> (B, C) probabilities
-    "mean": lambda logits: logits.softmax(-1).mean(1),    # the mean of the views' probabilities
-    "logits": lambda logits: logits.mean(1).softmax(-1),  # the softmax of the mean logit
+REDUCTIONS = {  # the config's `tta_reduce`: (B, V, C) logits -> (B, C) probabilities, given the activation
+    "mean": lambda logits, act: act(logits).mean(1),    # the mean of the views' probabilities
+    "logits": lambda logits, act: act(logits.mean(1)),  # the activation of the mean logit
 }
 
 
-def reduce_views(logits: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """(B, V, C) logits -> (B, C) probabilities, as `REDUCTIONS[reduce]`."""
-    return REDUCTIONS[check_choice("tta_reduce", reduce, REDUCTIONS)](logits)
+def reduce_views(logits: torch.Tensor, reduce: str = "mean", multilabel: bool = False) -> torch.Tensor:
+    """(B, V, C) logits -> (B, C) probabilities, as `REDUCTIONS[reduce]`: softmaxes, or for a multi-label model
+    sigmoids."""
+    activation = torch.sigmoid if multilabel else (lambda t: t.softmax(-1))
+    return REDUCTIONS[check_choice("tta_reduce", reduce, REDUCTIONS)](logits, activation)
+
+
+def is_multilabel_model(model) -> bool:
+    """A model trained for a multi-label competition (`model.multilabel`, set where it is built), also wrapped."""
+    return bool(getattr(getattr(model, "module", model), "multilabel", False))
 
 
 def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "predict",
@@ -281,7 +289,8 @@ def group_probs(models, spec, reduce: str, accelerator, x: torch.Tensor) -> torc
         x = normalize(x, spec.mean, spec.std, spec.layout)
     b, v = x.shape[:2]
     with accelerator.autocast():
-        return sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce) for m in models) / len(models)
+        return sum(reduce_views(m(x.flatten(0, 1)).float().view(b, v, -1), reduce, is_multilabel_model(m))
+                   for m in models) / len(models)
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from vidkit import metrics
 from vidkit.config import Competition, Config, load_competition, parse_duration
 from vidkit.data import classes_of, index_train
 from vidkit.data.check import drop_bad
+from vidkit.data.labels import is_multilabel, multi_hot, targets
 from vidkit.errors import VidkitError
 from vidkit.files import read_csv, read_jsonl, write_csv
 from vidkit.rundir import CompDir, RunDir, fold_name, metrics_file, oof_file, state_dir
@@ -38,10 +39,11 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
     canonical = folds_path(comp.path)
     # folds drawn while the left-out videos were still in keep them: their rows are dropped, nothing redrawn
     drawn = full if len(table) < len(full) and _folds_hold(canonical, full) else table
+    label_sep = comp.label_sep if is_multilabel(comp) else None  # multi-label: iterative stratification
     if accelerator.is_main_process:
-        load_or_make_folds(canonical, drawn, comp.n_folds)
+        load_or_make_folds(canonical, drawn, comp.n_folds, label_sep=label_sep)
     accelerator.wait_for_everyone()
-    folds = load_or_make_folds(canonical, drawn, comp.n_folds)
+    folds = load_or_make_folds(canonical, drawn, comp.n_folds, label_sep=label_sep)
     folds = folds[folds["video_id"].isin(table["video_id"])].reset_index(drop=True)
     table = table.assign(fold=folds["fold"].to_numpy())
     out = CompDir(comp, out_root).run(cfg)
@@ -55,7 +57,8 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
         spec = model.input_spec
         previous = provenance.read(out)  # folds trained earlier into this folder keep their times
         out.write_meta({**feature_meta(cfg, out),
-                        "classes": classes, "class_counts": class_counts(table, classes), "competition": comp.name,
+                        "classes": classes, "class_counts": class_counts(table, classes, comp),
+                        "task": comp.task, "label_sep": comp.label_sep, "n_train": len(table), "competition": comp.name,
                         "competition_yaml": comp.path,
                         "model": cfg.model, "input_spec": asdict(spec), "protocol": protocol(cfg, spec),
                         "provenance": provenance.start(table, folds, previous),
@@ -64,8 +67,11 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
     return comp, table, classes, out
 
 
-def class_counts(table: pd.DataFrame, classes: list[str]) -> dict[str, int]:
-    """Training videos per class: submit's prior for test videos without readable media, with no training data."""
+def class_counts(table: pd.DataFrame, classes: list[str], comp: Competition | None = None) -> dict[str, int]:
+    """Training videos per class: submit's prior for test videos without readable media, with no training data
+    (multi-label: videos carrying each class, of run.json's `n_train`)."""
+    if is_multilabel(comp):
+        return dict(zip(classes, multi_hot(table["label"], classes, comp.label_sep).sum(0).astype(int).tolist()))
     counts = table["label"].value_counts()
     return {c: int(counts.get(c, 0)) for c in classes}
 
@@ -147,7 +153,7 @@ def _train_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
     if accelerator.is_main_process:
         provenance.finish(out)
     if oof is not None:
-        y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+        y = targets(oof["label"], classes, comp)
         accelerator.print(f"fold {cfg.fold} {comp.metric} ({cfg.tta_clips} clips): "
                           f"{metrics.score(comp.metric, y, oof[classes].to_numpy()):.4f}")
     accelerator.print(out / name)
@@ -204,7 +210,7 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
         write_csv(oof, out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         num_frames = out.meta()["input_spec"]["num_frames"]
-        if not comp.features_dir:  # precomputed features: no media to show
+        if not comp.features_dir and not is_multilabel(comp):  # no media to show; "confidently wrong" is single-label
             gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
         provenance.finish(out)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
@@ -221,11 +227,11 @@ def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path |
                  seconds: float) -> dict:
     """cv_report.json (competition metric + every other metric, per-class, clip vs video level) and the plots."""
     out = RunDir(out)
-    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    run = out.meta()
+    y = targets(oof["label"], classes, run)  # run.json: task and label_sep
     probs = oof[classes].to_numpy()
     folds = sorted(oof["fold"].unique())
     fold_scores = [metrics.score(metric, y[oof["fold"] == k], probs[oof["fold"] == k]) for k in folds]
-    run = out.meta()
     report = {"metric": metric, "score": metrics.score(metric, y, probs), "fold_scores": fold_scores,
               "fold_std": float(np.std(fold_scores)), "protocol": run["protocol"],
               "model": cfg.model, "config": cfg.name, "n_videos": len(oof), "n_classes": len(classes),
@@ -233,6 +239,11 @@ def write_report(oof: pd.DataFrame, classes: list[str], metric: str, out: Path |
               **clip_level(out, folds, run["input_spec"]["num_frames"], cfg.val_clips),
               "per_class": metrics.per_class(y, probs, classes)}
     out.write_report(report)
+    if y.ndim == 2:  # multi-label: per-class AP instead of a confusion matrix
+        plots.plot_per_class_ap(report["per_class"], out / "per_class.png")
+        plots.plot_curves(out.metrics_files(), out / "curves.png")
+        plots.plot_label_distribution(y, oof["fold"].to_numpy(), classes, out / "class_distribution.png")
+        return report
     pred = probs.argmax(1)
     plots.plot_confusion(y, pred, classes, out.plot("confusion"))
     plots.plot_per_class(y, pred, classes, out.plot("per_class"))

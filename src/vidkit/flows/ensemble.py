@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
+from scipy.special import expit, logit, softmax
 
 from vidkit import metrics
 from vidkit.config import DEFAULT_COMP, Competition, as_competition, load_ensemble  # noqa: F401
 from vidkit.choices import CHOICES, check_choice
 from vidkit.errors import VidkitError
+from vidkit.data.labels import is_multilabel, targets
 from vidkit.files import numeric_columns, read_csv, write_yaml
 from vidkit.formats import positive_index, predict_labels, thresholded  # noqa: F401 (also used from here)
 from vidkit.rundir import CompDir, RunDir, competition_of
@@ -30,7 +31,10 @@ def default_ensemble_path(comp: Competition | str, root: str | Path | None = Non
 
 # ---------------------------------------------------------------- blending and calibration (also used by submit)
 
-def _to_space(p: np.ndarray, method: str) -> np.ndarray:
+def _to_space(p: np.ndarray, method: str, multilabel: bool = False) -> np.ndarray:
+    if method == "logit" and multilabel:  # per-class log-odds
+        p = np.clip(p, EPS, 1 - EPS)
+        return np.log(p / (1 - p))
     if method == "logit":
         return np.log(np.clip(p, EPS, 1))
     if method == "rank":  # each class column ranked over the videos, in (0, 1]
@@ -39,32 +43,39 @@ def _to_space(p: np.ndarray, method: str) -> np.ndarray:
     return p
 
 
-def _from_space(s: np.ndarray, method: str) -> np.ndarray:
+def _from_space(s: np.ndarray, method: str, multilabel: bool = False) -> np.ndarray:
+    """Back to probabilities: rows summing to 1, or (multi-label) per-class probabilities as they are."""
     if method == "logit":
-        return softmax(s, axis=1)
-    return s / s.sum(1, keepdims=True)
+        return expit(s) if multilabel else softmax(s, axis=1)
+    return s if multilabel else s / s.sum(1, keepdims=True)
 
 
-def blend(probs_list: list[np.ndarray], weights: list[float], method: str = "mean") -> np.ndarray:
-    """Weighted blend of (n_videos, n_classes) probability tables; rows of the result sum to 1."""
+def blend(probs_list: list[np.ndarray], weights: list[float], method: str = "mean",
+          multilabel: bool = False) -> np.ndarray:
+    """Weighted blend of (n_videos, n_classes) probability tables; rows of the result sum to 1 (multi-label:
+    each class's probability blended on its own)."""
     check_choice("method", method)
     w = np.asarray(weights, dtype=np.float64)
     if len(probs_list) != len(w) or not len(w) or (w < 0).any() or w.sum() <= 0:
         raise VidkitError(f"blend: need one non-negative weight per member (got {list(weights)} "
                           f"for {len(probs_list)} members)")
-    total = sum(wi * _to_space(np.asarray(p, dtype=np.float64), method) for wi, p in zip(w, probs_list) if wi > 0)
-    return _from_space(total / w.sum(), method)
+    total = sum(wi * _to_space(np.asarray(p, dtype=np.float64), method, multilabel)
+                for wi, p in zip(w, probs_list) if wi > 0)
+    return _from_space(total / w.sum(), method, multilabel)
 
 
-def calibrate(probs: np.ndarray, spec: dict) -> np.ndarray:
-    """Temperature scaling (softmax(log p / T)), then clipping to [clip, 1 - clip] and renormalising."""
+def calibrate(probs: np.ndarray, spec: dict, multilabel: bool = False) -> np.ndarray:
+    """Temperature scaling (softmax(log p / T); multi-label: sigmoid(logit p / T) per class), then clipping to
+    [clip, 1 - clip] and (single-label) renormalising."""
     p = np.asarray(probs, dtype=np.float64)
     t = float(spec.get("temperature") or 1.0)
-    if t != 1.0:
+    if t != 1.0 and multilabel:
+        p = expit(logit(np.clip(p, EPS, 1 - EPS)) / t)
+    elif t != 1.0:
         p = softmax(np.log(np.clip(p, EPS, 1)) / t, axis=1)
     if spec.get("clip"):
         p = np.clip(p, spec["clip"], 1 - spec["clip"])
-        p = p / p.sum(1, keepdims=True)
+        p = p if multilabel else p / p.sum(1, keepdims=True)
     return p
 
 
@@ -83,6 +94,7 @@ def load_oof(run: Path) -> tuple[pd.DataFrame, list[str], pd.Series]:
     if not run.oof_csv.exists():
         raise VidkitError(f"{run}: no {run.oof_csv.name}; cross-validate it first (`make cv`)")
     oof = read_csv(run.oof_csv, ("video_id", "fold", "label"), ("fold",), {"video_id": str, "label": str}, "OOF file")
+    oof["label"] = oof["label"].fillna("")  # a multi-label video without labels
     classes = run.meta().get("classes") or [c for c in oof.columns if c not in ("video_id", "fold", "label")]
     missing = [c for c in ["video_id", "fold", "label", *classes] if c not in oof.columns]
     if missing:
@@ -115,6 +127,11 @@ def align_members(runs: list[Path]) -> tuple[np.ndarray, list[np.ndarray], np.nd
                         len(oof) - len(ids), len(oof))
         if (oof.loc[ids, "label"].to_numpy() != oof0.loc[ids, "label"].to_numpy()).any():
             raise VidkitError(f"{run} and {runs[0]} disagree on the labels of the same videos")
+    meta = RunDir(runs[0]).meta()
+    if is_multilabel(meta):  # multi-hot rows from the runs' label cells
+        y = targets(oof0.loc[ids, "label"], classes, meta)
+        probs = [oof.loc[ids, classes].to_numpy(dtype=np.float64) for oof, _, _ in loaded]
+        return y, probs, oof0.loc[ids, "fold"].to_numpy(), classes
     y = oof0.loc[ids, "label"].map({c: i for i, c in enumerate(classes)})
     if y.isna().any():
         raise VidkitError(f"{RunDir(runs[0]).oof_csv}: label {oof0.loc[ids, 'label'][y.isna()].iloc[0]!r} is not a class")
@@ -134,13 +151,14 @@ def search_weights(y, probs_list: list[np.ndarray], metric: str, method: str = "
     parametrised weights (smooth metrics such as logloss), started from the hill-climbing solution.
     """
     check_choice("search", search)
-    spaces = [_to_space(np.asarray(p, dtype=np.float64), method) for p in probs_list]
-    singles = [metrics.score(metric, y, _from_space(s, method)) for s in spaces]
+    ml = np.ndim(y) == 2
+    spaces = [_to_space(np.asarray(p, dtype=np.float64), method, ml) for p in probs_list]
+    singles = [metrics.score(metric, y, _from_space(s, method, ml)) for s in spaces]
     best = _best_index(metric, singles)
     counts, current, total = np.zeros(len(spaces)), singles[best], spaces[best].copy()
     counts[best] = 1
     for _ in range(max_steps):
-        trials = [metrics.score(metric, y, _from_space((total + s) / (counts.sum() + 1), method)) for s in spaces]
+        trials = [metrics.score(metric, y, _from_space((total + s) / (counts.sum() + 1), method, ml)) for s in spaces]
         pick = _best_index(metric, trials)
         if not metrics.better(metric, trials[pick], current):
             break
@@ -151,7 +169,7 @@ def search_weights(y, probs_list: list[np.ndarray], metric: str, method: str = "
     if search == "scipy" and len(spaces) > 1:
         from scipy.optimize import minimize
         sign = -1 if metrics.higher_is_better(metric) else 1
-        loss = lambda z: sign * metrics.score(metric, y, blend(probs_list, softmax(z), method))  # noqa: E731
+        loss = lambda z: sign * metrics.score(metric, y, blend(probs_list, softmax(z), method, ml))  # noqa: E731
         z = minimize(loss, np.log(np.maximum(weights, 1e-3)), method="Nelder-Mead",
                      options={"maxiter": 200 * len(spaces), "xatol": 1e-4, "fatol": 1e-7}).x
         if metrics.better(metric, sign * loss(z), current):
@@ -167,7 +185,8 @@ def _best_index(metric: str, scores: list[float]) -> int:
 def fit_temperature(y, probs: np.ndarray) -> float:
     """The temperature minimising OOF log loss (1.0 when scaling does not help)."""
     from scipy.optimize import minimize_scalar
-    loss = lambda log_t: metrics.score("logloss", y, calibrate(probs, {"temperature": np.exp(log_t)}))  # noqa: E731
+    ml = np.ndim(y) == 2
+    loss = lambda log_t: metrics.score("logloss", y, calibrate(probs, {"temperature": np.exp(log_t)}, ml))  # noqa: E731
     res = minimize_scalar(loss, bounds=(-3, 3), method="bounded")
     return round(float(np.exp(res.x)), 4) if res.fun < loss(0.0) - 1e-6 else 1.0
 
@@ -176,10 +195,27 @@ def fit_clip(y, probs: np.ndarray) -> float | None:
     """The probability clip (for log loss) that scores best on OOF; None when no clipping is best."""
     best, best_loss = None, metrics.score("logloss", y, probs)
     for clip in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 2e-2, 5e-2):
-        loss = metrics.score("logloss", y, calibrate(probs, {"clip": clip}))
+        loss = metrics.score("logloss", y, calibrate(probs, {"clip": clip}, np.ndim(y) == 2))
         if loss < best_loss - 1e-9:
             best, best_loss = clip, loss
     return best
+
+
+def fit_thresholds(y: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Multi-label: per class, the threshold on its probability that maximises that class's F1 on OOF (the
+    middle of the best candidates); 0.5 for a class without positives."""
+    f1 = lambda t, c: metrics.skm().f1_score(y[:, c], probs[:, c] >= t, zero_division=0)  # noqa: E731
+    out = []
+    for c in range(y.shape[1]):
+        grid = np.unique(np.round(probs[:, c], 4))
+        grid = grid[(grid > 0) & (grid < 1)]
+        if not y[:, c].any() or not len(grid):
+            out.append(0.5)
+            continue
+        scores = np.array([f1(t, c) for t in grid])
+        best = grid[scores >= scores.max() - 1e-12]
+        out.append(round(float(best[len(best) // 2]), 4))
+    return out
 
 
 def fit_threshold(y, p_pos: np.ndarray, pos: int, metric: str) -> float | None:
@@ -201,18 +237,22 @@ def fit_blend(y, probs_list, metric: str, method: str = "mean", search: str = "h
     weights, score = search_weights(y, probs_list, metric, method, search)
     spec = {"weights": weights, "method": method, "blend_score": score, "temperature": 1.0, "clip": None,
             "threshold": None}
-    blended = blend(probs_list, weights, method)
+    ml = np.ndim(y) == 2
+    blended = blend(probs_list, weights, method, ml)
     if temperature or (temperature is None and metric == "logloss"):
         spec["temperature"] = fit_temperature(y, blended)
     if metric == "logloss":
-        spec["clip"] = fit_clip(y, calibrate(blended, spec))
-    if blended.shape[1] == 2 and metric in metrics.LABEL_METRICS:
+        spec["clip"] = fit_clip(y, calibrate(blended, spec, ml))
+    if ml:  # the `labels` format's per-class decision thresholds
+        spec["thresholds"] = fit_thresholds(y, calibrate(blended, spec, ml))
+    elif blended.shape[1] == 2 and metric in metrics.LABEL_METRICS:
         spec["threshold"] = fit_threshold(y, calibrate(blended, spec)[:, pos], pos, metric)
     return spec
 
 
 def spec_score(y, probs_list, spec: dict, metric: str, pos: int = 1) -> float:
-    probs = calibrate(blend(probs_list, spec["weights"], spec["method"]), spec)
+    ml = np.ndim(y) == 2
+    probs = calibrate(blend(probs_list, spec["weights"], spec["method"], ml), spec, ml)
     if spec.get("threshold") is None:
         return metrics.score(metric, y, probs)
     return metrics.score_labels(metric, y, thresholded(probs, spec["threshold"], pos))
@@ -220,13 +260,15 @@ def spec_score(y, probs_list, spec: dict, metric: str, pos: int = 1) -> float:
 
 def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> float:
     """The whole search re-run without each fold and scored on that fold: how much fitting on OOF flatters."""
-    blended, labels = np.zeros_like(probs_list[0]), np.zeros(len(y), dtype=int)
+    blended, labels, ml = np.zeros_like(probs_list[0]), np.zeros(len(y), dtype=int), np.ndim(y) == 2
     for k in np.unique(folds):
         fit, held = folds != k, folds == k
         if len(np.unique(y[fit])) < 2:
             return float("nan")
         spec = fit_blend(y[fit], [p[fit] for p in probs_list], metric, pos=pos, **fit_kw)
-        blended[held] = calibrate(blend([p[held] for p in probs_list], spec["weights"], spec["method"]), spec)
+        blended[held] = calibrate(blend([p[held] for p in probs_list], spec["weights"], spec["method"], ml), spec, ml)
+        if ml:
+            continue
         t = spec["threshold"]
         labels[held] = blended[held].argmax(1) if t is None else thresholded(blended[held], t, pos)
     if blended.shape[1] == 2 and metric in metrics.LABEL_METRICS:
@@ -276,6 +318,7 @@ def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None =
                     "temperature": spec["temperature"], "threshold": spec["threshold"], "clip": spec["clip"],
                     "competition": comp.name, "positive_class": classes[pos] if len(classes) == 2 else None,
                     "n_videos": int(len(y)), "nested_score": None if np.isnan(nested) else round(nested, 6),
-                    "search": search}, path)
+                    "search": search, **({"task": "multilabel", "thresholds": dict(zip(classes, spec["thresholds"]))}
+                                         if "thresholds" in spec else {})}, path)
     print(f"wrote {path}")
     return path

@@ -23,7 +23,7 @@ from vidkit.data import normalize
 from vidkit.data.dataset import loader_settings
 from vidkit.flows.ensemble import blend, load_ensemble
 from vidkit.errors import VidkitError
-from vidkit.files import check_keys, load_checkpoint, read_csv
+from vidkit.files import load_checkpoint
 from vidkit.rundir import CompDir, RunDir
 from vidkit.engine.runtime import build_model, make_accelerator, to_device
 from vidkit.engine.tta import SharedViews, TTASpec, eval_batch, eval_dataset, eval_loader, predict, predict_groups, tta_spec
@@ -41,6 +41,7 @@ class Member:
     tta: TTASpec
     num_frames: int = 0
     class_counts: dict | None = None  # run.json's (runs from before vidkit recorded them: None)
+    multilabel: bool = False          # run.json's task: sigmoid outputs, blended per class
 
     @property
     def name(self) -> str:
@@ -57,7 +58,8 @@ def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) ->
     cfg, classes, checkpoints = load_run(run)
     info = RunDir(run).meta()
     return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips),
-                  info.get("input_spec", {}).get("num_frames", 0), info.get("class_counts"))
+                  info.get("input_spec", {}).get("num_frames", 0), info.get("class_counts"),
+                  info.get("task") == "multilabel")
 
 
 def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int | None = None,
@@ -89,6 +91,7 @@ def load_models(member: Member, device) -> list[torch.nn.Module]:
     models = []
     for path in member.checkpoints:
         model = build_model(member.cfg, len(member.classes))
+        model.multilabel = member.multilabel  # engine.tta: sigmoid instead of softmax
         load_checkpoint(model, path)
         models.append(to_device(model, device, member.cfg.channels_last).eval())
     return models
@@ -189,7 +192,7 @@ def ensemble(members: list[Member | Path], table: pd.DataFrame, classes: list[st
     ok = np.all([np.isfinite(p).all(1) for p in probs_list], axis=0)
     out = np.full((len(table), len(classes)), np.nan)
     if ok.any():
-        out[ok] = blend([p[ok] for p in probs_list], weights, method)
+        out[ok] = blend([p[ok] for p in probs_list], weights, method, members[0].multilabel)
     return out
 
 

@@ -12,6 +12,8 @@ import pandas as pd
 
 from vidkit.config import Competition, as_competition, parse_duration, save_config
 from vidkit.data import index_test, index_train
+from vidkit.data.labels import prior as prior_of
+from vidkit.rundir import RunDir
 from vidkit.flows.ensemble import calibrate
 from vidkit.errors import VidkitError
 from vidkit.files import read_csv, write_csv, write_json
@@ -124,6 +126,11 @@ def classes_and_prior(comp: Competition, members: list) -> tuple[list[str], np.n
                               f"where the training data is (`make kernel` records them)")
         counts = index_train(comp)["label"].value_counts().astype(float)
     prior = counts.reindex(classes).fillna(0).to_numpy()
+    if comp.task == "multilabel":  # each class's positive rate among the training videos
+        n_train = RunDir(members[0].run).meta().get("n_train") if counted is not None else None
+        if n_train is None:
+            return classes, prior_of(index_train(comp)["label"], classes, comp)
+        return classes, prior / max(n_train, 1)
     return classes, prior / prior.sum() if prior.sum() > 0 else np.full(len(classes), 1 / len(classes))
 
 
@@ -159,7 +166,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         probs[have] = ensemble(members, test[have].reset_index(drop=True), classes, method=spec.get("method", "mean"))
     ok = np.isfinite(probs).all(1)
     if spec and ok.any():
-        probs[ok] = calibrate(probs[ok], spec)
+        probs[ok] = calibrate(probs[ok], spec, comp.task == "multilabel")
     probs[~ok] = prior
     unread = test["video_id"][~ok].tolist()
     if unread:

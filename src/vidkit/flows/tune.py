@@ -157,7 +157,6 @@ def run_tune(base: Config, config_file: Path, trials: int, space_file: Path | No
     """Run the study until it holds `trials` finished trials (complete, pruned or failed); write the best config."""
     import optuna
     from vidkit.config import load_competition
-    from vidkit.rundir import CompDir, fold_name
     comp = load_competition(base.comp)
     space_file = space_file or config_file.with_name("tune.yaml")
     space = read_space(space_file, base)
