@@ -179,6 +179,10 @@ def test_multilabel_end_to_end(ml_comp, tmp_path, kaggle_python):
                                  ensemble_yaml=tmp_path / "ensemble.yaml"), keep_default_na=False)
     assert sub["id"].tolist() == [f"t{i:02d}" for i in range(8)]
     assert all(set(t.split()) <= set(CUES) and t for t in sub["tags"])
+    from vidkit.flows.predict import predict_video
+    top = predict_video([run], ml_comp.parent.parent / "data" / "test" / "t00")
+    probs = pd.read_csv(tmp_path / "sub_probs.csv").set_index("video_id").loc["t00", top.index]
+    assert np.allclose(top.to_numpy(), probs.to_numpy(), atol=1e-5) and abs(top.sum() - 1) > 0.05
     bundle, kernel_dir = build(str(ml_comp), [str(run)], out=str(tmp_path / "kernels"),
                                user="alice", competition="ml-videos", gpu=False)
     kernel_sub = pd.read_csv(dry_run(kernel_dir, bundle, load_competition(ml_comp), tmp_path / "fake",
