@@ -101,6 +101,10 @@ class Config:
     tta_crops: int = 1                      # 1: centre crop | 3: three crops along the long side
     tta_flip: bool = False                  # also each view flipped (not for direction-sensitive classes)
     tta_reduce: str = "mean"                # views averaged as probabilities (mean) | logits
+    video_reduce: str | None = None         # views (clips, or a frame-level model's frames) to one video score:
+    #                                         mean | logits | max | topk_mean | confident (vidkit.engine.reduce); default tta_reduce
+    video_reduce_args: dict = field(default_factory=dict)  # topk_mean: k; confident: fake, real, min_fakes, fake_share, real_share
+    reduce_positive: str | None = None      # the class max/topk_mean/confident score (cv sets the competition's positive_class)
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
 
@@ -124,6 +128,13 @@ class Competition:
     kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
+    # DFDC-style binary competitions (vidkit.data.layouts.json_entries, vidkit.data.crop)
+    train_json: str | None = None           # DFDC metadata.json (a path or a glob of part folders' files); groups from `original`
+    crops_dir: str | None = None            # `crop`'s output: training media read from crops_dir/train/..., submit crops the test
+    crop_detector: str | None = None        # the region detector of `crop` and `submit` (vidkit.data.crop.DETECTORS)
+    crop_margin: float = 0.3                # each side of a box grows by this fraction of its size
+    crop_size: int = 224                    # crops are written as crop_size x crop_size frames
+    crop_select: str = "stable"             # stable (the longest track) | largest (the largest mean box)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -303,12 +314,13 @@ def _check_choices(cfg: Config):
     from vidkit.data.video_backends import CHOICES as VIDEO_BACKENDS
     choices = {"mixed_precision": ("auto", "no", "fp16", "bf16"), "pad_mode": tuple(PAD_MODES),
                "train_sampler": tuple(k for k, s in SAMPLERS.items() if s.train), "tta_reduce": ("mean", "logits"),
+               "video_reduce": (None, "mean", "logits", "max", "topk_mean", "confident"),
                "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
                "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
                "resize_mode": ("short", "letterbox", "squash"), "video_backend": VIDEO_BACKENDS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
-            raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+            raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(map(str, allowed))}")
     for key in ("epochs", "batch_size", "grad_accum", "tta_clips", "val_clips"):
         if getattr(cfg, key) < 1:
             raise VidkitError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
@@ -334,7 +346,7 @@ def load_competition(path: str | Path) -> Competition:
     from vidkit.formats import FORMATS  # pandas: loaded only with a competition
     if comp.submission not in FORMATS:
         raise VidkitError(f"{path}: submission: {comp.submission!r} is not one of {', '.join(FORMATS)}")
-    if not comp.train_dir and not comp.train_csv:
+    if not comp.train_dir and not comp.train_csv and not comp.train_json:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
