@@ -135,6 +135,7 @@ class Competition:
     crop_margin: float = 0.3                # each side of a box grows by this fraction of its size
     crop_size: int = 224                    # crops are written as crop_size x crop_size frames
     crop_select: str = "stable"             # stable (the longest track) | largest (the largest mean box)
+    crop_every: int = 1                     # detect on every n-th frame (boxes interpolated between)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:

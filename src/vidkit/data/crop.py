@@ -84,7 +84,7 @@ class CropSettings:
 
 def settings_of(comp: Competition, **overrides) -> CropSettings:
     """The competition yaml's crop settings, then the verb's keys (None keeps the yaml's)."""
-    base = CropSettings(comp.crop_detector, comp.crop_margin, comp.crop_size, comp.crop_select)
+    base = CropSettings(comp.crop_detector, comp.crop_margin, comp.crop_size, comp.crop_select, comp.crop_every)
     settings = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if settings.detector is not None and settings.detector not in DETECTORS:
         raise VidkitError(f"detector: {settings.detector!r} is not one of {', '.join(DETECTORS)}")
