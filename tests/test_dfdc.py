@@ -228,3 +228,118 @@ def test_face_detector_finds_hand_annotated_faces(shared_data, tmp_path):
         overlaps = [iou(face, b) for b in boxes[["x1", "y1", "x2", "y2"]].itertuples(index=False)]
         assert np.mean(np.array(overlaps) > 0.4) >= 0.8, (vid, np.round(overlaps, 2))
         assert (boxes["source"] == "detected").sum() >= 5
+
+
+# ---------------------------------------------------------------- end to end
+
+def write_mp4(path: Path, frames: list[np.ndarray]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def fake_of(frames: list[np.ndarray], box, seed: int) -> list[np.ndarray]:
+    """A 'deepfake': the face region's colours swapped (BGR -> RGB) and a little noise, in every frame."""
+    x1, y1, x2, y2 = box
+    rng, out = np.random.default_rng(seed), []
+    for f in frames:
+        f = f.copy()
+        face = f[y1:y2, x1:x2, ::-1].astype(np.int16) + rng.integers(-12, 12, (y2 - y1, x2 - x1, 3))
+        f[y1:y2, x1:x2] = np.clip(face, 0, 255).astype(np.uint8)
+        out.append(f)
+    return out
+
+
+@pytest.fixture
+def dfdc_comp(shared_data, tmp_path_factory) -> Path:
+    """A DFDC-like competition from real UCF101 faces: 8 originals (one per actor group, 13 frames) as .mp4,
+    each with one fake (its face recoloured), three with a second fake; two part folders, each with its
+    metadata.json; the last two originals and their fakes are the test set (ids with .mp4, sample
+    filename,label)."""
+    pytest.importorskip("dlib")
+    from vidkit.data.crop import dlib_hog
+    find = dlib_hog()
+    root = tmp_path_factory.mktemp("dfdc") / "data"
+    clips = sorted((shared_data / "ucf101_applyeyemakeup" / "ApplyEyeMakeup").iterdir())
+    firsts = [next(c for c in clips if f"_g{g:02d}_" in c.name) for g in range(8, 16)]
+    meta: dict[str, dict] = {"dfdc_train_part_0": {}, "dfdc_train_part_1": {}}
+    test_ids = []
+    for k, clip in enumerate(firsts):
+        frames = [cv2.imread(str(p)) for p in sorted(clip.glob("*.jpg"))[::2]]
+        found = find(cv2.cvtColor(frames[6], cv2.COLOR_BGR2RGB))
+        box = tuple(int(v) for v in max(found, key=lambda b: b[4])[:4]) if found else (110, 40, 230, 180)
+        box = (max(box[0], 0), max(box[1], 0), min(box[2], 340), min(box[3], 256))
+        videos = {f"real{k}.mp4": (frames, None), f"fake{k}a.mp4": (fake_of(frames, box, k), f"real{k}.mp4")}
+        if k % 3 == 1:
+            videos[f"fake{k}b.mp4"] = (fake_of(frames, box, 100 + k), f"real{k}.mp4")
+        for name, (video, original) in videos.items():
+            if k >= 6:
+                write_mp4(root / "test_videos" / name, video)
+                test_ids.append(name)
+                continue
+            part = f"dfdc_train_part_{k % 2}"
+            write_mp4(root / part / name, video)
+            meta[part][name] = {"label": "REAL" if original is None else "FAKE", "split": "train",
+                                "original": original}
+    for part, records in meta.items():
+        (root / part / "metadata.json").write_text(json.dumps(records))
+    pd.DataFrame({"filename": test_ids, "label": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"filename": test_ids, "label": [int(n.startswith("fake")) for n in test_ids]}) \
+        .to_csv(root.parent / "test_labels.csv", index=False)
+    spec = {"name": "dfdcmini", "train_json": "data/dfdc_train_part_*/metadata.json", "test_dir": "data/test_videos",
+            "sample_submission": "data/sample_submission.csv", "id_column": "filename", "target_column": "label",
+            "submission": "probability", "positive_class": "FAKE", "metric": "logloss", "n_folds": 2,
+            "crops_dir": "crops", "crop_detector": "dlib_hog", "crop_margin": 0.3, "crop_size": 48,
+            "crop_every": 4, "kaggle_user": "alice", "kaggle_competition": "dfdc-mini", "kernel_gpu": False}
+    (root.parent / "dfdcmini.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root.parent / "dfdcmini.yaml"
+
+
+@pytest.mark.slow
+def test_dfdc_end_to_end_crop_cv_ensemble_submit_kernel(dfdc_comp, kaggle_python, tmp_path, monkeypatch):
+    from conftest import TINY
+    from vidkit.data.crop import run_crop
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.ensemble import run_ensemble
+    from vidkit.flows.infer import load_member, predict_member
+    from vidkit.flows.submit import run_submit
+    from vidkit.kaggle.kernel import build, dry_run
+    from vidkit.config import parse_overrides
+    config = Path(__file__).resolve().parents[1] / "configs" / "r3d18_demo.yaml"
+    monkeypatch.chdir(tmp_path)  # weights/dfdcmini/ensemble.yaml: what submit and kernel read by default
+    comp = load_competition(dfdc_comp)
+    boxes = pd.read_csv(run_crop(comp, settings_of(comp)))
+    assert set(boxes["split"]) == {"train", "test"} and (boxes["source"] == "detected").mean() > 0.1
+    table = index_train(comp)
+    assert len(table) == 14 and table["path"].str.contains("/crops/train/").all()
+    assert table.groupby("group")["video_id"].count().max() == 3 and table["group"].nunique() == 6
+    runs = []
+    for reduce in ("mean", "confident"):
+        overrides = {**parse_overrides(TINY), "comp": str(dfdc_comp), "epochs": "2", "hflip": "0.5", "tta_clips": "4",
+                     "video_reduce": reduce, "video_reduce_args": "{fake: 0.5, real: 0.45, min_fakes: 1}",
+                     "out_dir": str(tmp_path / "weights" / reduce)}
+        if reduce == "mean":
+            overrides.pop("video_reduce_args")
+        runs.append(run_cv(load_config(str(config), overrides)))
+    # OOF and test predictions go through the same reduction: fold 0's checkpoint alone, as `submit` runs it,
+    # reproduces fold 0's OOF rows
+    member = load_member(runs[1])
+    assert member.tta.reduce == "confident" and member.cfg.reduce_positive == "FAKE"
+    member.checkpoints = [c for c in member.checkpoints if c.parent.name == "fold0"]
+    oof = pd.read_csv(runs[1] / "oof.csv")
+    folds = pd.read_csv(runs[1] / "folds.csv")
+    val = table[table["video_id"].isin(folds.loc[folds["fold"] == 0, "video_id"])].reset_index(drop=True)
+    want = oof.set_index("video_id").loc[val["video_id"], ["FAKE", "REAL"]].to_numpy()
+    assert np.allclose(predict_member(member, val, ["FAKE", "REAL"]), want, atol=1e-5)
+    blend = yaml.safe_load(run_ensemble(comp, [str(r) for r in runs]).read_text())
+    assert [m["run"] for m in blend["members"]] == [str(r) for r in runs]
+    sub = pd.read_csv(run_submit(comp, [str(r) for r in runs], str(tmp_path / "sub" / "submission.csv")))
+    assert sub["filename"].tolist() == pd.read_csv(comp.resolve(comp.sample_submission))["filename"].tolist()
+    assert len(list((tmp_path / "sub" / "crops" / "test").iterdir())) == 5  # submit cropped the test videos
+    bundle, kernel_dir = build(comp, [str(r) for r in runs], out=str(tmp_path / "kernels"))
+    kaggle = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
+    assert np.allclose(kaggle["label"], sub["label"], atol=1e-5)
+    assert len(list((tmp_path / "fake" / "kaggle" / "working" / "vidkit" / "crops" / "test").iterdir())) == 5

@@ -45,7 +45,7 @@ def dlib_hog():
     detector = dlib.get_frontal_face_detector()
 
     def find(rgb: np.ndarray) -> list[tuple]:
-        upsample = 1 if min(rgb.shape[:2]) < 400 else 0  # faces under 80 px need one upsampling
+        upsample = 1 if min(rgb.shape[:2]) < 160 else 0  # small frames: faces under 80 px need one upsampling
         rects, scores, _ = detector.run(rgb, upsample, -0.2)
         return [(r.left(), r.top(), r.right(), r.bottom(), s) for r, s in zip(rects, scores)]
     return find
