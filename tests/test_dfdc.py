@@ -343,3 +343,23 @@ def test_dfdc_end_to_end_crop_cv_ensemble_submit_kernel(dfdc_comp, kaggle_python
     kaggle = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
     assert np.allclose(kaggle["label"], sub["label"], atol=1e-5)
     assert len(list((tmp_path / "fake" / "kaggle" / "working" / "vidkit" / "crops" / "test").iterdir())) == 5
+
+
+def test_crop_verb_with_external_boxes_and_shards(tmp_path, monkeypatch):
+    from vidkit.cli import main
+    monkeypatch.chdir(tmp_path)
+    path = json_comp(tmp_path, {"p": {"x.mp4": {"label": "REAL"}, "y.mp4": {"label": "FAKE", "original": "x.mp4"}}})
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("video_id,frame,x1,y1,x2,y2,score\nx.mp4,1,4,4,12,12,0.9\ny.mp4,0,10,10,20,20,0.8\n")
+    assert not main(["crop", f"comp={path}", f"boxes={csv}", "out=crops", "size=16", "margin=0"])
+    boxes = pd.read_csv(tmp_path / "crops" / "boxes.csv")
+    assert sorted(boxes["video_id"].unique()) == ["x.mp4", "y.mp4"] and set(boxes["split"]) == {"train"}
+    assert boxes.groupby("video_id").size().tolist() == [3, 3]
+    spec = yaml.safe_load(path.read_text()) | {"crops_dir": "crops"}
+    path.write_text(yaml.safe_dump(spec))
+    table = index_train(load_competition(path))  # training now reads the crops
+    assert table["path"].str.endswith(("/crops/train/x", "/crops/train/y")).all() and (table["width"] == 16).all()
+    for k in (0, 1):
+        assert not main(["crop", f"comp={path}", f"boxes={csv}", "out=sh", f"shard={k}/2"])
+    shards = pd.concat([pd.read_csv(tmp_path / "sh" / f"boxes.{k}-of-2.csv") for k in (0, 1)])
+    assert sorted(shards["video_id"].unique()) == ["x.mp4", "y.mp4"] and len(shards) == 6
