@@ -216,6 +216,7 @@ FACES = {"v_ApplyEyeMakeup_g08_c01": (150, 40, 235, 150), "v_ApplyEyeMakeup_g13_
          "v_ApplyEyeMakeup_g16_c05": (175, 40, 290, 170), "v_ApplyEyeMakeup_g20_c06": (80, 35, 240, 195)}
 
 
+@pytest.mark.slow
 def test_face_detector_finds_hand_annotated_faces(shared_data, tmp_path):
     pytest.importorskip("dlib")
     root = shared_data / "ucf101_applyeyemakeup" / "ApplyEyeMakeup"
