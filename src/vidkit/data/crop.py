@@ -322,13 +322,16 @@ def run_crop(comp: Competition, settings: CropSettings, out: str | None = None, 
     return root / name
 
 
-def crop_test(comp: Competition, test: pd.DataFrame, out_root: Path) -> pd.DataFrame:
+def crop_test(comp: Competition, test: pd.DataFrame, out_root: Path, reuse: bool = False) -> pd.DataFrame:
     """`submit` for a competition with crop_detector: the test videos' crops (the yaml's settings) under
-    out_root/test/, returned as index rows; an id without media or whose video cannot be cropped keeps no path."""
+    out_root/test/, returned as index rows; an id without media or whose video cannot be cropped keeps no path.
+    `reuse`: keep crops already there (the other processes of a several-GPU submit, after the main one)."""
     from vidkit.data.index import COLUMNS, entry_row
     from vidkit.data.layouts import Entry
     settings = settings_of(comp)
     have = test[test["path"].notna()]
+    if reuse:
+        have = have[[not (out_root / "test" / crop_name(v)).is_dir() for v in have["video_id"]]]
     crop_media(list(zip(have["video_id"], have["path"])), out_root / "test", settings)
     rows = []
     for vid in test["video_id"]:

@@ -151,7 +151,8 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     test = index_test(comp)  # checks the sample's file and id column
     if comp.crop_detector:  # the region crops training saw (`crop`), made the same way from the test media
         from vidkit.data.crop import crop_test
-        test = crop_test(comp, test, Path(out).parent / "crops")
+        with processes.main_process_first():  # one process crops, the others read its crops
+            test = crop_test(comp, test, Path(out).parent / "crops", reuse=not processes.is_main_process)
     sample = pd.read_csv(sample_path, dtype={comp.id_column: str})
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml, out_root)
     for m in members if backend else ():
