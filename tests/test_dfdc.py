@@ -364,3 +364,11 @@ def test_crop_verb_with_external_boxes_and_shards(tmp_path, monkeypatch):
         assert not main(["crop", f"comp={path}", f"boxes={csv}", "out=sh", f"shard={k}/2"])
     shards = pd.concat([pd.read_csv(tmp_path / "sh" / f"boxes.{k}-of-2.csv") for k in (0, 1)])
     assert sorted(shards["video_id"].unique()) == ["x.mp4", "y.mp4"] and len(shards) == 6
+
+
+def test_check_lists_unknown_originals_as_a_hint(tmp_path, capsys):
+    from vidkit.data.check import run_check
+    path = json_comp(tmp_path, {"p": {"x.mp4": {"label": "REAL"}, "y.mp4": {"label": "FAKE", "original": "gone.mp4"}}})
+    assert run_check(load_competition(path), 2) == 0
+    out = capsys.readouterr().out
+    assert "original is not in the set" in out and "metadata.json" in out
