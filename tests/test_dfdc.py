@@ -317,9 +317,9 @@ def test_dfdc_end_to_end_crop_cv_ensemble_submit_kernel(dfdc_comp, kaggle_python
     table = index_train(comp)
     assert len(table) == 14 and table["path"].str.contains("/crops/train/").all()
     assert table.groupby("group")["video_id"].count().max() == 3 and table["group"].nunique() == 6
-    runs = []
+    runs = []  # a frame-level model (one frame per clip) scored per video over 8 frames, two ways
     for reduce in ("mean", "confident"):
-        overrides = {**parse_overrides(TINY), "comp": str(dfdc_comp), "epochs": "2", "hflip": "0.5", "tta_clips": "4",
+        overrides = {**parse_overrides(TINY), "comp": str(dfdc_comp), "epochs": "2", "num_frames": "1", "tta_clips": "8",
                      "video_reduce": reduce, "video_reduce_args": "{fake: 0.5, real: 0.45, min_fakes: 1}",
                      "out_dir": str(tmp_path / "weights" / reduce)}
         if reduce == "mean":
@@ -329,6 +329,7 @@ def test_dfdc_end_to_end_crop_cv_ensemble_submit_kernel(dfdc_comp, kaggle_python
     # reproduces fold 0's OOF rows
     member = load_member(runs[1])
     assert member.tta.reduce == "confident" and member.cfg.reduce_positive == "FAKE"
+    assert json.loads((runs[1] / "cv_report.json").read_text())["protocol"] == "1x8x1 confident video-level"
     member.checkpoints = [c for c in member.checkpoints if c.parent.name == "fold0"]
     oof = pd.read_csv(runs[1] / "oof.csv")
     folds = pd.read_csv(runs[1] / "folds.csv")
@@ -372,3 +373,17 @@ def test_check_lists_unknown_originals_as_a_hint(tmp_path, capsys):
     assert run_check(load_competition(path), 2) == 0
     out = capsys.readouterr().out
     assert "original is not in the set" in out and "metadata.json" in out
+
+
+def test_haar_cascade_finds_a_face_or_says_what_it_needs(shared_data):
+    from vidkit.data.crop import haar
+    try:
+        find = haar()
+    except VidkitError as e:  # opencv 5 wheels ship no cascade files (opencv-python 4.x, Kaggle's, does)
+        assert "haarcascade_frontalface_default.xml: detector=haar needs the cascade files" in str(e)
+        return
+    frame = cv2.imread(str(shared_data / "ucf101_applyeyemakeup" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g20_c06"
+                           / "00013.jpg"))
+    from vidkit.data.crop import iou
+    boxes = find(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    assert max(iou(FACES["v_ApplyEyeMakeup_g20_c06"], b) for b in boxes) > 0.4
