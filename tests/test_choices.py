@@ -10,7 +10,7 @@ def implemented() -> dict[str, set]:
     """Choice list name -> the names its implementation knows."""
     from vidkit import formats, metrics
     from vidkit.data import sampling, transforms, video_backends
-    from vidkit.engine import optim, tta
+    from vidkit.engine import optim, reduce, tta
     from vidkit.flows import export
     from vidkit.models import inflate
     return {
@@ -21,6 +21,7 @@ def implemented() -> dict[str, set]:
         "class_weights": set(optim.CLASS_WEIGHTS),
         "scheduler": set(optim.SCHEDULERS),
         "tta_reduce": set(tta.REDUCTIONS),
+        "video_reduce": {None, *reduce.VIEW_MEANS, *reduce.SCALAR},
         "submission": set(formats.FORMATS),
         "metric": set(metrics.METRICS),
         "export_format": set(export.FORMATS),

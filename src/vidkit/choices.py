@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple] = {  # name: the allowed values, first the default whe
     "mixed_precision": ("no", "auto", "fp16", "bf16"),  # engine/precision.py
     "log_with": (None, "tensorboard"),                  # an accelerate tracker
     "tta_reduce": ("mean", "logits"),                   # engine/tta.py REDUCTIONS
+    "video_reduce": (None, "mean", "logits", "max", "topk_mean", "confident"),  # engine/reduce.py VIEW_MEANS, SCALAR
     # competition yaml (config.Competition)
     "task": ("single_label", "multilabel", "spotting"),  # the kind of competition
     "submission": ("label", "probability", "probabilities", "topk", "labels", "pairs"),  # formats.py FORMATS

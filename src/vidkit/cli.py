@@ -357,6 +357,31 @@ class Frames:
         print(f"extracted {n} videos into {self.out}")
 
 
+@verb("crop")
+class Crop:
+    """region crops (one face or player per frame) of every train and test video as frame folders, plus boxes.csv"""
+    comp: str = comp_key()
+    detector: str | None = key(None, "region detector: dlib_hog|haar (default: the yaml's crop_detector)", "NAME")
+    boxes: str | None = key(None, "an external detector's boxes instead: video_id,frame,x1,y1,x2,y2[,score]", "CSV")
+    margin: float | None = key(None, "each side grows by this fraction of the box (default: the yaml's, 0.3)", "M")
+    size: int | None = key(None, "crops are S x S pixels (default: the yaml's crop_size, 224)", "S")
+    select: str | None = key(None, "which track: stable (seen longest) | largest (default: the yaml's)", "HOW")
+    every: int | None = key(None, "detect on every n-th frame, interpolate between (default: 1)", "N")
+    out: str | None = key(None, "output folder (default: the yaml's crops_dir)", "DIR")
+    shard: str | None = shard_key()
+    workers: int | None = key(None, "processes on this machine (default: 1)", "N")
+    video_backend: str = backend_key()
+
+    def main(self):
+        from vidkit.config import load_competition
+        from vidkit.data.crop import run_crop, settings_of
+        comp = load_competition(self.comp)
+        settings = settings_of(comp, detector=self.detector, margin=self.margin, size=self.size, select=self.select,
+                               every=self.every, backend=self.video_backend)
+        path = run_crop(comp, settings, self.out, self.boxes, self.shard, self.workers)
+        print(f"wrote crops beside {path}")
+
+
 @verb("check")
 class Check:
     """scan train and test media for corrupt, empty, short, odd-sized or mislabelled items; exit 1 when any"""

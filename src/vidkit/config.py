@@ -104,6 +104,10 @@ class Config:
     tta_crops: int = 1                      # 1: centre crop | 3: three crops along the long side
     tta_flip: bool = False                  # also each view flipped (not for direction-sensitive classes)
     tta_reduce: str = "mean"                # views averaged as probabilities (mean), or as logits
+    video_reduce: str | None = None         # views (clips, or a frame-level model's frames) to one video score:
+    #                                         mean | logits | max | topk_mean | confident (vidkit.engine.reduce); default tta_reduce
+    video_reduce_args: dict = field(default_factory=dict)  # topk_mean: k; confident: fake, real, min_fakes, fake_share, real_share
+    reduce_positive: str | None = None      # the class max/topk_mean/confident score (cv sets the competition's positive_class)
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
     features: str | None = None             # heads: the feature store (`vidkit embed`) or a features_dir to read
@@ -138,6 +142,14 @@ class Competition:
     label_sep: str = " "                    # multilabel: the separator of several labels in one train_csv cell
     allow_empty_labels: bool = False        # multilabel: a training video may carry no label at all
     gap_k: int = 20                         # metric gap: each video's top k predictions
+    # DFDC-style binary competitions (vidkit.data.layouts.json_entries, vidkit.data.crop)
+    train_json: str | None = None           # DFDC metadata.json (a path or a glob of part folders' files); groups from `original`
+    crops_dir: str | None = None            # `crop`'s output: training media read from crops_dir/train/..., submit crops the test
+    crop_detector: str | None = None        # the region detector of `crop` and `submit` (vidkit.data.crop.DETECTORS)
+    crop_margin: float = 0.3                # each side of a box grows by this fraction of its size
+    crop_size: int = 224                    # crops are written as crop_size x crop_size frames
+    crop_select: str = "stable"             # stable (the longest track) | largest (the largest mean box)
+    crop_every: int = 1                     # detect on every n-th frame (boxes interpolated between)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -329,8 +341,8 @@ def load_competition(path: str | Path) -> Competition:
     data = read_yaml(path)
     comp = apply(Competition(), data, where=f"{path}: ")
     comp.path = str(Path(path).resolve())
-    check_fields(comp, where=f"{path}: ")  # submission, metric
-    if not comp.train_dir and not comp.train_csv:
+    check_fields(comp, where=f"{path}: ")  # submission, metric, task
+    if not comp.train_dir and not comp.train_csv and not comp.train_json:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")

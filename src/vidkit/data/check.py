@@ -48,8 +48,10 @@ KINDS = {
     "group_regex": "video ids the group_regex does not match (training refuses them)",
     "unlisted_test": "test folders with media the sample submission does not list (never predicted)",
     "group_leak": "groups spread across classes (a leak hint: check that groups mean what you think)",
+    "unknown_original": "train_json fakes whose original is not in the set (its fakes still share a group)",
+    "missing_crop": "training videos without a crop in crops_dir (run `vidkit crop`)",
 }
-INFO = {"group_leak", "unlisted_test"}
+INFO = {"group_leak", "unlisted_test", "unknown_original"}
 EXCLUDE = {"corrupt_image", "zero_byte", "empty", "unreadable_video", "unknown_label", "duplicate_id",
            "missing_train"}
 SIZE_FACTOR = 1.5  # a video's side this many times off the usual size is an outlier

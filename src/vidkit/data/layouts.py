@@ -8,6 +8,8 @@ first that would make it wrong, `vidkit check` lists them all as findings.
 """
 from __future__ import annotations
 
+import glob
+import json
 import logging
 import re
 from collections import Counter
@@ -34,6 +36,8 @@ PROBLEMS = {
     "missing_test": "warn",     # a sample id without media keeps a row without a path (submit: the prior)
     "non_image": "ignore",      # a file beside the videos that is neither a frame folder nor a video file
     "empty": "ignore",          # a class folder without videos
+    "unknown_original": "warn", # train_json: an `original` not in the set (its fakes still share one group)
+    "missing_crop": "warn",     # crops_dir: a training video `crop` did not write (undecodable): left out
 }
 
 
@@ -243,9 +247,83 @@ def feature_test(comp: Competition, report: Report):
         yield vid, None, None, path
 
 
+# ---------------------------------------------------------------- DFDC's metadata.json
+
+def json_files(comp: Competition) -> list[Path]:
+    """The files `train_json` names: a path or a glob (`dfdc_train_part_*/metadata.json`)."""
+    pattern = str(comp.resolve(comp.train_json))
+    files = sorted(Path(p) for p in glob.glob(pattern))
+    if not files:
+        raise VidkitError(f"{pattern}: train_json matches no file")
+    return files
+
+
+def read_metadata(path: Path) -> dict:
+    """One DFDC metadata.json: {"abc.mp4": {"label": "FAKE", "split": "train", "original": "xyz.mp4"}, ...}."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise VidkitError(f"{path}: not a readable JSON file ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise VidkitError(f"{path}: expected an object of file name -> {{label, original}}")
+    for name, rec in data.items():
+        if not isinstance(rec, dict) or not rec.get("label"):
+            raise VidkitError(f"{path}: {name!r} has no label")
+    return data
+
+
+def original_groups(links: dict[str, str | None]) -> dict[str, str]:
+    """name -> group: the connected components of the name-original links (a fake, its original and every fake of
+    that original, transitively), each named by its first name in sorted order."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+    for name, original in links.items():
+        a, b = root(name), root(original or name)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {name: root(name) for name in links}
+
+
+def json_entries(comp: Competition, report: Report):
+    """train_json files' entries; media next to each file (`abc.mp4`, or an `abc/` frame folder); the group of
+    a video is its component of `original` links (`original_groups`)."""
+    records: dict[str, tuple[Path, dict]] = {}
+    for f in json_files(comp):
+        for name, rec in read_metadata(f).items():
+            records[name] = (f, rec)
+    links = {name: rec.get("original") or None for name, (_, rec) in records.items()}
+    for name, original in links.items():
+        if original and original not in records:
+            report("unknown_original", records[name][0], name, f"{name!r}: original {original!r} is not in the set")
+    groups = original_groups(links)
+    for name, (f, rec) in records.items():
+        path = find_media(f.parent, name)
+        if path is None:
+            report("missing_train", f, name, f"no media for {name!r} in {f.parent}")
+        else:
+            yield name, rec["label"], groups[name], path
+
+
+def crop_name(video_id: str) -> str:
+    """The folder name of a video's region crops: its id without a video extension."""
+    return Path(video_id).stem if Path(video_id).suffix.lower() in VIDEO_EXTS else video_id
+
+
+def crop_folder(comp: Competition, split: str, video_id: str) -> Path:
+    """Where `crop` writes a video's region crops: crops_dir/{split}/{crop_name}/."""
+    return comp.resolve(comp.crops_dir) / split / crop_name(video_id)
+
+
 # split: [(the competition field that selects the layout, None for the fallback, layout)]; add a layout here
 LAYOUTS = {
-    "train": [("features_dir", feature_train), ("train_csv", csv_rows), (None, class_folders)],
+    "train": [("features_dir", feature_train), ("train_json", json_entries), ("train_csv", csv_rows),
+              (None, class_folders)],
     "test": [("features_dir", feature_test), ("sample_submission", sample_ids), (None, test_folder)],
 }
 
@@ -256,6 +334,11 @@ def walk(comp: Competition, split: str, report: Report = strict) -> list[Entry]:
     entries = []
     for vid, label, csv_group, path in layout(comp, report):
         vid = str(vid)
+        if split == "train" and comp.crops_dir:  # training reads the region crops of `crop`
+            path = crop_folder(comp, split, vid)
+            if not path.is_dir():
+                report("missing_crop", path, vid, f"no crop of {vid!r}: run `vidkit crop comp={comp.path}` first")
+                continue
         group = group_of(comp, vid, csv_group, path, report) if split == "train" else None
         entries.append(Entry(vid, path, split, None if label is None else str(label), group))
     if split == "train":

@@ -28,6 +28,7 @@ from vidkit.data.video_backends import decode_frames
 from vidkit.data.sampling import offset_indices
 from vidkit.data.transforms import ClipTransform, normalize, to_tensor
 from vidkit.choices import check_choice
+from vidkit.engine.reduce import VIEW_MEANS, reduce_logits, video_reduce_of
 from vidkit.errors import VidkitError
 from vidkit.files import load_checkpoint, write_csv
 from vidkit.rundir import oof_file
@@ -41,7 +42,9 @@ class TTASpec:
     offsets: tuple | None = None       # or: clip start frames, e.g. (0, 4, 8)
     crops: int = 1                     # 1: centre | 3: start, centre, end of the long side
     flip: bool = False                 # also every view flipped horizontally
-    reduce: str = "mean"               # mean of probabilities | mean of logits
+    reduce: str = "mean"               # mean of probabilities | mean of logits | vidkit.engine.reduce's rules
+    positive: int = 1                  # the class column that `max`, `topk_mean`, `confident` score (binary)
+    args: tuple = ()                   # their parameters, (name, value) pairs (video_reduce_args)
 
     @property
     def n_clips(self) -> int:
@@ -53,7 +56,8 @@ class TTASpec:
 
     def protocol(self, num_frames: int) -> str:
         name = f"{num_frames}x{self.n_clips}x{self.crops}" + ("+flip" if self.flip else "")
-        return name + (" logit-mean" if self.reduce == "logits" else "") + " video-level"
+        reduce = {"mean": "", "logits": " logit-mean"}.get(self.reduce, f" {self.reduce}")
+        return name + reduce + " video-level"
 
     def fewer(self) -> tuple[TTASpec, str] | None:
         """The next cheaper spec and what it dropped (flip, then crops, then clips); None at one view."""
@@ -76,13 +80,14 @@ class TTASpec:
         return [sampler(n_frames, k) for k in range(self.clips)]
 
 
-def tta_spec(cfg: Config, clips: int | None = None) -> TTASpec:
-    """The config's TTA spec; `clips` (submit's tta_clips=) replaces both tta_clips and tta_offsets."""
+def tta_spec(cfg: Config, clips: int | None = None, classes: list | None = None) -> TTASpec:
+    """The config's TTA spec; `clips` (submit's tta_clips=) replaces both tta_clips and tta_offsets; `classes`
+    place `reduce_positive` (video_reduce)."""
     offsets = cfg.tta_offsets if clips is None else None
     if offsets is not None and (not offsets or not all(isinstance(o, int) and o >= 0 for o in offsets)):
         raise VidkitError(f"tta_offsets: expected a list of frame numbers >= 0, got {offsets!r}")
     return TTASpec(clips or cfg.tta_clips, tuple(offsets) if offsets else None, cfg.tta_crops, cfg.tta_flip,
-                   cfg.tta_reduce)
+                   **video_reduce_of(cfg, classes))
 
 
 class CropAt(ClipTransform):
@@ -252,17 +257,15 @@ def eval_loader(cfg: Config, dataset: TTADataset, comp: Competition | None = Non
     return DataLoader(dataset, batch_size=batch, shuffle=False, **settings)
 
 
-REDUCTIONS = {  # the config's `tta_reduce`: (B, V, C) logits -> (B, C) probabilities, given the activation
-    "mean": lambda logits, act: act(logits).mean(1),    # the mean of the views' probabilities
-    "logits": lambda logits, act: act(logits.mean(1)),  # the activation of the mean logit
-}
+REDUCTIONS = VIEW_MEANS  # the config's `tta_reduce` (vidkit.engine.reduce; `video_reduce` adds the scalar rules)
 
 
-def reduce_views(logits: torch.Tensor, reduce: str = "mean", multilabel: bool = False) -> torch.Tensor:
-    """(B, V, C) logits -> (B, C) probabilities, as `REDUCTIONS[reduce]`: softmaxes, or for a multi-label model
-    sigmoids."""
-    activation = torch.sigmoid if multilabel else (lambda t: t.softmax(-1))
-    return REDUCTIONS[check_choice("tta_reduce", reduce, REDUCTIONS)](logits, activation)
+def reduce_views(logits: torch.Tensor, reduce: str | TTASpec = "mean", multilabel: bool = False) -> torch.Tensor:
+    """(B, V, C) logits -> (B, C) probabilities: mean of softmaxes, softmax of the mean logit, or a TTASpec's
+    video_reduce rule (vidkit.engine.reduce); sigmoids instead of softmaxes for a multi-label model."""
+    if isinstance(reduce, TTASpec):
+        return reduce_logits(logits, reduce.reduce, reduce.positive, dict(reduce.args), multilabel)
+    return reduce_logits(logits, check_choice("tta_reduce", reduce, REDUCTIONS), multilabel=multilabel)
 
 
 def is_multilabel_model(model) -> bool:
@@ -278,7 +281,7 @@ def predict(models, data: DataLoader, accelerator, n_videos: int, desc: str = "p
     """
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     dataset = getattr(data, "dataset", None)
-    reduce = reduce or getattr(dataset, "tta", TTASpec()).reduce
+    reduce = reduce or getattr(dataset, "tta", TTASpec())
     return predict_groups([(models, dataset.spec, reduce, accelerator)], data, accelerator, n_videos, desc)[0]
 
 
@@ -325,10 +328,10 @@ def fold_oof(cfg: Config, model, weights: Path, val_table, classes, fold, accele
              comp: Competition | None = None) -> pd.DataFrame:
     """Reload the best weights and predict the fold's validation videos with the config's TTA views."""
     load_checkpoint(model, weights)
-    tta = tta_spec(cfg)
+    tta = tta_spec(cfg, classes=classes)
     dataset = eval_dataset(cfg, model.input_spec, val_table, tta=tta, fold=fold)
     data = accelerator.prepare(eval_loader(cfg, dataset, comp))
-    probs = predict(model, data, accelerator, len(val_table), desc="oof", reduce=tta.reduce)
+    probs = predict(model, data, accelerator, len(val_table), desc="oof", reduce=tta)
     oof = pd.DataFrame({"video_id": val_table["video_id"].to_numpy(), "fold": fold,
                         "label": val_table["label"].to_numpy()})
     oof = pd.concat([oof, pd.DataFrame(probs, columns=classes)], axis=1)

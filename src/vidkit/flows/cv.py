@@ -36,6 +36,8 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
     full = index_train(comp)
     table = drop_bad(full, cfg.exclude)  # unreadable or excluded videos leave before the folds are drawn
     classes = classes_of(comp, table)
+    if cfg.video_reduce and cfg.reduce_positive is None:  # the class video_reduce scores, kept in config.yaml
+        cfg.reduce_positive = comp.positive_class
     canonical = folds_path(comp.path)
     # folds drawn while the left-out videos were still in keep them: their rows are dropped, nothing redrawn
     drawn = full if len(table) < len(full) and _folds_hold(canonical, full) else table

@@ -57,7 +57,7 @@ def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
     cfg, classes, checkpoints = load_run(run)
     info = RunDir(run).meta()
-    return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips),
+    return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips, classes),
                   info.get("input_spec", {}).get("num_frames", 0), info.get("class_counts"),
                   info.get("task") == "multilabel")
 
@@ -121,7 +121,7 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
     dataset = eval_dataset(member.cfg, models[0].input_spec, table, tta=member.tta, skip_errors=True)
     data = accelerator.prepare(eval_loader(member.cfg, dataset))
     start = time.time()
-    probs = predict(models, data, accelerator, len(table), desc=member.name, reduce=member.tta.reduce)
+    probs = predict(models, data, accelerator, len(table), desc=member.name, reduce=member.tta)
     log.info("%s: %d checkpoints x %s in %.0fs", member.run, len(models),
              member.tta.protocol(models[0].input_spec.num_frames), time.time() - start)
     free(models, accelerator)
@@ -148,7 +148,7 @@ def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str
     settings = loader_settings(math.ceil(len(table) / batch), torch.cuda.is_available(), members[0].cfg.num_workers)
     data = accelerators[0].prepare(DataLoader(SharedViews(datasets), batch_size=batch, shuffle=False, **settings))
     start = time.time()
-    groups = [(models, d.spec, m.tta.reduce, a) for m, models, d, a in zip(members, loaded, datasets, accelerators)]
+    groups = [(models, d.spec, m.tta, a) for m, models, d, a in zip(members, loaded, datasets, accelerators)]
     probs = predict_groups(groups, data, accelerators[0], len(table), desc="submit")
     log.info("%d members, each video decoded once, in %.0fs", len(members), time.time() - start)
     for models in loaded:

@@ -152,6 +152,10 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         raise VidkitError(f"scale: must be > 0, got {scale}")
     sample_path = comp.resolve(comp.sample_submission)
     test = index_test(comp)  # checks the sample's file and id column
+    if comp.crop_detector:  # the region crops training saw (`crop`), made the same way from the test media
+        from vidkit.data.crop import crop_test
+        with processes.main_process_first():  # one process crops, the others read its crops
+            test = crop_test(comp, test, Path(out).parent / "crops", reuse=not processes.is_main_process)
     sample = read_csv(sample_path, (comp.id_column,), dtype={comp.id_column: str}, what="sample_submission")
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml, out_root)
     for m in members if backend else ():

@@ -93,12 +93,17 @@ def image_packages(path: Path = KAGGLE_IMAGE) -> set[str]:
     return {_norm(n) for n in names if n and not n.startswith("#")}
 
 
+# an image package -> the distribution here that installs the same import (a prebuilt wheel of it)
+SAME_PACKAGE = {"dlib": "dlib-bin"}
+
+
 def allowed_distributions(listed: set[str]) -> dict[str, metadata.Distribution]:
     """Installed distributions on the list, plus what they require here: a listed package's local version may
     need a dependency under another name than Kaggle's (e.g. huggingface_hub 1.x: httpx2); the image ships
     its own version with its own dependencies."""
     from packaging.requirements import Requirement
     installed = {_norm(d.metadata["Name"]): d for d in metadata.distributions()}
+    listed = listed | {local for image, local in SAME_PACKAGE.items() if image in listed}
     todo, allowed = [n for n in listed if n in installed], {}
     while todo:
         name = todo.pop()
