@@ -103,6 +103,14 @@ class Config:
     tta_reduce: str = "mean"                # views averaged as probabilities (mean) | logits
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
+    # spotting (competition task `spotting`; vidkit.flows.spotting): num_frames is the window length
+    spot_target: str = "heat"               # heat (Gaussian around each event, sigmoid) | class (softmax with background)
+    spot_sigma: float = 2.0                 # frames: the heat's width; `class` labels the frames within it as the event
+    spot_windows: int = 32                  # training windows per video per epoch: half around events, half at random
+    spot_stride: int | None = None          # inference window step (default: num_frames // 2)
+    spot_smooth: int = 1                    # moving-average width (frames) of the per-frame scores before peak picking
+    spot_min_distance: int = 4              # frames between two detections of one class
+    spot_pos_weight: float = 5.0            # heat: loss weight of event frames (most frames have no event)
 
 
 @dataclass
@@ -124,6 +132,10 @@ class Competition:
     kaggle_competition: str | None = None   # `kernel`: the competition's Kaggle slug (or competition=)
     kernel_gpu: bool | None = None          # `kernel`: GPU on the kernel (or gpu=); default on
     allowed_licenses: list | None = None    # `kernel`: members' pretrained weights must carry one of these
+    task: str = "single_label"              # single_label | multilabel | spotting (events in long videos)
+    events_csv: str | None = None           # spotting: video_id,frame|time,event rows (vidkit.data.events)
+    tolerances: list | None = None          # spotting: metric tolerances, in the events' unit (frames or seconds)
+    fps: float | None = None                # spotting: frame rate of frame-folder videos (video files know theirs)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -305,7 +317,8 @@ def _check_choices(cfg: Config):
                "train_sampler": tuple(k for k, s in SAMPLERS.items() if s.train), "tta_reduce": ("mean", "logits"),
                "class_weights": ("none", "inverse", "sqrt"), "log_with": (None, "tensorboard"),
                "scheduler": ("cosine", "linear", "step", "plateau", "constant"),
-               "resize_mode": ("short", "letterbox", "squash"), "video_backend": VIDEO_BACKENDS}
+               "resize_mode": ("short", "letterbox", "squash"), "video_backend": VIDEO_BACKENDS,
+               "spot_target": ("heat", "class")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise VidkitError(f"{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
@@ -338,14 +351,34 @@ def load_competition(path: str | Path) -> Competition:
         raise VidkitError(f"{path}: train_dir is required")
     if comp.n_folds < 2:
         raise VidkitError(f"{path}: n_folds must be >= 2, got {comp.n_folds}")
-    from vidkit.metrics import METRICS  # sklearn: loaded only with a competition
-    if comp.metric not in METRICS:
+    from vidkit.metrics import EVENT_METRICS, METRICS  # sklearn: loaded only with a competition
+    _check_task(comp, path)
+    if comp.metric not in METRICS and comp.metric not in EVENT_METRICS:
         raise VidkitError(f"{path}: metric: {comp.metric!r} is not one of {', '.join(METRICS)}")
     try:
         re.compile(comp.group_regex or "")
     except re.error as e:
         raise VidkitError(f"{path}: group_regex: {comp.group_regex!r} is not a valid regular expression ({e})") from None
     return comp
+
+
+TASKS = ("single_label", "multilabel", "spotting")
+
+
+def _check_task(comp: Competition, path) -> None:
+    """A spotting competition has an events CSV, tolerances and the event metric (a default for the last)."""
+    if comp.task not in TASKS:
+        raise VidkitError(f"{path}: task: {comp.task!r} is not one of {', '.join(TASKS)}")
+    if comp.task != "spotting":
+        return
+    if not comp.events_csv:
+        raise VidkitError(f"{path}: task: spotting needs events_csv: (video_id,frame|time,event rows)")
+    if not comp.tolerances or any(not isinstance(t, (int, float)) or t < 0 for t in comp.tolerances):
+        raise VidkitError(f"{path}: tolerances: expected a list of numbers >= 0, got {comp.tolerances!r}")
+    if comp.metric == "accuracy":  # the default of a classification yaml
+        comp.metric = "spotting_map"
+    if comp.metric != "spotting_map":
+        raise VidkitError(f"{path}: metric: task spotting is scored by spotting_map, not {comp.metric!r}")
 
 
 def as_competition(comp: Competition | str | Path) -> Competition:

@@ -148,6 +148,9 @@ def run_cv(cfg: Config, comp: Competition | None = None, out_root: Path | None =
     """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder; every seed of a seed list.
     `comp` and `out_root` as in `run_train`."""
     cfg, comp = _context(cfg, comp)
+    if comp.task == "spotting":  # events in long videos: vidkit.flows.spotting
+        from vidkit.flows.spotting import run_cv as spotting_cv
+        return [spotting_cv(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
     return [_cv_one(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
 
 
