@@ -120,18 +120,19 @@ def read_window(row, start: int, window: int, size: int, backend: str = "cv2") -
     return resize_frames(read_clip(row, idx, size, backend), size)
 
 
-def iter_frames(row, size: int, backend: str = "cv2", chunk: int = 64) -> Iterator[np.ndarray]:
-    """Every frame of a video in order at `size`, decoded once and streamed (a file through `backend`, a frame
-    folder `chunk` files at a time): memory holds one chunk, whatever the video's length."""
+def iter_frames(row, size: int | None, backend: str = "cv2", chunk: int = 64) -> Iterator[np.ndarray]:
+    """Every frame of a video in order at `size` (None: as decoded), decoded once and streamed (a file through
+    `backend`, a frame folder `chunk` files at a time): memory holds one chunk, whatever the video's length."""
     if row["kind"] == "frames":
         names = row["files"] if len(row["files"]) else list_frames(row["path"])
         for start in range(0, len(names), chunk):
-            yield from resize_frames(read_images(row["path"], names, range(start, min(start + chunk, len(names))),
-                                                 short_side=size), size)
+            part = read_images(row["path"], names, range(start, min(start + chunk, len(names))),
+                               short_side=size or 0)
+            yield from (resize_frames(part, size) if size else part)
         return
     _, frames = stream(row["path"], backend)
     for _, frame in frames:
-        yield cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+        yield cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) if size else frame
 
 
 def load_video(row, size: int, backend: str = "cv2") -> np.ndarray:

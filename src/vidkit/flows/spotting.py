@@ -13,10 +13,9 @@ import pandas as pd
 import yaml
 
 from vidkit import metrics
-from vidkit.config import Competition, Config, load_config
+from vidkit.config import Competition, Config
 from vidkit.data.events import index_videos, iter_frames, load_video, read_events, resize_frames
 from vidkit.data.folds import folds_path, load_or_make_folds
-from vidkit.data.video_backends import stream
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
 
@@ -240,3 +239,179 @@ def write_timelines(folder: Path, scores: dict, truth: pd.DataFrame, found: pd.D
         f = found[found["video_id"] == vid]
         plot_timeline(scores[vid], classes, list(zip(t["frame"], t["event"])),
                       list(zip(f["frame"], f["event"], f["score"])), folder / f"{vid}.png", vid)
+
+
+# ---------------------------------------------------------------- ensemble: per-frame score averaging
+
+def spotting_runs(comp: Competition, runs: list[str] | None, out_root: Path | None) -> list[Path]:
+    found = [Path(r) for r in runs] if runs else [r for r in CompDir(comp, out_root).finished_runs()
+                                                  if RunDir(r).meta().get("task") == "spotting"]
+    for r in found:
+        if RunDir(r).meta().get("task") != "spotting":
+            raise VidkitError(f"{r}: not a spotting run (run.json has no task: spotting); cross-validate it first")
+    if not found:
+        raise VidkitError(f"no spotting runs under {CompDir(comp, out_root).path}; run `cv` first or pass runs=")
+    return found
+
+
+def blend_scores(members: list[dict[str, np.ndarray]], weights: list[float]) -> dict[str, np.ndarray]:
+    """Per-frame scores averaged with `weights` over the videos every member has."""
+    ids = sorted(set.intersection(*(set(m) for m in members)))
+    total = sum(weights)
+    return {v: sum(w * m[v] for w, m in zip(weights, members)) / total for v in ids}
+
+
+def run_ensemble(comp: Competition, runs: list[str] | None = None, out: str | None = None,
+                 out_root: Path | None = None) -> Path:
+    """Greedy forward selection (with replacement) of the runs on the mAP of their blended OOF per-frame scores;
+    per-class thresholds refitted on the blend; writes ensemble.yaml (task: spotting)."""
+    found = spotting_runs(comp, runs, out_root)
+    cfg = RunDir(found[0]).read_config()
+    videos, events, classes, unit = prepare(cfg, comp)
+    members = [load_scores(r) for r in found]
+
+    def score_of(counts: list[int]) -> float:
+        blended = blend_scores(members, counts)
+        return metrics.spotting_map(truth_of(events, blended), detect(blended, videos, classes, unit, cfg),
+                                    comp.tolerances, classes)["score"]
+    singles = [score_of([int(i == j) for j in range(len(found))]) for i in range(len(found))]
+    counts = [int(i == int(np.argmax(singles))) for i in range(len(found))]
+    best = max(singles)
+    for _ in range(2 * len(found) if len(found) > 1 else 0):
+        tries = [score_of([c + (i == j) for j, c in enumerate(counts)]) for i in range(len(found))]
+        if max(tries) <= best + 1e-6:
+            break
+        best, counts = max(tries), [c + (j == int(np.argmax(tries))) for j, c in enumerate(counts)]
+    blended = blend_scores(members, counts)
+    truth = truth_of(events, blended)
+    thresholds = fit_thresholds(truth, detect(blended, videos, classes, unit, cfg), classes, comp.tolerances)
+    spec = {"task": "spotting", "members": [str(r) for r in found],
+            "weights": [c / sum(counts) for c in counts], "thresholds": thresholds, "score": float(best),
+            "member_scores": {str(r): float(s) for r, s in zip(found, singles)}, "metric": "spotting_map",
+            "spot_min_distance": cfg.spot_min_distance, "spot_smooth": cfg.spot_smooth}
+    path = Path(out) if out else CompDir(comp, out_root).ensemble_yaml
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    for r, s in zip(found, singles):
+        print(f"{r}: OOF spotting_map {s:.4f}")
+    print(f"blend {best:.4f} (weights " + ", ".join(f"{Path(r).name} {w:.2f}" for r, w in
+                                                      zip(found, spec["weights"])) + f") -> {path}")
+    return path
+
+
+# ---------------------------------------------------------------- submission
+
+def load_member(run: Path, device) -> dict:
+    """A run's config, classes and every fold checkpoint on `device`, for sliding-window inference."""
+    from safetensors.torch import load_file
+    from vidkit.engine.runtime import build_model
+    from vidkit.engine.spotting import model_predictor, num_outputs
+    rd = RunDir(run)
+    cfg, meta = rd.read_config(), rd.meta()
+    models = []
+    for ckpt in rd.checkpoints():
+        m = build_model(cfg, num_outputs(len(meta["classes"]), cfg.spot_target))
+        m.load_state_dict(load_file(str(ckpt)))
+        models.append(m.to(device).eval())
+    if not models:
+        raise VidkitError(f"{run}: no fold checkpoints (fold*/model.safetensors)")
+    spec = models[0].input_spec
+    return {"run": run, "cfg": cfg, "classes": meta["classes"], "spec": spec,
+            "predict": model_predictor(models, spec, cfg.spot_target, device)}
+
+
+def predict_video(row, members: list[dict], weights: list[float], backend: str) -> np.ndarray:
+    """One test video's blended per-frame scores: decoded once, every member's windows cut from the same frames."""
+    from vidkit.engine.spotting import Slider
+    sliders = [Slider(m["predict"], m["spec"].num_frames, stride_of(m["cfg"], m["spec"].num_frames),
+                      len(m["classes"]), m["cfg"].eval_batch_size or 2 * m["cfg"].batch_size,
+                      int(row["n_frames"])) for m in members]
+    sizes = sorted({m["spec"].size for m in members})
+    for frame in iter_frames(row, None, backend):
+        resized = {s: resize_frames(frame[None], s)[0] for s in sizes}
+        for m, slider in zip(members, sliders):
+            slider.push(resized[m["spec"].size])
+    scores = [s.finish() for s in sliders]
+    n = min(len(s) for s in scores)
+    return sum(w * s[:n] for w, s in zip(weights, scores)) / sum(weights)
+
+
+def submission_columns(found: pd.DataFrame, sample: pd.DataFrame, comp: Competition, fps: pd.Series) -> pd.DataFrame:
+    """The detections in the sample's columns: id, frame or time (seconds), event, score."""
+    columns = {}
+    for c in sample.columns:
+        if c == comp.id_column:
+            columns[c] = found["video_id"]
+        elif c == "frame":
+            columns[c] = found["frame"]
+        elif c in ("time", "seconds", "timestamp"):
+            columns[c] = np.round(found["frame"] / found["video_id"].map(fps), 3)
+        elif c == comp.target_column:
+            columns[c] = found["event"]
+        elif c in ("score", "confidence"):
+            columns[c] = np.round(found["score"], 5)
+        else:
+            raise VidkitError(f"{comp.resolve(comp.sample_submission)}: cannot fill column {c!r} of a spotting "
+                              f"submission (known: {comp.id_column}, frame|time, {comp.target_column}, score)")
+    return pd.DataFrame(columns, columns=list(sample.columns))
+
+
+def validate_events(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition, classes: list[str],
+                    ids: set, source: str) -> None:
+    """A one-line VidkitError unless `sub` has the sample's columns, known ids and events, finite numbers."""
+    if list(sub.columns) != list(sample.columns):
+        raise VidkitError(f"{source}: columns {list(sub.columns)} differ from the sample's {list(sample.columns)}")
+    if sub.isna().any().any():
+        raise VidkitError(f"{source}: empty/NaN values in column {sub.columns[sub.isna().any()][0]!r}")
+    strangers = set(sub[comp.id_column].astype(str)) - ids
+    if strangers:
+        raise VidkitError(f"{source}: video ids not in the test set, e.g. {sorted(strangers)[0]!r}")
+    unknown = set(sub[comp.target_column].astype(str)) - set(classes)
+    if unknown:
+        raise VidkitError(f"{source}: unknown event {sorted(unknown)[0]!r}")
+    if "score" in sub.columns and not sub["score"].between(0, 1).all():
+        raise VidkitError(f"{source}: column 'score' outside [0, 1]")
+
+
+def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_root) -> tuple[list, list, dict]:
+    """Members, weights and thresholds: ensemble.yaml's (when runs= is not given or names its members), else
+    the runs with equal weights and the first run's OOF thresholds."""
+    path = Path(ensemble_yaml) if ensemble_yaml else CompDir(comp, out_root).ensemble_yaml
+    spec = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if spec and spec.get("task") == "spotting" and (not runs or sorted(map(str, runs)) == sorted(spec["members"])):
+        pairs = [(m, w) for m, w in zip(spec["members"], spec["weights"]) if w > 0]
+        return [Path(m) for m, _ in pairs], [w for _, w in pairs], spec["thresholds"]
+    found = spotting_runs(comp, runs, out_root)
+    return found, [1.0] * len(found), RunDir(found[0]).meta().get("thresholds", {})
+
+
+def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "submissions/submission.csv",
+               ensemble_yaml=None, backend: str | None = None, out_root: Path | None = None) -> Path:
+    """Every test video streamed once through every member's fold models; blended per-frame scores; peaks above
+    the OOF thresholds; the event list in the sample's columns, validated. An undecodable video: no events, logged."""
+    import torch
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    found_runs, weights, thresholds = ensemble_of(comp, runs, ensemble_yaml, out_root)
+    members = [load_member(r, device) for r in found_runs]
+    classes, cfg = members[0]["classes"], members[0]["cfg"]
+    test = index_videos(comp, "test")
+    parts = []
+    for _, row in test.iterrows():
+        try:
+            scores = predict_video(row, members, weights, backend or cfg.video_backend)
+        except (VidkitError, OSError, ValueError) as e:
+            log.warning("%s: cannot be decoded (%s); no events for %s", row["path"], str(e).splitlines()[0],
+                        row["video_id"])
+            continue
+        if len(scores) == 0:
+            log.warning("%s: no frames decoded; no events for %s", row["path"], row["video_id"])
+            continue
+        parts.append(detect({row["video_id"]: scores}, test, classes, "frame", cfg, thresholds))
+    found = pd.concat(parts, ignore_index=True) if parts else to_positions([], "", 1.0, "frame")
+    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    sub = submission_columns(found, sample, comp, test.set_index("video_id")["fps"])
+    validate_events(sub, sample, comp, classes, set(test["video_id"]), str(out))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    print(f"{len(sub)} events in {len(test)} test videos ({len(found_runs)} runs) -> {out}")
+    return Path(out)
