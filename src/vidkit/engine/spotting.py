@@ -48,38 +48,43 @@ class Slider:
         if not 1 <= stride <= window:
             raise ValueError(f"stride {stride} must be in 1 .. window ({window})")
         self.predict, self.window, self.stride, self.batch = predict, window, stride, batch
-        self.buf, self.base, self.start, self.n, self.pending = [], 0, 0, 0, []
+        self.buf, self.base, self.start, self.n, self.pending, self.slots = [], 0, 0, 0, [], None
         self.stitcher = Stitcher(n_outputs, size_hint)
 
     def push(self, frame: np.ndarray) -> None:
         self.buf.append(frame)
         self.n += 1
         if self.n - self.start == self.window:
-            self._emit(self.start, np.stack(self.buf[self.start - self.base:]), self.window)
+            self._emit(self.start, self.buf[self.start - self.base:], self.window)
             self.start += self.stride
             drop = min(self.start, self.n - self.window + 1) - self.base  # the closing window needs the rest
             if drop > 0:
                 del self.buf[:drop]
                 self.base += drop
 
-    def _emit(self, start: int, clip: np.ndarray, valid: int) -> None:
-        self.pending.append((start, clip, valid))
+    def _emit(self, start: int, frames: list[np.ndarray], valid: int) -> None:
+        """Copy a window into the next slot of one batch array, allocated once and reused (a stream of fresh
+        multi-MB arrays fragments the heap: RSS then grows with the video's length)."""
+        if self.slots is None:
+            self.slots = np.empty((self.batch, self.window, *frames[0].shape), frames[0].dtype)
+        np.stack(frames, out=self.slots[len(self.pending)])
+        self.pending.append((start, valid))
         if len(self.pending) == self.batch:
             self._flush()
 
     def _flush(self) -> None:
         if self.pending:
-            out = self.predict(np.stack([clip for _, clip, _ in self.pending]))
-            for (start, _, valid), scores in zip(self.pending, out):
+            out = self.predict(self.slots[:len(self.pending)])
+            for (start, valid), scores in zip(self.pending, out):
                 self.stitcher.add(start, np.asarray(scores)[:valid])
             self.pending.clear()
 
     def finish(self) -> np.ndarray:
         """The (n_frames, K) scores (empty for a video without frames)."""
         if 0 < self.n < self.window:
-            self._emit(0, np.stack(self.buf + [self.buf[-1]] * (self.window - self.n)), self.n)
+            self._emit(0, self.buf + [self.buf[-1]] * (self.window - self.n), self.n)
         elif self.n and self.start - self.stride + self.window < self.n:
-            self._emit(self.n - self.window, np.stack(self.buf[self.n - self.window - self.base:]), self.window)
+            self._emit(self.n - self.window, self.buf[self.n - self.window - self.base:], self.window)
         self._flush()
         self.buf = []
         return self.stitcher.result() if self.n else np.zeros((0, self.stitcher.sum.shape[1]), np.float32)
@@ -105,6 +110,18 @@ class Stitcher:
 
     def result(self) -> np.ndarray:
         return (self.sum[:self.n] / np.maximum(self.count[:self.n], 1)[:, None]).astype(np.float32)
+
+
+def stream_friendly_malloc() -> None:
+    """Whole-video inference makes the same multi-MB tensors thousands of times. Under the heap tuning of
+    vidkit.data.media (blocks under 64 MiB served from the heap, for the training loaders), torch's freed CPU
+    tensors are not reused and RSS grows with the video's length (2.2 GiB after 36k frames of 64 px, batches of
+    8 windows of 64 frames); this sends blocks of 4 MiB and more back to mmap, freed to the OS at once."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @torch.no_grad()

@@ -390,6 +390,8 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     """Every test video streamed once through every member's fold models; blended per-frame scores; peaks above
     the OOF thresholds; the event list in the sample's columns, validated. An undecodable video: no events, logged."""
     import torch
+    from vidkit.engine.spotting import stream_friendly_malloc
+    stream_friendly_malloc()  # memory bounded whatever the videos' length
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     found_runs, weights, thresholds = ensemble_of(comp, runs, ensemble_yaml, out_root)
     members = [load_member(r, device) for r in found_runs]
