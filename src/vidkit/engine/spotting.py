@@ -15,6 +15,7 @@ from torch import nn
 from vidkit.config import Config
 from vidkit.data.events import frame_targets, window_starts
 from vidkit.engine.optim import make_scheduler
+from vidkit.engine.peaks import pick_events, smooth  # noqa: F401  (one import for the spotting engine)
 
 log = logging.getLogger(__name__)
 
@@ -141,30 +142,6 @@ def model_predictor(models: list[nn.Module], spec, target: str, device):
         with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
             return torch.stack([to_scores(m(x).float(), target) for m in models]).mean(0).cpu().numpy()
     return predict
-
-
-# ---------------------------------------------------------------- per-frame scores -> events
-
-def smooth(scores: np.ndarray, width: int) -> np.ndarray:
-    if width <= 1:
-        return scores
-    from scipy.ndimage import uniform_filter1d
-    return uniform_filter1d(scores, width, axis=0, mode="nearest")
-
-
-def pick_events(scores: np.ndarray, classes: list[str], min_distance: int = 4, width: int = 1,
-                thresholds: dict | None = None) -> list[tuple[int, str, float]]:
-    """(frame, event, score) of every local maximum of each class's smoothed scores that is at least its
-    threshold, detections of one class at least `min_distance` frames apart (the higher kept)."""
-    from scipy.signal import find_peaks
-    scores = smooth(scores, width)
-    events = []
-    for k, name in enumerate(classes):
-        floor = (thresholds or {}).get(name, 0.0)
-        peaks, _ = find_peaks(np.pad(scores[:, k], 1, constant_values=-1.0), height=max(floor, 1e-6),
-                              distance=max(1, min_distance))
-        events += [(int(p - 1), name, float(scores[p - 1, k])) for p in peaks]
-    return sorted(events)
 
 
 # ---------------------------------------------------------------- training

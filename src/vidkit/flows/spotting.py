@@ -41,7 +41,7 @@ def to_positions(events: list[tuple[int, str, float]], video_id: str, fps: float
 def detect(scores: dict[str, np.ndarray], videos: pd.DataFrame, classes: list[str], unit: str, cfg: Config,
            thresholds: dict | None = None) -> pd.DataFrame:
     """Every video's detections from its per-frame scores."""
-    from vidkit.engine.spotting import pick_events
+    from vidkit.engine.peaks import pick_events
     fps = videos.set_index("video_id")["fps"]
     parts = [to_positions(pick_events(s, classes, cfg.spot_min_distance, cfg.spot_smooth, thresholds), vid,
                           fps[vid], unit) for vid, s in scores.items()]
