@@ -24,6 +24,7 @@ SEARCHES = ("hill", "scipy")
 EPS = 1e-7
 KEYS = {"metric", "method", "members", "score", "temperature", "threshold", "clip",  # the documented format
         "competition", "positive_class", "n_videos", "nested_score", "search"}        # informative extras
+SPOT_KEYS = {"task", "thresholds", "member_scores", "spot_min_distance", "spot_smooth"}  # task: spotting
 
 
 def default_ensemble_path(comp: Competition | str, root: str | Path | None = None) -> Path:
@@ -92,11 +93,12 @@ def positive_index(classes: list[str], positive_class=None) -> int:
 def load_ensemble(path: str | Path) -> dict:
     """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
     spec, where = read_yaml(path), f"{path}: "
-    unknown = set(spec) - KEYS
+    spotting = spec.get("task") == "spotting"  # vidkit.flows.spotting's blend: per-class thresholds, no calibration
+    unknown = set(spec) - KEYS - (SPOT_KEYS if spotting else set())
     if unknown:
         raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(KEYS))})")
     spec.setdefault("method", "mean")
-    for key, allowed in (("metric", metrics.METRICS), ("method", METHODS)):
+    for key, allowed in (("metric", metrics.EVENT_METRICS if spotting else metrics.METRICS), ("method", METHODS)):
         if spec.get(key) not in allowed:
             raise VidkitError(f"{where}{key}: {spec.get(key)!r} is not one of {', '.join(allowed)}")
     members = spec.get("members")

@@ -285,17 +285,17 @@ def run_ensemble(comp: Competition, runs: list[str] | None = None, out: str | No
     blended = blend_scores(members, counts)
     truth = truth_of(events, blended)
     thresholds = fit_thresholds(truth, detect(blended, videos, classes, unit, cfg), classes, comp.tolerances)
-    spec = {"task": "spotting", "members": [str(r) for r in found],
-            "weights": [c / sum(counts) for c in counts], "thresholds": thresholds, "score": float(best),
-            "member_scores": {str(r): float(s) for r, s in zip(found, singles)}, "metric": "spotting_map",
-            "spot_min_distance": cfg.spot_min_distance, "spot_smooth": cfg.spot_smooth}
+    spec = {"task": "spotting", "metric": "spotting_map", "method": "mean",
+            "members": [{"run": str(r), "weight": c / sum(counts)} for r, c in zip(found, counts)],
+            "thresholds": thresholds, "score": float(best),
+            "member_scores": {str(r): float(s) for r, s in zip(found, singles)}, "spot_min_distance": cfg.spot_min_distance, "spot_smooth": cfg.spot_smooth}
     path = Path(out) if out else CompDir(comp, out_root).ensemble_yaml
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     for r, s in zip(found, singles):
         print(f"{r}: OOF spotting_map {s:.4f}")
-    print(f"blend {best:.4f} (weights " + ", ".join(f"{Path(r).name} {w:.2f}" for r, w in
-                                                      zip(found, spec["weights"])) + f") -> {path}")
+    print(f"blend {best:.4f} (weights " + ", ".join(f"{Path(m['run']).name} {m['weight']:.2f}"
+                                                      for m in spec["members"]) + f") -> {path}")
     return path
 
 
@@ -376,11 +376,15 @@ def validate_events(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition, 
 def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_root) -> tuple[list, list, dict]:
     """Members, weights and thresholds: ensemble.yaml's (when runs= is not given or names its members), else
     the runs with equal weights and the first run's OOF thresholds."""
+    from vidkit.flows.ensemble import load_ensemble
     path = Path(ensemble_yaml) if ensemble_yaml else CompDir(comp, out_root).ensemble_yaml
-    spec = yaml.safe_load(path.read_text()) if path.is_file() else None
-    if spec and spec.get("task") == "spotting" and (not runs or sorted(map(str, runs)) == sorted(spec["members"])):
-        pairs = [(m, w) for m, w in zip(spec["members"], spec["weights"]) if w > 0]
-        return [Path(m) for m, _ in pairs], [w for _, w in pairs], spec["thresholds"]
+    spec = load_ensemble(path) if path.is_file() and yaml.safe_load(path.read_text()).get("task") == "spotting" \
+        else None
+    if spec:  # member paths as written, or relative to the yaml's folder (a kernel bundle)
+        members = {(Path(m["run"]) if Path(m["run"]).is_dir() or Path(m["run"]).is_absolute()
+                    else path.parent / m["run"]).resolve(): m["weight"] for m in spec["members"] if m["weight"] > 0}
+        if not runs or {Path(r).resolve() for r in runs} == set(members):
+            return list(members), list(members.values()), spec["thresholds"]
     found = spotting_runs(comp, runs, out_root)
     return found, [1.0] * len(found), RunDir(found[0]).meta().get("thresholds", {})
 
@@ -417,3 +421,12 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     sub.to_csv(out, index=False)
     print(f"{len(sub)} events in {len(test)} test videos ({len(found_runs)} runs) -> {out}")
     return Path(out)
+
+
+def validate_file(path: Path, comp: Competition) -> None:
+    """Check a written spotting submission against the competition's sample and test videos."""
+    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    test = index_videos(comp, "test")
+    classes = [str(c) for c in comp.classes] if comp.classes else sorted(read_events(comp, index_videos(
+        comp, "train"))[1])
+    validate_events(pd.read_csv(path), sample, comp, classes, set(test["video_id"]), str(path))
