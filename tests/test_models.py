@@ -48,6 +48,8 @@ TINY = {
     "tsm": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
+    "spot_dense": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, stack=3),
+    "spot_head": dict(num_frames=3, image_size=32, in_dim=3 * 32 * 32, hidden=16),
 }
 
 
@@ -68,7 +70,7 @@ def test_forward_backward_every_model(name):
     assert spec.num_frames == TINY[name]["num_frames"] and spec.size == 32 and len(spec.mean) == len(spec.std) == 3
     assert model.classifier_name in dict(model.named_modules())
     logits = model(_clip(spec))
-    assert logits.shape == (2, 5)
+    assert logits.shape == ((2, spec.num_frames, 5) if getattr(model, "per_frame", False) else (2, 5))
     logits.sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:5]}"

@@ -222,7 +222,7 @@ def test_ensemble_and_submit_write_a_valid_event_list(spot_run, spot_comp, tmp_p
     comp = load_competition(spot_comp)
     blend = run_ensemble(comp, [str(spot_run), str(spot_run)], out=str(tmp_path / "ensemble.yaml"))
     spec = yaml.safe_load(blend.read_text())
-    assert spec["task"] == "spotting" and sum(spec["weights"]) == pytest.approx(1.0)
+    assert spec["task"] == "spotting" and sum(m["weight"] for m in spec["members"]) == pytest.approx(1.0)
     # an undecodable test video (zero bytes): no events for it, a warning naming it, the others predicted
     broken = spot_comp.parent.parent / "data" / "test" / "test_g99.mp4"
     broken.write_bytes(b"")

@@ -182,7 +182,7 @@ def predict_arrays(models, arrays: dict[str, np.ndarray], cfg: Config, device) -
 
 
 def _n_scores(model, cfg: Config) -> int:
-    n = model.head.out.out_features if hasattr(model, "head") else model.out.out_features
+    n = model.head.out.out_features
     return n if cfg.spot_target == "heat" else n - 1
 
 

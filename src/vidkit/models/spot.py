@@ -87,6 +87,7 @@ def spot_dense(num_classes: int, pretrained: str | None = None, num_frames: int 
     model.input_spec = InputSpec(num_frames or 64, image_size or 224, tuple(cfg.get("mean", IMAGENET_MEAN)),
                                  tuple(cfg.get("std", IMAGENET_STD)), "TCHW")
     model.classifier_name = "head.out"
+    model.per_frame = True  # logits (B, T, K): one row per frame, not per clip
     return model
 
 
@@ -94,8 +95,22 @@ def spot_dense(num_classes: int, pretrained: str | None = None, num_frames: int 
 def spot_head(num_classes: int, pretrained: str | None = None, num_frames: int | None = None,
               image_size: int | None = None, in_dim: int = 512, head: str = "gru", hidden: int = 128,
               layers: int = 1, dropout: float = 0.1):
-    """Spotting on cached per-frame features (B, T, in_dim): the temporal head alone."""
-    model = TemporalHead(in_dim, num_classes, head, hidden, layers, dropout=dropout)
-    model.input_spec = InputSpec(num_frames or 64, 0, (0.0,), (1.0,), "TD")
-    model.classifier_name = "out"
+    """Spotting on cached per-frame features (B, T, ...), flattened to (B, T, in_dim): the temporal head alone;
+    `pretrained`: a checkpoint of this head."""
+    model = FeatureHead(TemporalHead(in_dim, num_classes, head, hidden, layers, dropout=dropout))
+    if pretrained:
+        path = require_path(pretrained, "spot_head", "a spot_head checkpoint (.safetensors or .pth)")
+        load_matching(model, read_state_dict(path), str(path))
+    model.input_spec = InputSpec(num_frames or 64, image_size or 0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "TCHW")
+    model.classifier_name = "head.out"
+    model.per_frame = True
     return model
+
+
+class FeatureHead(nn.Module):
+    def __init__(self, head: TemporalHead):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x):  # (B, T, D) features, or any (B, T, ...) flattened per frame
+        return self.head(x.flatten(2))
