@@ -140,7 +140,12 @@ class Folds:
         from vidkit.data import index_train
         from vidkit.data.folds import folds_path, load_or_make_folds
         comp = load_competition(self.comp)
-        folds = load_or_make_folds(folds_path(comp.path), index_train(comp), comp.n_folds)
+        if comp.task == "spotting":  # long videos straight in train_dir, folds by group only
+            from vidkit.data.events import index_videos
+            table = index_videos(comp, "train")[["video_id", "group", "label"]]
+        else:
+            table = index_train(comp)
+        folds = load_or_make_folds(folds_path(comp.path), table, comp.n_folds)
         print(folds.groupby(["fold", "label"]).size().unstack(fill_value=0).to_string())
         print(folds_path(comp.path))
 
