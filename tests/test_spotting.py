@@ -236,3 +236,17 @@ def test_ensemble_and_submit_write_a_valid_event_list(spot_run, spot_comp, tmp_p
     assert list(sub.columns) == ["video_id", "time", "event", "score"]
     assert set(sub["video_id"]) <= {"test_g00", "test_g01"} and len(sub) > 0
     assert sub["score"].between(0, 1).all() and set(sub["event"]) <= {"colour", "shape"}
+
+
+@pytest.mark.slow
+def test_kernel_dry_run_matches_submit(spot_run, spot_comp, kaggle_python, tmp_path):
+    from vidkit.config import load_competition
+    from vidkit.flows.submit import run_submit
+    from vidkit.kaggle.kernel import build, dry_run
+    comp = load_competition(spot_comp)
+    bundle, kernel_dir = build(comp, [str(spot_run)], out=str(tmp_path / "kernels"), user="alice",
+                               competition="spot-videos", kernel_type="script")
+    sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
+    want = pd.read_csv(run_submit(comp, [str(spot_run)], str(tmp_path / "local.csv")))
+    assert len(sub) > 0
+    pd.testing.assert_frame_equal(sub, want)

@@ -93,7 +93,8 @@ def positive_index(classes: list[str], positive_class=None) -> int:
 def load_ensemble(path: str | Path) -> dict:
     """Read and check an ensemble.yaml; member weights come back normalised to sum to 1."""
     spec, where = read_yaml(path), f"{path}: "
-    spotting = spec.get("task") == "spotting"  # vidkit.flows.spotting's blend: per-class thresholds, no calibration
+    # vidkit.flows.spotting's blend (per-class thresholds, no calibration), or a kernel bundle's copy of it
+    spotting = spec.get("task") == "spotting" or spec.get("metric") in metrics.EVENT_METRICS
     unknown = set(spec) - KEYS - (SPOT_KEYS if spotting else set())
     if unknown:
         raise VidkitError(f"{where}unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(KEYS))})")

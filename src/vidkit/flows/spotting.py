@@ -378,13 +378,13 @@ def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_ro
     the runs with equal weights and the first run's OOF thresholds."""
     from vidkit.flows.ensemble import load_ensemble
     path = Path(ensemble_yaml) if ensemble_yaml else CompDir(comp, out_root).ensemble_yaml
-    spec = load_ensemble(path) if path.is_file() and yaml.safe_load(path.read_text()).get("task") == "spotting" \
-        else None
+    spec = load_ensemble(path) if path.is_file() else None
     if spec:  # member paths as written, or relative to the yaml's folder (a kernel bundle)
         members = {(Path(m["run"]) if Path(m["run"]).is_dir() or Path(m["run"]).is_absolute()
                     else path.parent / m["run"]).resolve(): m["weight"] for m in spec["members"] if m["weight"] > 0}
         if not runs or {Path(r).resolve() for r in runs} == set(members):
-            return list(members), list(members.values()), spec["thresholds"]
+            first = RunDir(next(iter(members))).meta().get("thresholds", {})
+            return list(members), list(members.values()), spec.get("thresholds") or first
     found = spotting_runs(comp, runs, out_root)
     return found, [1.0] * len(found), RunDir(found[0]).meta().get("thresholds", {})
 
