@@ -90,6 +90,26 @@ def test_pick_events_minimum_distance_and_thresholds():
     assert found == [(0, "b", pytest.approx(0.6)), (10, "a", pytest.approx(0.9)), (49, "b", pytest.approx(0.7))]
 
 
+def test_targets_heat_and_class_with_background():
+    import torch
+    from vidkit.config import load_config
+    from vidkit.data.events import frame_targets
+    from vidkit.engine.spotting import loss_fn, num_outputs, to_scores
+    frames, labels = np.array([3, 10]), np.array([1, 0])
+    heat = frame_targets(14, frames, labels, 2, sigma=1.0)
+    assert heat.shape == (14, 2) and heat[3, 1] == 1 and heat[10, 0] == 1 and heat[3, 0] < 1e-9
+    assert heat[4, 1] == pytest.approx(np.exp(-0.5)) and heat[0].max() < 0.02
+    cls = frame_targets(14, frames, labels, 2, sigma=1.0, target="class")
+    assert cls.tolist() == [0, 0, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, 0, 0]  # 0 is background
+    for target, y in (("heat", heat), ("class", cls)):
+        cfg = load_config("configs/spot_demo.yaml", {"spot_target": target})
+        logits = torch.zeros(1, 14, num_outputs(2, target), requires_grad=True)
+        loss = loss_fn(logits, torch.from_numpy(y)[None], cfg, 2)
+        loss.backward()
+        assert torch.isfinite(loss) and logits.grad.abs().sum() > 0
+        assert to_scores(logits, target).shape == (1, 14, 2)
+
+
 MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     from vidkit.engine.spotting import sliding_scores, stream_friendly_malloc
@@ -114,6 +134,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 
+@pytest.mark.slow
 def test_thirty_minute_video_streams_in_bounded_memory():
     proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
