@@ -55,6 +55,8 @@ MODEL_ARGS = {  # a tiny, fast variant of every registered model: create_model(n
     "tsm": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "tsn": dict(num_frames=3, image_size=32, backbone="test_resnet"),
     "cnn_rnn": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, pool_grid=2),
+    "spot_dense": dict(num_frames=3, image_size=32, backbone="test_resnet", hidden=16, stack=3),
+    "spot_head": dict(num_frames=3, image_size=32, in_dim=3 * 32 * 32, hidden=16),
 }
 
 

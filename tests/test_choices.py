@@ -23,7 +23,7 @@ def implemented() -> dict[str, set]:
         "tta_reduce": set(tta.REDUCTIONS),
         "video_reduce": {None, *reduce.VIEW_MEANS, *reduce.SCALAR},
         "submission": set(formats.FORMATS),
-        "metric": set(metrics.METRICS),
+        "metric": set(metrics.METRICS) | set(metrics.EVENT_METRICS),
         "export_format": set(export.FORMATS),
         "inflate": set(inflate.INFLATE_MODES),
     }

@@ -35,7 +35,7 @@ def test_forward_backward_every_model(name):
     assert spec.num_frames == MODEL_ARGS[name]["num_frames"] and spec.size == 32 and len(spec.mean) == len(spec.std) == 3
     assert model.classifier_name in dict(model.named_modules())
     logits = model(_clip(spec))
-    assert logits.shape == (2, 5)
+    assert logits.shape == ((2, spec.num_frames, 5) if getattr(model, "per_frame", False) else (2, 5))
     logits.sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:5]}"

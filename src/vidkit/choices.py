@@ -22,12 +22,13 @@ CHOICES: dict[str, tuple] = {  # name: the allowed values, first the default whe
     "mixed_precision": ("no", "auto", "fp16", "bf16"),  # engine/precision.py
     "log_with": (None, "tensorboard"),                  # an accelerate tracker
     "tta_reduce": ("mean", "logits"),                   # engine/tta.py REDUCTIONS
+    "spot_target": ("heat", "class"),                   # flows/spotting.py: Gaussian heat | softmax with background
     "video_reduce": (None, "mean", "logits", "max", "topk_mean", "confident"),  # engine/reduce.py VIEW_MEANS, SCALAR
     # competition yaml (config.Competition)
     "task": ("single_label", "multilabel", "spotting"),  # the kind of competition
     "submission": ("label", "probability", "probabilities", "topk", "labels", "pairs"),  # formats.py FORMATS
     "metric": ("accuracy", "top5", "f1_macro", "logloss", "auc", "mcc",  # metrics.py METRICS (gap@K: gap, top K)
-               "map", "gap", "f1_micro", "f1_samples"),
+               "map", "gap", "f1_micro", "f1_samples", "spotting_map"),
     # ensemble.yaml and the `ensemble` verb
     "method": ("mean", "logit", "rank"),                # flows/ensemble.py SPACES
     "search": ("hill", "scipy"),                        # flows/ensemble.py search_weights

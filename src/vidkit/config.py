@@ -111,6 +111,14 @@ class Config:
     eval_batch_size: int | None = None      # default: 2 * batch_size
     debug: bool = False                     # show tracebacks for user errors
     features: str | None = None             # heads: the feature store (`vidkit embed`) or a features_dir to read
+    # spotting (competition task `spotting`; vidkit.flows.spotting): num_frames is the window length
+    spot_target: str = "heat"               # heat (Gaussian around each event, sigmoid) | class (softmax with background)
+    spot_sigma: float = 2.0                 # frames: the heat's width; `class` labels the frames within it as the event
+    spot_windows: int = 32                  # training windows per video per epoch: half around events, half at random
+    spot_stride: int | None = None          # inference window step (default: num_frames // 2)
+    spot_smooth: int = 1                    # moving-average width (frames) of the per-frame scores before peak picking
+    spot_min_distance: int = 4              # frames between two detections of one class
+    spot_pos_weight: float = 5.0            # heat: loss weight of event frames (most frames have no event)
 
 
 @dataclass
@@ -150,6 +158,9 @@ class Competition:
     crop_size: int = 224                    # crops are written as crop_size x crop_size frames
     crop_select: str = "stable"             # stable (the longest track) | largest (the largest mean box)
     crop_every: int = 1                     # detect on every n-th frame (boxes interpolated between)
+    events_csv: str | None = None           # spotting: video_id,frame|time,event rows (vidkit.data.events)
+    tolerances: list | None = None          # spotting: metric tolerances, in the events' unit (frames or seconds)
+    fps: float | None = None                # spotting: frame rate of frame-folder videos (video files know theirs)
     path: str | None = None                 # the yaml file itself (set on load)
 
     def resolve(self, value: str | None) -> Path | None:
@@ -369,6 +380,16 @@ def check_task(comp: Competition, path) -> None:
         raise VidkitError(f"{path}: gap_k must be >= 1, got {comp.gap_k}")
     if comp.metric == "gap" and comp.gap_k != 20:
         comp.metric = f"gap@{comp.gap_k}"  # the metric every score of this competition computes
+    if comp.task != "spotting":
+        return
+    if not comp.events_csv:
+        raise VidkitError(f"{path}: task: spotting needs events_csv: (video_id,frame|time,event rows)")
+    if not comp.tolerances or any(not isinstance(t, (int, float)) or t < 0 for t in comp.tolerances):
+        raise VidkitError(f"{path}: tolerances: expected a list of numbers >= 0, got {comp.tolerances!r}")
+    if comp.metric == "accuracy":  # the default of a classification yaml
+        comp.metric = "spotting_map"
+    if comp.metric != "spotting_map":
+        raise VidkitError(f"{path}: metric: task spotting is scored by spotting_map, not {comp.metric!r}")
 
 
 def as_competition(comp: Competition | str | Path) -> Competition:
@@ -407,6 +428,9 @@ class Ensemble:
     search: str | None = None
     thresholds: dict | None = None          # multi-label: per-class thresholds fitted on OOF (format `labels`)
     task: str | None = None                 # the competition's task (informative)
+    member_scores: dict | None = None       # spotting: each member's OOF score
+    spot_min_distance: int | None = None    # spotting: the peak picking the thresholds were fitted with
+    spot_smooth: int | None = None
 
     def check(self, where: str) -> None:
         """What a type cannot say: the choices, a non-empty member list with weights summing above 0, ranges."""

@@ -109,7 +109,7 @@ def check_metric(name: str) -> None:
     base, _, k = name.partition("@")
     if base == "gap" and k.isdigit() and int(k) > 0:  # gap@K: YouTube-8M's GAP over each video's top K
         return
-    check_choice("metric", name, METRICS)
+    check_choice("metric", name, {**METRICS, **EVENT_METRICS})
 
 
 def score(name: str, y_true, probs) -> float:
@@ -126,6 +126,8 @@ def score(name: str, y_true, probs) -> float:
 
 
 def higher_is_better(name: str) -> bool:
+    if name in EVENT_METRICS:
+        return EVENT_METRICS[name][1]
     check_metric(name)
     return METRICS[name.partition("@")[0]][1]
 
@@ -174,3 +176,56 @@ def all_scores(y_true, probs) -> dict[str, float]:
         except ValueError:  # e.g. AUC with one class present
             out[name] = float("nan")
     return out
+
+
+# ---------------------------------------------------------------- spotting: scored event lists, not probabilities
+
+def event_ap(truth: dict, preds: list[tuple], tolerance: float) -> float:
+    """Average precision of one class's detections at one tolerance. `truth`: {video_id: event positions};
+    `preds`: (video_id, position, score). Greedily by score, a detection matches the nearest unmatched
+    ground-truth event of its video within `tolerance` (a second detection of a matched event is a false
+    positive, so is one outside the tolerance); AP = sum over the ranks of (recall step) x precision, the
+    recall counted against every ground-truth event (NaN when the class has none)."""
+    n_truth = sum(len(v) for v in truth.values())
+    if n_truth == 0:
+        return float("nan")
+    order = sorted(range(len(preds)), key=lambda i: -preds[i][2])  # stable: ties keep their order
+    free = {vid: np.asarray(pos, dtype=np.float64) for vid, pos in truth.items()}
+    used = {vid: np.zeros(len(pos), bool) for vid, pos in free.items()}
+    hits = np.zeros(len(order), bool)
+    for rank, i in enumerate(order):
+        vid, pos, _ = preds[i]
+        if vid not in free:
+            continue
+        gap = np.where(used[vid], np.inf, np.abs(free[vid] - pos))
+        if len(gap) and gap.min() <= tolerance + 1e-9:
+            used[vid][gap.argmin()] = True
+            hits[rank] = True
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, len(hits) + 1)
+    return float((precision[hits] / n_truth).sum())
+
+
+def spotting_map(truth, preds, tolerances: list[float], classes: list[str] | None = None) -> dict:
+    """Event-detection mAP (DFL / SoccerNet): AP per class and tolerance, averaged over the classes that have
+    events, then over the tolerances. `truth`: DataFrame video_id, pos, event; `preds`: video_id, pos, event,
+    score (pos in one unit: frames or seconds, as the tolerances). Returns score, per_tolerance, per_class."""
+    classes = classes or sorted(set(truth["event"]))
+    table = np.full((len(tolerances), len(classes)), np.nan)
+    for c, name in enumerate(classes):
+        mine = truth[truth["event"] == name]
+        by_video = {vid: g["pos"].to_numpy() for vid, g in mine.groupby("video_id")}
+        found = preds[preds["event"] == name]
+        rows = list(zip(found["video_id"], found["pos"], found["score"]))
+        for t, tol in enumerate(tolerances):
+            table[t, c] = event_ap(by_video, rows, tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class without events is NaN, left out of the means
+        per_tol = np.nanmean(table, axis=1)
+        per_class = np.nanmean(table, axis=0)
+    return {"score": float(np.nanmean(per_tol)) if len(tolerances) else float("nan"),
+            "per_tolerance": {str(t): float(s) for t, s in zip(tolerances, per_tol)},
+            "per_class": {c: float(s) for c, s in zip(classes, per_class)}}
+
+
+EVENT_METRICS = {"spotting_map": (spotting_map, True)}  # competitions of task `spotting` (vidkit.flows.spotting)

@@ -115,7 +115,8 @@ def run_report(comp: Competition | str, runs: list[str] | None = None, out: str 
     """Print the runs table best first and write runs.md / runs.csv (default: <root>/<competition>/, root
     default weights/)."""
     comp = as_competition(comp)
-    metrics.check_metric(comp.metric)
+    if comp.metric not in metrics.EVENT_METRICS:  # spotting runs report their event mAP as the score
+        metrics.check_metric(comp.metric)
     where = CompDir(comp, root)
     run_paths = [Path(r) for r in runs] if runs else where.finished_runs()
     table = runs_table(run_paths, comp.metric, where.ensemble_yaml)

@@ -140,6 +140,9 @@ def run_train(cfg: Config, comp: Competition | None = None, out_root: Path | Non
     """`train`: one fold (or all data with fold=-1); every seed of a seed list. `comp`: default cfg.comp's;
     `out_root`: default weights/ (the run folder is <out_root>/<competition>/<config> unless out_dir= says)."""
     cfg, comp = _context(cfg, comp)
+    if comp.task == "spotting":
+        raise VidkitError(f"{comp.path}: task spotting trains through `cv` (every fold, OOF event lists); "
+                          "`train` of one fold is not wired for it yet")
     return [_train_one(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
 
 
@@ -175,6 +178,9 @@ def run_cv(cfg: Config, comp: Competition | None = None, out_root: Path | None =
     """`cv`: every fold, then oof.csv, cv_report.json and plots in the run folder; every seed of a seed list.
     `comp` and `out_root` as in `run_train`."""
     cfg, comp = _context(cfg, comp)
+    if comp.task == "spotting":  # events in long videos: vidkit.flows.spotting
+        from vidkit.flows.spotting import run_cv as spotting_cv
+        return [spotting_cv(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
     return [_cv_one(c, comp, out_root) for c in per_seed(cfg, comp, out_root)][-1]
 
 

@@ -284,6 +284,9 @@ def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None =
     """Search blend weights and calibration on the members' OOF predictions; print the scores; write ensemble.yaml
     (default: <out_root>/<competition>/, out_root default weights/). No `comp`: the competition of `runs`."""
     comp = as_competition(comp if comp is not None else competition_of(runs) if runs else DEFAULT_COMP)
+    if comp.task == "spotting":  # per-frame score averaging before peak picking: vidkit.flows.spotting
+        from vidkit.flows.spotting import run_ensemble as spotting_ensemble
+        return spotting_ensemble(comp, runs, out, out_root)
     metrics.check_metric(comp.metric)
     runs = runs or [str(r) for r in CompDir(comp, out_root).finished_runs()]
     for r in runs:

@@ -145,6 +145,9 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     from vidkit.flows.infer import ensemble, resolve_members  # torch and the models: not for `validate`
     from vidkit.engine.runtime import process_state
     comp = as_competition(comp)
+    if comp.task == "spotting":  # an event list, not one row per video: vidkit.flows.spotting
+        from vidkit.flows.spotting import run_submit as spotting_submit
+        return spotting_submit(comp, runs, out, ensemble_yaml, backend, out_root)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")

@@ -1,0 +1,432 @@
+"""The spotting task end to end (competition `task: spotting`): cross-validation with OOF per-frame scores and
+event lists, per-class thresholds fitted on OOF, the ensemble (per-frame score averaging before peak picking) and
+the submission (the event list in the sample's columns and time unit). `cv`, `ensemble` and `submit` branch here."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from vidkit import metrics
+from vidkit.config import Competition, Config
+from vidkit.data.events import index_videos, iter_frames, load_video, read_events, resize_frames
+from vidkit.data.folds import folds_path, load_or_make_folds
+from vidkit.errors import VidkitError
+from vidkit.rundir import CompDir, RunDir
+
+log = logging.getLogger(__name__)
+THRESHOLD_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+MAX_TRAIN_BYTES = 8 * 2**30  # training videos are held in memory at the model's size
+
+
+def stride_of(cfg: Config, window: int) -> int:
+    return cfg.spot_stride or max(1, window // 2)
+
+
+# ---------------------------------------------------------------- events, positions, scores
+
+def to_positions(events: list[tuple[int, str, float]], video_id: str, fps: float, unit: str) -> pd.DataFrame:
+    """Detections (frame, event, score) of one video as rows video_id, frame, pos (in the CSV's unit), event, score."""
+    frames = np.array([e[0] for e in events], dtype=int)
+    pos = frames if unit == "frame" else np.round(frames / fps, 3)
+    return pd.DataFrame({"video_id": video_id, "frame": frames, "pos": pos, "event": [e[1] for e in events],
+                         "score": [e[2] for e in events]})
+
+
+def detect(scores: dict[str, np.ndarray], videos: pd.DataFrame, classes: list[str], unit: str, cfg: Config,
+           thresholds: dict | None = None) -> pd.DataFrame:
+    """Every video's detections from its per-frame scores."""
+    from vidkit.engine.peaks import pick_events
+    fps = videos.set_index("video_id")["fps"]
+    parts = [to_positions(pick_events(s, classes, cfg.spot_min_distance, cfg.spot_smooth, thresholds), vid,
+                          fps[vid], unit) for vid, s in scores.items()]
+    return pd.concat(parts, ignore_index=True) if parts else to_positions([], "", 1.0, unit)
+
+
+def truth_of(events: pd.DataFrame, ids) -> pd.DataFrame:
+    return events[events["video_id"].isin(set(ids))]
+
+
+def fit_thresholds(truth: pd.DataFrame, found: pd.DataFrame, classes: list[str], tolerances: list) -> dict:
+    """Per class, the highest score threshold whose mAP (over the tolerances) is within 1e-4 of the best one:
+    the same score with fewer detections."""
+    out = {}
+    for name in classes:
+        mine, preds = truth[truth["event"] == name], found[found["event"] == name]
+        if mine.empty:
+            out[name] = 0.0
+            continue
+        scores = [metrics.spotting_map(mine, preds[preds["score"] >= t], tolerances, [name])["score"]
+                  for t in THRESHOLD_GRID]
+        out[name] = max(t for t, s in zip(THRESHOLD_GRID, scores) if s >= max(scores) - 1e-4)
+    return out
+
+
+def constant_baseline(truth: pd.DataFrame, videos: pd.DataFrame, classes: list[str], unit: str,
+                      cfg: Config, tolerances: list) -> float:
+    """The mAP of a constant per-frame score: one detection every min_distance frames, for every class."""
+    rows = []
+    for _, v in videos.iterrows():
+        step = max(1, cfg.spot_min_distance)
+        rows.append(to_positions([(f, c, 0.5) for f in range(0, int(v["n_frames"]), step) for c in classes],
+                                 v["video_id"], v["fps"], unit))
+    return metrics.spotting_map(truth, pd.concat(rows, ignore_index=True), tolerances, classes)["score"]
+
+
+# ---------------------------------------------------------------- cross-validation
+
+def prepare(cfg: Config, comp: Competition):
+    """Training videos, their events (checked), classes, the unit, and the competition's folds."""
+    videos = index_videos(comp, "train")
+    events, classes, unit = read_events(comp, videos)
+    events = events.assign(pos=events["frame"] if unit == "frame" else
+                           pd.read_csv(comp.resolve(comp.events_csv))["time"].to_numpy())
+    folds = load_or_make_folds(folds_path(comp.path), videos[["video_id", "group", "label"]], comp.n_folds)
+    videos = videos.assign(fold=folds["fold"].to_numpy())
+    return videos, events, classes, unit
+
+
+def run_cv(cfg: Config, comp: Competition, out_root: Path | None = None) -> Path:
+    """Every fold: train on windows, predict the held-out videos with sliding windows; then OOF scores
+    (oof_scores/<id>.npy), the OOF event list (oof.csv), per-class thresholds, cv_report.json and the plots."""
+    from vidkit.engine.runtime import build_model, make_accelerator
+    from vidkit.engine.spotting import num_outputs
+    start = time.time()
+    videos, events, classes, unit = prepare(cfg, comp)
+    out = CompDir(comp, out_root).run(cfg)
+    accelerator = make_accelerator(cfg, out.path)
+    spec = build_model(cfg, num_outputs(len(classes), cfg.spot_target)).input_spec
+    _write_run(out, cfg, comp, videos, events, classes, unit, spec)
+    arrays = _load_all(videos, spec.size, cfg.video_backend)
+    scores, fold_scores = {}, []
+    for k in range(comp.n_folds):
+        val = videos[videos["fold"] == k]
+        part = _train_fold(cfg, videos, events, classes, unit, arrays, k, out, accelerator, comp.tolerances)
+        scores.update(part)
+        fold_scores.append(metrics.spotting_map(truth_of(events, val["video_id"]),
+                                                detect(part, val, classes, unit, cfg), comp.tolerances,
+                                                classes)["score"])
+    _save_scores(out.path / "oof_scores", scores)
+    report = write_report(out, cfg, videos, events, classes, unit, scores, comp.tolerances, fold_scores,
+                          time.time() - start)
+    accelerator.print(f"{cfg.name or cfg.model}: CV spotting_map {report['score']:.4f} ± {report['fold_std']:.4f} "
+                      f"(constant baseline {report['baseline_score']:.4f}; per tolerance " +
+                      ", ".join(f"{t}: {s:.3f}" for t, s in report["per_tolerance"].items()) + ")")
+    accelerator.print(out)
+    return out.path
+
+
+def _write_run(out: RunDir, cfg, comp, videos, events, classes, unit, spec) -> None:
+    from vidkit.analysis import provenance
+    out.path.mkdir(parents=True, exist_ok=True)
+    out.write_config(cfg)
+    videos[["video_id", "group", "label", "fold"]].to_csv(out.folds_csv, index=False)
+    counts = events["event"].value_counts()
+    out.write_meta({"task": "spotting", "classes": classes, "class_counts": {c: int(counts.get(c, 0)) for c in classes},
+                    "competition": comp.name, "competition_yaml": comp.path, "model": cfg.model,
+                    "input_spec": asdict(spec), "unit": unit, "target": cfg.spot_target,
+                    "protocol": f"windows of {spec.num_frames} frames, stride {stride_of(cfg, spec.num_frames)}",
+                    "provenance": provenance.start(videos, videos, provenance.read(out))})
+
+
+def _load_all(videos: pd.DataFrame, size: int, backend: str) -> dict[str, np.ndarray]:
+    need = int((videos["n_frames"] * size * size * 3).sum())
+    if need > MAX_TRAIN_BYTES:
+        raise VidkitError(f"training videos at image_size={size} need {need / 2**30:.1f} GiB in memory (limit "
+                          f"{MAX_TRAIN_BYTES / 2**30:.0f}); lower image_size or extract frames at a lower fps "
+                          f"(`vidkit frames fps=`)")
+    return {r["video_id"]: load_video(r, size, backend) for _, r in videos.iterrows()}
+
+
+def _events_of(events: pd.DataFrame, vid: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    mine = events[events["video_id"] == vid]
+    return mine["frame"].to_numpy(), mine["event"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+
+
+def _train_fold(cfg, videos, events, classes, unit, arrays, k, out: RunDir, accelerator, tolerances) -> dict:
+    """One fold: train, reload the best epoch, return the held-out videos' per-frame scores."""
+    import torch
+    from safetensors.torch import load_file
+    from vidkit.engine.runtime import build_model
+    from vidkit.engine.spotting import num_outputs, train_spotter
+    torch.manual_seed(cfg.seed if isinstance(cfg.seed, int) else 0)
+    train, val = videos[videos["fold"] != k], videos[videos["fold"] == k]
+    model = build_model(cfg, num_outputs(len(classes), cfg.spot_target), cfg.pretrained)
+
+    def evaluate(m) -> float:
+        part = predict_arrays([m], {v: arrays[v] for v in val["video_id"]}, cfg, accelerator.device)
+        found = detect(part, val, classes, unit, cfg)
+        return metrics.spotting_map(truth_of(events, val["video_id"]), found, tolerances, classes)["score"]
+    train_spotter(cfg, model, [arrays[v] for v in train["video_id"]],
+                  [_events_of(events, v, classes) for v in train["video_id"]], len(classes), accelerator, evaluate,
+                  out.fold(k))
+    best = build_model(cfg, num_outputs(len(classes), cfg.spot_target))
+    best.load_state_dict(load_file(str(out.checkpoint(k))))
+    return predict_arrays([best.to(accelerator.device).eval()], {v: arrays[v] for v in val["video_id"]}, cfg,
+                          accelerator.device)
+
+
+def predict_arrays(models, arrays: dict[str, np.ndarray], cfg: Config, device) -> dict[str, np.ndarray]:
+    """Per-frame scores of videos already in memory, through the same sliding windows as a stream."""
+    from vidkit.engine.spotting import model_predictor, sliding_scores
+    spec = models[0].input_spec
+    predict = model_predictor(models, spec, cfg.spot_target, device)
+    return {vid: sliding_scores(predict, a, spec.num_frames, stride_of(cfg, spec.num_frames),
+                                _n_scores(models[0], cfg), cfg.eval_batch_size or 2 * cfg.batch_size, len(a))
+            for vid, a in arrays.items()}
+
+
+def _n_scores(model, cfg: Config) -> int:
+    n = model.head.out.out_features
+    return n if cfg.spot_target == "heat" else n - 1
+
+
+def _save_scores(folder: Path, scores: dict[str, np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for vid, s in scores.items():
+        np.save(folder / f"{vid}.npy", s.astype(np.float16))
+
+
+def load_scores(run: Path) -> dict[str, np.ndarray]:
+    folder = Path(run) / "oof_scores"
+    if not folder.is_dir():
+        raise VidkitError(f"{run}: no oof_scores/; cross-validate it first (`cv` on a spotting competition)")
+    return {p.stem: np.load(p).astype(np.float32) for p in sorted(folder.glob("*.npy"))}
+
+
+def write_report(out: RunDir, cfg, videos, events, classes, unit, scores, tolerances, fold_scores, seconds) -> dict:
+    """oof.csv (the OOF event list), cv_report.json (score, per tolerance, per class, thresholds, the constant
+    baseline), curves.png and timeline/<video>.png."""
+    from vidkit.analysis import plots, provenance
+    truth = truth_of(events, scores)
+    found = detect(scores, videos, classes, unit, cfg)
+    thresholds = fit_thresholds(truth, found, classes, tolerances)
+    kept = _above(found, thresholds)
+    fold = videos.set_index("video_id")["fold"]
+    kept.assign(fold=kept["video_id"].map(fold).astype(int))[["video_id", "fold", "frame", "pos", "event", "score"]] \
+        .to_csv(out.oof_csv, index=False)
+    result = metrics.spotting_map(truth, kept, tolerances, classes)
+    report = {"metric": "spotting_map", "task": "spotting", "score": result["score"], "fold_scores": fold_scores,
+              "fold_std": float(np.std(fold_scores)), "per_tolerance": result["per_tolerance"],
+              "per_class": result["per_class"], "tolerances": tolerances, "unit": unit, "thresholds": thresholds,
+              "baseline_score": constant_baseline(truth, videos, classes, unit, cfg, tolerances),
+              "protocol": out.meta()["protocol"], "model": cfg.model, "config": cfg.name, "n_videos": len(scores),
+              "n_classes": len(classes), "n_events": len(truth), "n_detections": len(kept),
+              "train_time_s": round(seconds, 1)}
+    out.write_report(report)
+    out.update_meta(thresholds=thresholds)
+    plots.plot_curves(out.metrics_files(), out / "curves.png")
+    write_timelines(out.path / "timeline", scores, truth, kept, classes)
+    provenance.finish(out)
+    return report
+
+
+def _above(found: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
+    return found[found["score"] >= found["event"].map(thresholds).fillna(0.0)].reset_index(drop=True)
+
+
+def write_timelines(folder: Path, scores: dict, truth: pd.DataFrame, found: pd.DataFrame, classes: list[str],
+                    limit: int = 8) -> None:
+    from vidkit.analysis.timeline import plot_timeline
+    folder.mkdir(parents=True, exist_ok=True)
+    for vid in list(scores)[:limit]:
+        t = truth[truth["video_id"] == vid]
+        f = found[found["video_id"] == vid]
+        plot_timeline(scores[vid], classes, list(zip(t["frame"], t["event"])),
+                      list(zip(f["frame"], f["event"], f["score"])), folder / f"{vid}.png", vid)
+
+
+# ---------------------------------------------------------------- ensemble: per-frame score averaging
+
+def spotting_runs(comp: Competition, runs: list[str] | None, out_root: Path | None) -> list[Path]:
+    found = [Path(r) for r in runs] if runs else [r for r in CompDir(comp, out_root).finished_runs()
+                                                  if RunDir(r).meta().get("task") == "spotting"]
+    for r in found:
+        if RunDir(r).meta().get("task") != "spotting":
+            raise VidkitError(f"{r}: not a spotting run (run.json has no task: spotting); cross-validate it first")
+    if not found:
+        raise VidkitError(f"no spotting runs under {CompDir(comp, out_root).path}; run `cv` first or pass runs=")
+    return found
+
+
+def blend_scores(members: list[dict[str, np.ndarray]], weights: list[float]) -> dict[str, np.ndarray]:
+    """Per-frame scores averaged with `weights` over the videos every member has."""
+    ids = sorted(set.intersection(*(set(m) for m in members)))
+    total = sum(weights)
+    return {v: sum(w * m[v] for w, m in zip(weights, members)) / total for v in ids}
+
+
+def run_ensemble(comp: Competition, runs: list[str] | None = None, out: str | None = None,
+                 out_root: Path | None = None) -> Path:
+    """Greedy forward selection (with replacement) of the runs on the mAP of their blended OOF per-frame scores;
+    per-class thresholds refitted on the blend; writes ensemble.yaml (task: spotting)."""
+    found = spotting_runs(comp, runs, out_root)
+    cfg = RunDir(found[0]).read_config()
+    videos, events, classes, unit = prepare(cfg, comp)
+    members = [load_scores(r) for r in found]
+
+    def score_of(counts: list[int]) -> float:
+        blended = blend_scores(members, counts)
+        return metrics.spotting_map(truth_of(events, blended), detect(blended, videos, classes, unit, cfg),
+                                    comp.tolerances, classes)["score"]
+    singles = [score_of([int(i == j) for j in range(len(found))]) for i in range(len(found))]
+    counts = [int(i == int(np.argmax(singles))) for i in range(len(found))]
+    best = max(singles)
+    for _ in range(2 * len(found) if len(found) > 1 else 0):
+        tries = [score_of([c + (i == j) for j, c in enumerate(counts)]) for i in range(len(found))]
+        if max(tries) <= best + 1e-6:
+            break
+        best, counts = max(tries), [c + (j == int(np.argmax(tries))) for j, c in enumerate(counts)]
+    blended = blend_scores(members, counts)
+    truth = truth_of(events, blended)
+    thresholds = fit_thresholds(truth, detect(blended, videos, classes, unit, cfg), classes, comp.tolerances)
+    spec = {"task": "spotting", "metric": "spotting_map", "method": "mean",
+            "members": [{"run": str(r), "weight": c / sum(counts)} for r, c in zip(found, counts)],
+            "thresholds": thresholds, "score": float(best),
+            "member_scores": {str(r): float(s) for r, s in zip(found, singles)}, "spot_min_distance": cfg.spot_min_distance, "spot_smooth": cfg.spot_smooth}
+    path = Path(out) if out else CompDir(comp, out_root).ensemble_yaml
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    for r, s in zip(found, singles):
+        print(f"{r}: OOF spotting_map {s:.4f}")
+    print(f"blend {best:.4f} (weights " + ", ".join(f"{Path(m['run']).name} {m['weight']:.2f}"
+                                                      for m in spec["members"]) + f") -> {path}")
+    return path
+
+
+# ---------------------------------------------------------------- submission
+
+def load_member(run: Path, device) -> dict:
+    """A run's config, classes and every fold checkpoint on `device`, for sliding-window inference."""
+    from safetensors.torch import load_file
+    from vidkit.engine.runtime import build_model
+    from vidkit.engine.spotting import model_predictor, num_outputs
+    rd = RunDir(run)
+    cfg, meta = rd.read_config(), rd.meta()
+    models = []
+    for ckpt in rd.checkpoints():
+        m = build_model(cfg, num_outputs(len(meta["classes"]), cfg.spot_target))
+        m.load_state_dict(load_file(str(ckpt)))
+        models.append(m.to(device).eval())
+    if not models:
+        raise VidkitError(f"{run}: no fold checkpoints (fold*/model.safetensors)")
+    spec = models[0].input_spec
+    return {"run": run, "cfg": cfg, "classes": meta["classes"], "spec": spec,
+            "predict": model_predictor(models, spec, cfg.spot_target, device)}
+
+
+def predict_video(row, members: list[dict], weights: list[float], backend: str) -> np.ndarray:
+    """One test video's blended per-frame scores: decoded once, every member's windows cut from the same frames."""
+    from vidkit.engine.spotting import Slider
+    sliders = [Slider(m["predict"], m["spec"].num_frames, stride_of(m["cfg"], m["spec"].num_frames),
+                      len(m["classes"]), m["cfg"].eval_batch_size or 2 * m["cfg"].batch_size,
+                      int(row["n_frames"])) for m in members]
+    sizes = sorted({m["spec"].size for m in members})
+    for frame in iter_frames(row, None, backend):
+        resized = {s: resize_frames(frame[None], s)[0] for s in sizes}
+        for m, slider in zip(members, sliders):
+            slider.push(resized[m["spec"].size])
+    scores = [s.finish() for s in sliders]
+    n = min(len(s) for s in scores)
+    return sum(w * s[:n] for w, s in zip(weights, scores)) / sum(weights)
+
+
+def submission_columns(found: pd.DataFrame, sample: pd.DataFrame, comp: Competition, fps: pd.Series) -> pd.DataFrame:
+    """The detections in the sample's columns: id, frame or time (seconds), event, score."""
+    columns = {}
+    for c in sample.columns:
+        if c == comp.id_column:
+            columns[c] = found["video_id"]
+        elif c == "frame":
+            columns[c] = found["frame"]
+        elif c in ("time", "seconds", "timestamp"):
+            columns[c] = np.round(found["frame"] / found["video_id"].map(fps), 3)
+        elif c == comp.target_column:
+            columns[c] = found["event"]
+        elif c in ("score", "confidence"):
+            columns[c] = np.round(found["score"], 5)
+        else:
+            raise VidkitError(f"{comp.resolve(comp.sample_submission)}: cannot fill column {c!r} of a spotting "
+                              f"submission (known: {comp.id_column}, frame|time, {comp.target_column}, score)")
+    return pd.DataFrame(columns, columns=list(sample.columns))
+
+
+def validate_events(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition, classes: list[str],
+                    ids: set, source: str) -> None:
+    """A one-line VidkitError unless `sub` has the sample's columns, known ids and events, finite numbers."""
+    if list(sub.columns) != list(sample.columns):
+        raise VidkitError(f"{source}: columns {list(sub.columns)} differ from the sample's {list(sample.columns)}")
+    if sub.isna().any().any():
+        raise VidkitError(f"{source}: empty/NaN values in column {sub.columns[sub.isna().any()][0]!r}")
+    strangers = set(sub[comp.id_column].astype(str)) - ids
+    if strangers:
+        raise VidkitError(f"{source}: video ids not in the test set, e.g. {sorted(strangers)[0]!r}")
+    unknown = set(sub[comp.target_column].astype(str)) - set(classes)
+    if unknown:
+        raise VidkitError(f"{source}: unknown event {sorted(unknown)[0]!r}")
+    if "score" in sub.columns and not sub["score"].between(0, 1).all():
+        raise VidkitError(f"{source}: column 'score' outside [0, 1]")
+
+
+def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_root) -> tuple[list, list, dict]:
+    """Members, weights and thresholds: ensemble.yaml's (when runs= is not given or names its members), else
+    the runs with equal weights and the first run's OOF thresholds."""
+    from vidkit.flows.ensemble import load_ensemble
+    path = Path(ensemble_yaml) if ensemble_yaml else CompDir(comp, out_root).ensemble_yaml
+    spec = load_ensemble(path) if path.is_file() else None
+    if spec:  # member paths as written, or relative to the yaml's folder (a kernel bundle)
+        members = {(Path(m["run"]) if Path(m["run"]).is_dir() or Path(m["run"]).is_absolute()
+                    else path.parent / m["run"]).resolve(): m["weight"] for m in spec["members"] if m["weight"] > 0}
+        if not runs or {Path(r).resolve() for r in runs} == set(members):
+            first = RunDir(next(iter(members))).meta().get("thresholds", {})
+            return list(members), list(members.values()), spec.get("thresholds") or first
+    found = spotting_runs(comp, runs, out_root)
+    return found, [1.0] * len(found), RunDir(found[0]).meta().get("thresholds", {})
+
+
+def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "submissions/submission.csv",
+               ensemble_yaml=None, backend: str | None = None, out_root: Path | None = None) -> Path:
+    """Every test video streamed once through every member's fold models; blended per-frame scores; peaks above
+    the OOF thresholds; the event list in the sample's columns, validated. An undecodable video: no events, logged."""
+    import torch
+    from vidkit.engine.spotting import stream_friendly_malloc
+    stream_friendly_malloc()  # memory bounded whatever the videos' length
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    found_runs, weights, thresholds = ensemble_of(comp, runs, ensemble_yaml, out_root)
+    members = [load_member(r, device) for r in found_runs]
+    classes, cfg = members[0]["classes"], members[0]["cfg"]
+    test = index_videos(comp, "test")
+    parts = []
+    for _, row in test.iterrows():
+        try:
+            scores = predict_video(row, members, weights, backend or cfg.video_backend)
+        except (VidkitError, OSError, ValueError) as e:
+            log.warning("%s: cannot be decoded (%s); no events for %s", row["path"], str(e).splitlines()[0],
+                        row["video_id"])
+            continue
+        if len(scores) == 0:
+            log.warning("%s: no frames decoded; no events for %s", row["path"], row["video_id"])
+            continue
+        parts.append(detect({row["video_id"]: scores}, test, classes, "frame", cfg, thresholds))
+    found = pd.concat(parts, ignore_index=True) if parts else to_positions([], "", 1.0, "frame")
+    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    sub = submission_columns(found, sample, comp, test.set_index("video_id")["fps"])
+    validate_events(sub, sample, comp, classes, set(test["video_id"]), str(out))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    print(f"{len(sub)} events in {len(test)} test videos ({len(found_runs)} runs) -> {out}")
+    return Path(out)
+
+
+def validate_file(path: Path, comp: Competition) -> None:
+    """Check a written spotting submission against the competition's sample and test videos."""
+    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    test = index_videos(comp, "test")
+    classes = [str(c) for c in comp.classes] if comp.classes else sorted(read_events(comp, index_videos(
+        comp, "train"))[1])
+    validate_events(pd.read_csv(path), sample, comp, classes, set(test["video_id"]), str(path))
