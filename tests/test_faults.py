@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from helpers import TINY, tiny_overrides
+from vidkit import files
 from vidkit.engine import train
 from vidkit.config import load_config
 from vidkit.flows.cv import run_train

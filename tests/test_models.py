@@ -337,7 +337,7 @@ def test_i3d_center_inflation_of_identical_frames_gives_the_2d_logits(tmp_path):
     with torch.no_grad():  # and time matters: a moving clip is not its frames' average
         moving = model(torch.randn(2, 3, 4, 32, 32))
     assert moving.shape == (2, 10)
-    with pytest.raises(VidkitError, match="inflate 'edge' is not one of mean, center"):
+    with pytest.raises(VidkitError, match="inflate: 'edge' is not one of mean, center"):
         create_model("i3d_r50", num_classes=2, inflate="edge", **MODEL_ARGS["i3d_r50"])
 
 
