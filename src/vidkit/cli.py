@@ -144,6 +144,17 @@ class CV(TrainingVerb):
         run_cv(cfg)
 
 
+@verb("pretrain")
+class Pretrain(TrainingVerb):
+    """masked-autoencoding (VideoMAE) pretraining on the competition's own videos, labels unused; writes
+    <out>/pretrained/ for pretrained=: pretrain CONFIG comp=C [use_test=true] [mask_ratio=0.9] [out_dir=DIR]"""
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.flows.pretrain import run_pretrain
+        run_pretrain(cfg)
+
+
 @verb("tune")
 class Tune(TrainingVerb):
     """Optuna study over a search space (TPE, median pruning) on the competition's fixed folds, resumed from its
