@@ -217,9 +217,9 @@ def reconstruct(model: MaskedAutoencoder, uint8_clips: torch.Tensor, seed: int =
     frames = uint8_clips.to(device).float().div(255).movedim(-1, 2)  # (B, T, C, H, W) in [0, 1]
     patches = _patches(frames, c.tubelet_size, c.patch_size)
     mean, std = patches.mean(-2, keepdim=True), patches.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6
-    predicted = out.logits.float().view(len(clips), -1, *patches.shape[2:])
+    predicted = out.logits.float().reshape(-1, *patches.shape[2:])  # the hidden patches, in token order
     filled, hidden = patches.clone(), patches.clone()
-    filled[mask] = (predicted * std[mask] + mean[mask]).reshape(-1, *patches.shape[2:])
+    filled[mask] = predicted * std[mask] + mean[mask]
     hidden[mask] = 0.5  # grey where hidden
     shape = frames.shape
     return {"input": _unpatch(patches, shape, c.tubelet_size, c.patch_size).clamp(0, 1).cpu().numpy(),
