@@ -1,6 +1,8 @@
 """Self-supervised pretraining (`vidkit pretrain`, issue 28): VideoMAE masked autoencoding on the competition's
 own videos, through training's loop; its folder fine-tunes `videomae`; the licence record."""
 import json
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +151,35 @@ def test_pretrain_verb_help_and_use_test(tiny_comp, tmp_path, caplog):
     table = pretrain_videos(load_competition(tiny_comp), use_test=True)
     assert table["split"].value_counts().to_dict() == {"train": 24, "test": 6}
     assert "use_test=true: 6 test videos join pretraining" in caplog.text
+
+
+def test_training_kernel_pretrains_first_then_fine_tunes_the_same_model(probs_comp, tmp_path, monkeypatch):
+    """`kernel mode=train pretrain=CONFIG`: the code dataset carries the pretraining config; on Kaggle `pretrain`
+    runs (resumable) before any `cv`, and only the configs of its model get pretrained=<its folder>."""
+    from conftest import manifest_of
+    from vidkit.engine import launch
+    from vidkit.kaggle.kernel_train import build_train, train_configs
+    from vidkit.models.weights import OWN_PRETRAINING
+    code, _ = build_train(str(probs_comp), ["r3d18_demo", "videomae_demo"], {"epochs": "1"}, out=str(tmp_path / "k"),
+                          pretrain="videomae_demo", user="alice", competition="tiny-videos", slug="vidkit-pt")
+    manifest = manifest_of(code)  # the pretraining config is hashed like the others
+    assert manifest["configs"] == ["r3d18_demo", "videomae_demo"] and manifest["train"]["pretrain"] == "videomae_demo_pretrain"
+    assert yaml.safe_load((code / "configs" / "videomae_demo_pretrain.yaml").read_text())["model"] == "videomae"
+    calls, finish = [], {"pretrain": False}
+
+    def fake_launch(verb, args, processes=None, env=None):
+        calls.append((verb, args))
+        out = Path(next(a for a in args if a.startswith("out_dir=")).split("=", 1)[1])
+        if verb == "pretrain" and finish["pretrain"]:
+            (out / "pretrained").mkdir(parents=True)
+            (out / "pretrained" / OWN_PRETRAINING).write_text("{}")
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    comp_path = tmp_path / "work" / "competition.yaml"
+    comp_path.parent.mkdir()
+    assert train_configs(code, manifest, comp_path, {}, deadline=0) == ["r3d18_demo", "videomae_demo"]
+    assert [verb for verb, _ in calls] == ["pretrain"]  # unfinished: no fine-tuning yet
+    finish["pretrain"], calls[:] = True, []
+    train_configs(code, manifest, comp_path, {}, deadline=time.time() + 3600)
+    assert [verb for verb, _ in calls] == ["pretrain", "cv", "cv"] and "resume=true" in calls[0][1]
+    folder = comp_path.parent / "weights" / "tinyprobs" / "videomae_demo_pretrain" / "pretrained"
+    assert f"pretrained={folder}" in calls[2][1] and not any(a.startswith("pretrained=") for a in calls[1][1])
