@@ -183,3 +183,21 @@ def test_training_kernel_pretrains_first_then_fine_tunes_the_same_model(probs_co
     assert [verb for verb, _ in calls] == ["pretrain", "cv", "cv"] and "resume=true" in calls[0][1]
     folder = comp_path.parent / "weights" / "tinyprobs" / "videomae_demo_pretrain" / "pretrained"
     assert f"pretrained={folder}" in calls[2][1] and not any(a.startswith("pretrained=") for a in calls[1][1])
+
+
+def test_kernel_passes_own_pretraining_and_judges_what_it_continued(tmp_path, capsys):
+    from vidkit.config import Competition
+    from vidkit.kaggle.kernel import check_licences
+
+    def run(name, pretrained):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"pretrained": pretrained}))
+        return tmp_path / name
+    comp = Competition(allowed_licenses=["MIT"], path="mycomp.yaml")
+    check_licences(comp, [run("scratch", {"source": None, "license": None}),
+                          run("own", {"source": "w/videomae_pretrain", "license": "own data", "parent": None})])
+    assert "own: pretrained w/videomae_pretrain (licence: own data)" in capsys.readouterr().out
+    continued = run("continued", {"source": "w/v", "license": "own data",
+                                  "parent": {"source": "MCG-NJU/videomae-base", "license": "cc-by-nc-4.0"}})
+    with pytest.raises(VidkitError, match=r"continued/run.json: .* 'own data \(from cc-by-nc-4.0\)', not one of"):
+        check_licences(comp, [continued])
