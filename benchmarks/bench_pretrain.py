@@ -90,10 +90,10 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
     folds = list(range(comp.n_folds)) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     start = cpu_seconds()
-    pre = run_pretrain(load_config(args.config, {**overrides, "comp": str(comp_yaml), "out_dir": str(work / "pre"),
-                                                 "epochs": str(args.pretrain_epochs), "lr": str(args.pretrain_lr),
-                                                 "mask_ratio": str(args.mask_ratio)}), comp)
-    pre_seconds = cpu_seconds() - start
+    pre = Path(args.pretrained) if args.pretrained else run_pretrain(load_config(args.config, {
+        **overrides, "comp": str(comp_yaml), "out_dir": str(work / "pre"), "epochs": str(args.pretrain_epochs),
+        "lr": str(args.pretrain_lr), "mask_ratio": str(args.mask_ratio)}), comp)
+    pre_seconds = cpu_seconds() - start  # 0 for a reused run (its own run.json has the time it took)
     losses = [json.loads(line)["train_loss"] for line in (pre / "metrics.jsonl").read_text().splitlines()]
     arms = {"scratch": None, "own": str(pretrained_folder(pre))}
     results = {arm: {"acc": [], "seconds": 0.0} for arm in arms}
@@ -140,6 +140,7 @@ def main():
     ap.add_argument("--ucf-fraction", type=float, default=None, help="ucf: labelled fraction (default --fraction)")
     ap.add_argument("--smoke", action="store_true", help="smallest run: 2 seeds, 2 folds, 2+2 epochs, few videos")
     ap.add_argument("--json", default=None, help="write the results here too")
+    ap.add_argument("--pretrained", default=None, help="reuse this pretraining run folder (of the same data)")
     args = ap.parse_args()
     if args.smoke:
         args.seeds, args.folds, args.epochs, args.pretrain_epochs, args.clips = "0,1", "0,1", 2, 2, args.clips or 16
