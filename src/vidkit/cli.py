@@ -207,6 +207,17 @@ class CV(TrainingVerb):
         run_cv(cfg)
 
 
+@verb("pretrain")
+class Pretrain(TrainingVerb):
+    """masked-autoencoding (VideoMAE) pretraining on the competition's own videos, labels unused; writes
+    <out>/pretrained/ for pretrained=: pretrain CONFIG comp=C [use_test=true] [mask_ratio=0.9] [out_dir=DIR]"""
+
+    def main(self):
+        cfg = self.load()
+        from vidkit.flows.pretrain import run_pretrain
+        run_pretrain(cfg)
+
+
 @verb("tune")
 class Tune(TrainingVerb):
     """Optuna study over a search space (TPE, median pruning) on the competition's fixed folds, resumed from its
@@ -505,6 +516,8 @@ class Kernel:
     time_budget: str = key("11h", "train: training stops here (resumable) so the version saves its output", "11h")
     processes: int | None = key(None, "train: processes per config (default: one per GPU)", "N")
     resume: bool = key(False, "train: continue from the notebook's previous output (added as an input)")
+    pretrain: str | None = key(None, "train: a videomae config to pretrain on the competition's videos first "
+                               "(`pretrain`); the configs of its model fine-tune from it", "CONFIG")
     overrides: dict = config_keys()  # train: config keys (epochs=...) for every config
 
     def main(self):
@@ -513,7 +526,8 @@ class Kernel:
         if self.mode == "train":
             from vidkit.kaggle.kernel_train import run_train_kernel
             return run_train_kernel(self.comp, self.configs, self.overrides, self.dry_run, self.push, self.weights,
-                                    self.time_budget, self.processes, self.resume, self.private, self.gpu, **options)
+                                    self.time_budget, self.processes, self.resume, self.private, self.gpu,
+                                    pretrain=self.pretrain, **options)
         if self.overrides:
             raise VidkitError(f"kernel: unknown key {next(iter(self.overrides))!r} (config keys go with mode=train)")
         if self.runs_from != "bundle":

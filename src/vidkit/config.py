@@ -97,6 +97,9 @@ class Config:
     teacher_test: str | None = None         # also the teachers' test probabilities (a _probs.csv) as unlabelled videos
     alpha: float = 0.5                      # distillation weight: (1 - alpha) * CE(label) + alpha * KL at temperature
     temperature: float = 2.0
+    # self-supervised pretraining (`vidkit pretrain`: VideoMAE masked autoencoding, vidkit.engine.pretrain)
+    mask_ratio: float = 0.9                 # pretrain: fraction of each clip's patches hidden (tube masking)
+    use_test: bool = False                  # pretrain: the test videos too (labels unused; check the rules)
     # evaluation / TTA
     val_clips: int = 1                      # clips per video for the per-epoch validation
     tta_clips: int = 3                      # clips per video for OOF and test predictions

@@ -42,7 +42,19 @@ def pretrained_of(run: Path) -> dict:
 def licence_label(pretrained: dict) -> str:
     if not pretrained.get("source"):
         return "scratch"
+    if pretrained.get("license") == "own data" and (pretrained.get("parent") or {}).get("source"):
+        return f"own data (from {licence_label(pretrained['parent'])})"  # continued pretraining
     return pretrained.get("license") or "unknown"
+
+
+def licence_allowed(pretrained: dict, allowed: list[str] | None) -> bool:
+    """Weights from scratch or the kit's own pretraining always pass, except through what they continued from;
+    anything else needs its licence in `allowed` (None: no rule)."""
+    if allowed is None or not pretrained.get("source"):
+        return True
+    if pretrained.get("license") == "own data":
+        return licence_allowed(pretrained.get("parent") or {}, allowed)
+    return str(pretrained.get("license") or "unknown").lower() in [str(a).lower() for a in allowed]
 
 
 def _extra_signal(run: Path) -> str:

@@ -26,7 +26,7 @@ from vidkit.errors import VidkitError
 from vidkit.files import read_json, write_text
 from vidkit.rundir import RunDir, ensemble_file
 from vidkit.kaggle.template.kernel_code import sha256
-from vidkit.analysis.report import licence_label, pretrained_of
+from vidkit.analysis.report import licence_allowed, licence_label, pretrained_of
 
 log = logging.getLogger(__name__)
 # the manifest is hashed with the very function the kernel verifies it with
@@ -288,7 +288,7 @@ def check_licences(comp: Competition, runs: list[Path]) -> None:
         pretrained = pretrained_of(run)
         label = licence_label(pretrained)
         print(f"{Path(run).name}: pretrained {pretrained.get('source') or '-'} (licence: {label})")
-        if allowed is not None and label != "scratch" and label.lower() not in allowed:
+        if not licence_allowed(pretrained, allowed):
             raise VidkitError(f"{RunDir(run).meta_file}: pretrained weights {pretrained.get('source')} are licensed "
                               f"{label!r}, not one of allowed_licenses {comp.allowed_licenses} ({comp.path})")
 

@@ -80,11 +80,12 @@ def resolve_configs(names: list[str], overrides: dict) -> dict[str, dict]:
 
 
 def build_code_dataset(comp: Competition, configs: dict, settings: kernel.KaggleSettings, dest: Path, train: dict,
-                       license: str = "CC0-1.0") -> Path:
-    """kernels/<slug>-code/: configs/<name>.yaml (what to train, in the manifest too), in a vidkit dataset
-    (`kernel.write_dataset`: the source, the competition, the sha256 manifest, dataset-metadata.json)."""
+                       license: str = "CC0-1.0", pretrain: dict | None = None) -> Path:
+    """kernels/<slug>-code/: configs/<name>.yaml (what to train, in the manifest too; `pretrain`: {<name>_pretrain:
+    its config}), in a vidkit dataset (`kernel.write_dataset`: the source, the competition, the sha256 manifest,
+    dataset-metadata.json)."""
     (dest / "configs").mkdir(parents=True)
-    for name, data in configs.items():
+    for name, data in {**configs, **(pretrain or {})}.items():
         write_text(dest / "configs" / f"{name}.yaml", yaml.safe_dump(data, sort_keys=False))
     return kernel.write_dataset(dest, comp, settings, settings.code_slug, f"{settings.code_slug[:45]} code",
                                 license, {"configs": list(configs), "train": train}, ("train_dir", "train_csv"))
@@ -133,17 +134,23 @@ def write_train_kernel(settings: kernel.KaggleSettings, dest: Path, weights: tup
 
 def build_train(comp_path: str, configs: list[str], overrides: dict | None = None, out: str = "kernels",
                 weights: str | None = None, time_budget: str = "11h", processes: int | None = None,
-                resume: bool = False, private: bool = True, license: str = "CC0-1.0", **kaggle) -> tuple[Path, Path]:
-    """The code dataset and the training notebook for `configs` (names or paths), each with `overrides`."""
+                resume: bool = False, private: bool = True, license: str = "CC0-1.0", pretrain: str | None = None,
+                **kaggle) -> tuple[Path, Path]:
+    """The code dataset and the training notebook for `configs` (names or paths), each with `overrides`;
+    `pretrain`: a config that `vidkit pretrain` runs first, whose folder the configs of its model fine-tune from."""
     comp = load_competition(comp_path)
     settings, license = train_settings(comp, **kaggle), kernel.check_license(license)
     sources = weight_sources(weights)
     resolved = resolve_configs(configs, overrides or {})
     train = {key: getattr(settings, key) for key in ("user", "competition", "slug", "kernel_slug", "gpu")}
     train.update(time_budget=parse_duration(time_budget, "time_budget"), processes=processes)
+    pretrained = {f"{name}_pretrain": data for name, data in resolve_configs([pretrain], overrides or {}).items()} \
+        if pretrain else None
+    if pretrained:
+        train["pretrain"] = next(iter(pretrained))
     code_dir = kernel._fresh(Path(out) / settings.code_slug, "dataset-metadata.json")
     kernel_dir = kernel._fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
-    build_code_dataset(comp, resolved, settings, code_dir, train, license)
+    build_code_dataset(comp, resolved, settings, code_dir, train, license, pretrained)
     write_train_kernel(settings, kernel_dir, sources, private, resume)
     print(f"code dataset {code_dir} ({len(resolved)} configs: {', '.join(resolved)}); training kernel {kernel_dir} "
           f"(GPU {'on' if settings.gpu else 'off'}, internet off, budget {time_budget}"
@@ -173,14 +180,14 @@ def infer_from_notebook(comp_path: str, runs_from: str, out: str = "kernels", ke
 def run_train_kernel(comp: str, configs: str | None, overrides: dict, dry_run: bool = False, push: bool = False,
                      weights: str | None = None, time_budget: str = "11h", processes: int | None = None,
                      resume: bool = False, private: bool = True, gpu: bool | None = None,
-                     **options) -> tuple[Path, Path]:
+                     pretrain: str | None = None, **options) -> tuple[Path, Path]:
     """The `kernel mode=train` verb: build, then optionally dry-run the first version locally and push."""
     other = sorted(set(options) - {"user", "competition", "slug", "title", "out", "license"})
     if other:
         raise VidkitError(f"kernel mode=train: {other[0]}= belongs to the inference kernel")
     code_dir, kernel_dir = build_train(comp, [c for c in (configs or "").split(",") if c], overrides,
                                        weights=weights, time_budget=time_budget, processes=processes, resume=resume,
-                                       private=private, gpu=gpu, **options)
+                                       private=private, gpu=gpu, pretrain=pretrain, **options)
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="vidkit-kaggle-") as tmp:
             left = dry_run_train(code_dir, kernel_dir, load_competition(comp), Path(tmp))
@@ -238,10 +245,36 @@ def local_competition(code: Path, data: Path, run: Path) -> Path:
     return run / "competition.yaml"
 
 
+def pretrain_first(code: Path, manifest: dict, comp_path: Path, env: dict, deadline: float) -> Path | bool | None:
+    """`kernel pretrain=CONFIG`: `pretrain` (resume=true) until done or the deadline; its save_pretrained folder,
+    False while unfinished, None without one."""
+    from vidkit.engine.launch import launch
+    from vidkit.flows.pretrain import finished, pretrained_folder
+    config = manifest["train"].get("pretrain")
+    if not config:
+        return None
+    out = comp_path.parent / "weights" / manifest["competition"]["name"] / config
+    if not finished(out):  # every version makes progress, even on a spent budget
+        launch("pretrain", [str(code / "configs" / f"{config}.yaml"), f"comp={comp_path}", f"out_dir={out}",
+                            "resume=true", f"max_time={max(1, int(deadline - time.time()))}s",
+                            f"cache_dir={Path(tempfile.gettempdir()) / 'vidkit-cache'}"],
+               manifest["train"].get("processes"), env)
+    return pretrained_folder(out) if finished(out) else False
+
+
+def _model_of(code: Path, config: str) -> str | None:
+    return yaml.safe_load((code / "configs" / f"{config}.yaml").read_text()).get("model")
+
+
 def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadline: float) -> list[str]:
-    """`cv` (resume=true) for every config without a cv_report.json, until the deadline; the configs left."""
+    """`cv` (resume=true) for every config without a cv_report.json, until the deadline; the configs left.
+    With a `pretrain` config, it runs first, and the configs of its model fine-tune from its folder."""
     from vidkit.engine.launch import launch
     name, left, launched = manifest["competition"]["name"], [], False
+    folder = pretrain_first(code, manifest, comp_path, env, deadline)
+    if folder is False:
+        return list(manifest["configs"])
+    own = _model_of(code, manifest["train"]["pretrain"]) if folder else None
     for config in manifest["configs"]:
         out = comp_path.parent / "weights" / name / config
         if RunDir(out).finished():
@@ -253,7 +286,8 @@ def train_configs(code: Path, manifest: dict, comp_path: Path, env: dict, deadli
             continue
         launch("cv", [str(code / "configs" / f"{config}.yaml"), f"comp={comp_path}", f"out_dir={out}",
                       "resume=true", f"max_time={max(1, int(seconds))}s",
-                      f"cache_dir={Path(tempfile.gettempdir()) / 'vidkit-cache'}"],  # not in the output
+                      f"cache_dir={Path(tempfile.gettempdir()) / 'vidkit-cache'}",  # not in the output
+                      *([f"pretrained={folder}"] if folder and _model_of(code, config) == own else [])],
                manifest["train"].get("processes"), env)
         launched = True
         if not RunDir(out).finished():

@@ -97,6 +97,8 @@ def _folder_config(name: str, path: Path, num_classes: int, num_frames, image_si
     if not (path / "config.json").is_file():
         raise VidkitError(f"pretrained: {path} has no config.json; save the model with save_pretrained()")
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    # sizes the folder already has are no conflict (a config's model_args fine-tuning its own pretraining)
+    config_args = {k: v for k, v in config_args.items() if getattr(config, k, None) != v}
     if config.model_type not in MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES:
         raise VidkitError(f"pretrained: {path}/config.json: model_type {config.model_type!r} is not a transformers "
                           f"video classifier ({', '.join(MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES)})")

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path("weights/pretrained")
 ROOTS_ENV = "VIDKIT_PRETRAINED_ROOTS"  # more places for pretrained=auto (the training kernel: its weight inputs)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+OWN_PRETRAINING = "vidkit_pretrain.json"  # in a `vidkit pretrain` folder: its source run and licence record
 
 
 def _found_in(folder: Path, hf_folder: bool) -> Path | None:
@@ -149,6 +150,10 @@ def pretrained_license(pretrained: str | None, model: str, fallback: str | None 
         return {"source": None, "license": None}
     path = PRETRAINED_DIR / model if pretrained == "auto" else Path(pretrained)
     folder = path if path.is_dir() else path.parent
+    if (folder / OWN_PRETRAINING).is_file():  # the kit's own pretraining: own data (+ what it continued from)
+        record = json.loads((folder / OWN_PRETRAINING).read_text())
+        return {"source": record["source"], "license": record["license"], "parent": record.get("parent"),
+                "use_test": record.get("use_test", False)}
     source, license = str(path), _card_license(folder)
     if (folder / "config.json").is_file():
         source = json.loads((folder / "config.json").read_text()).get("_name_or_path") or source
