@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import TINY
+from helpers import TINY
 from vidkit.analysis.report import licence_allowed, licence_label
 from vidkit.config import load_config
 from vidkit.engine.pretrain import TubeMasks

@@ -21,9 +21,10 @@ from torch import nn
 
 from vidkit.config import Competition, Config
 from vidkit.data import normalize
-from vidkit.engine.optim import EpochSampler, is_plateau, make_scheduler, param_groups
+from vidkit.data.epochs import EpochSampler
+from vidkit.engine.optim import is_plateau, make_scheduler, param_groups
 from vidkit.engine.runtime import bare, to_device
-from vidkit.engine.train import EarlyStopping, Fold, Progress, fit, load_state, loader, train_dataset, _trim_log
+from vidkit.engine.train import Fold, Progress, fit, load_state, loader, train_dataset, _trim_log
 from vidkit.errors import VidkitError
 from vidkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from vidkit.models.weights import require_path
@@ -153,7 +154,7 @@ def setup_pretrain(cfg: Config, table: pd.DataFrame, out_dir: Path, accelerator:
     accelerator.register_for_checkpointing(masks)
     return Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, None, sampler,
                 lambda loss, target, batch=None: loss, None, None, Progress(),
-                EarlyStopping(cfg.epochs + 1, higher_is_better=False), out_dir)
+                False, out_dir)  # no validation: every epoch is the best, never an early stop
 
 
 def check_enough(comp: Competition, n: int, cfg: Config, processes: int) -> None:
