@@ -34,6 +34,9 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
     metrics.check_metric(comp.metric)
     full = index_train(comp)
     table = drop_bad(full, cfg.exclude)  # unreadable or excluded videos leave before the folds are drawn
+    if cfg.features:  # a head: so do the videos its store has no features for
+        from vidkit.engine.features import without_features
+        table = without_features(cfg, table)
     classes = classes_of(comp, table)
     canonical = folds_path(comp.path)
     # folds drawn while the left-out videos were still in keep them: their rows are dropped, nothing redrawn
