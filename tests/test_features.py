@@ -268,3 +268,18 @@ def test_embed_verb_prints_the_size_first_and_refuses_a_bad_dtype(tiny_comp, tmp
     assert not read_manifest(tmp_path / "s")["complete"]  # two shards to go
     assert cli.main([*args, f"out={tmp_path / 't'}", "dtype=int8"]) != 0
     assert "dtype: 'int8' is not one of float16, float32" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_training_video_without_features_is_left_out(tiny_comp, store32, tmp_path, caplog):
+    import shutil
+    from vidkit.flows.cv import run_cv
+    store = tmp_path / "store"
+    shutil.copytree(store32, store)
+    (store / "all" / "v_up_g05_c03.npy").unlink()  # as if it could not be read when embedded
+    with caplog.at_level(logging.WARNING):
+        run = run_cv(load_config("configs/linear_probe.yaml", {"comp": str(tiny_comp), "features": str(store),
+                                                               "epochs": "1", "out_dir": str(tmp_path / "run")}))
+    oof = pd.read_csv(run / "oof.csv")
+    assert len(oof) == 23 and "v_up_g05_c03" not in set(oof["video_id"])
+    assert any("left out: v_up_g05_c03" in r.getMessage() for r in caplog.records)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit.config import Competition, Config, load_competition
-from vidkit.data.features import FeatureDataset, precomputed_manifest, read_manifest, source_of
+from vidkit.data.features import FeatureDataset, feature_path, precomputed_manifest, read_manifest, source_of
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,22 @@ def feature_dataset(cfg: Config, spec, table: pd.DataFrame, labels, fold: int | 
     tta = dataclasses.replace(tta or TTASpec(), clips=n_views, offsets=None, crops=1, flip=False)
     return FeatureDataset(table, root, manifest, source_of(manifest, fold), spec, labels, views, skip_errors,
                           extras, tta)
+
+
+def without_features(cfg: Config, table: pd.DataFrame) -> pd.DataFrame:
+    """Training videos the store has no features for (unreadable when embedded) are left out, with a warning."""
+    root, manifest = cached_store(cfg)
+    if manifest.get("precomputed"):
+        return table  # the layout only lists videos with a file
+    missing = np.zeros(len(table), dtype=bool)
+    for source in manifest["sources"]:
+        missing |= np.array([not feature_path(root, source, v).is_file() for v in table["video_id"]])
+    if missing.all():
+        raise VidkitError(f"{root}: no features for any training video; run `vidkit embed` for this store")
+    if missing.any():
+        log.warning("%s: no features for %d training videos, left out: %s", root, int(missing.sum()),
+                    ", ".join(table.loc[missing, "video_id"].head(20)))
+    return table[~missing].reset_index(drop=True)
 
 
 def run_features_meta(cfg: Config) -> dict:

@@ -35,6 +35,9 @@ def prepare_run(cfg: Config, accelerator, comp: Competition | None = None, out_r
     metrics.check_metric(comp.metric)
     full = index_train(comp)
     table = drop_bad(full, cfg.exclude)  # unreadable or excluded videos leave before the folds are drawn
+    if cfg.features:  # a head: so do the videos its store has no features for
+        from vidkit.engine.features import without_features
+        table = without_features(cfg, table)
     classes = classes_of(comp, table)
     if cfg.video_reduce and cfg.reduce_positive is None:  # the class video_reduce scores, kept in config.yaml
         cfg.reduce_positive = comp.positive_class
