@@ -38,7 +38,7 @@ from vidkit.data.epochs import EpochSampler, balanced_weights
 from vidkit.engine.optim import class_weights, is_plateau, make_scheduler, param_groups, set_trainable
 from vidkit.rundir import EMA_WEIGHTS, PLATEAU, PROGRESS, fold_name, metrics_file, state_dir, weights_file
 from vidkit.engine.runtime import bare, build_model, to_device
-from vidkit.engine.tta import eval_dataset, fold_oof, predict
+from vidkit.engine.tta import TTASpec, eval_dataset, fold_oof, predict
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def train_dataset(cfg: Config, spec, table: pd.DataFrame, labels, signal: dict |
                   fold: int | None = None) -> VideoDataset:
     if spec.layout == "features":  # a head: one random view of each video's stored features
         from vidkit.engine.features import feature_dataset
-        return feature_dataset(cfg, spec, table, labels, fold, views="random", extras=signal)
+        return feature_dataset(cfg, spec, table, labels, fold, views="random", extras=signal, tta=TTASpec())
     sampler = make_sampler(cfg.train_sampler, spec.num_frames, cfg.frame_stride, 1, cfg.pad_mode)
     transform = train_transform(spec.size, cfg.resize_short, cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotate,
                                 cfg.resize_mode)
@@ -434,7 +434,7 @@ def train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: lis
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.features and cfg.model == "gbdt":  # trees fit in one go (vidkit.engine.features)
-        from vidkit.engine.features import fit_gbdt_fold
+        from vidkit.engine.gbdt import fit_gbdt_fold
         return fit_gbdt_fold(cfg, comp, table, classes, fold, out_dir, accelerator)
     if cfg.features:  # a head: small batches of features, no out-of-memory retries (and their collections)
         return _train_fold(cfg, comp, table, classes, fold, out_dir, accelerator, on_epoch, extra, deadline)

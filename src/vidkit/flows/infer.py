@@ -169,7 +169,8 @@ def predict_head(member: Member, table: pd.DataFrame, classes: list[str]) -> np.
     total = np.zeros((len(table), len(member.classes)))
     for path, model in zip(member.checkpoints, load_models(member, accelerator.device)):
         fold = int(path.parent.name[4:]) if path.parent.name[4:].isdigit() else None
-        dataset = feature_dataset(member.cfg, model.input_spec, table, None, fold, views="all", skip_errors=True)
+        dataset = feature_dataset(member.cfg, model.input_spec, table, None, fold, views="all", skip_errors=True,
+                                  tta=member.tta)
         total += predict(model, eval_loader(member.cfg, dataset), accelerator, len(table), desc=member.name,
                          reduce=member.tta.reduce)
     return total[:, [member.classes.index(c) for c in classes]] / len(member.checkpoints)

@@ -376,7 +376,7 @@ def validate_events(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition, 
 def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_root) -> tuple[list, list, dict]:
     """Members, weights and thresholds: ensemble.yaml's (when runs= is not given or names its members), else
     the runs with equal weights and the first run's OOF thresholds."""
-    from vidkit.flows.ensemble import load_ensemble
+    from vidkit.config import load_ensemble
     path = Path(ensemble_yaml) if ensemble_yaml else CompDir(comp, out_root).ensemble_yaml
     spec = load_ensemble(path) if path.is_file() else None
     if spec:  # member paths as written, or relative to the yaml's folder (a kernel bundle)
