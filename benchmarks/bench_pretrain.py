@@ -108,9 +108,10 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
     n_videos = sum(json.loads((pre / "run.json").read_text())["videos"].values())
     protocol = (f"{name}: {comp.n_folds} grouped folds ({', '.join(map(str, folds))} scored), {args.fraction:.0%} of "
                 f"each training fold's labels (stratified, drawn per fold and seed), seeds {seeds}; config "
-                f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining {args.pretrain_epochs} "
-                f"epochs at lr {args.pretrain_lr}, mask_ratio {args.mask_ratio}, on all {n_videos} training videos "
-                f"(labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+                f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining "
+                + (f"reused from {pre}" if args.pretrained else f"{args.pretrain_epochs} epochs at lr "
+                   f"{args.pretrain_lr}, mask_ratio {args.mask_ratio}")
+                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     return {"protocol": protocol, "pretrain_seconds": pre_seconds, "pretrain_loss": [losses[0], losses[-1]],
             "results": results, "n_videos": n_videos}
 
