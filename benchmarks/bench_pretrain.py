@@ -108,9 +108,10 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
     n_videos = sum(json.loads((pre / "run.json").read_text())["videos"].values())
     protocol = (f"{name}: {comp.n_folds} grouped folds ({', '.join(map(str, folds))} scored), {args.fraction:.0%} of "
                 f"each training fold's labels (stratified, drawn per fold and seed), seeds {seeds}; config "
-                f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining {args.pretrain_epochs} "
-                f"epochs at lr {args.pretrain_lr}, mask_ratio {args.mask_ratio}, on all {n_videos} training videos "
-                f"(labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+                f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining "
+                + (f"reused from {pre}" if args.pretrained else f"{args.pretrain_epochs} epochs at lr "
+                   f"{args.pretrain_lr}, mask_ratio {args.mask_ratio}")
+                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     return {"protocol": protocol, "pretrain_seconds": pre_seconds, "pretrain_loss": [losses[0], losses[-1]],
             "results": results, "n_videos": n_videos}
 
@@ -140,13 +141,15 @@ def main():
     ap.add_argument("--ucf-fraction", type=float, default=None, help="ucf: labelled fraction (default --fraction)")
     ap.add_argument("--smoke", action="store_true", help="smallest run: 2 seeds, 2 folds, 2+2 epochs, few videos")
     ap.add_argument("--json", default=None, help="write the results here too")
+    ap.add_argument("--finetune-args", default="", help="config key=value pairs for both arms' fine-tuning")
     ap.add_argument("--pretrained", default=None, help="reuse this pretraining run folder (of the same data)")
     args = ap.parse_args()
     if args.smoke:
         args.seeds, args.folds, args.epochs, args.pretrain_epochs, args.clips = "0,1", "0,1", 2, 2, args.clips or 16
     one_core()
     work = Path(tempfile.mkdtemp(prefix="bench_pretrain-"))
-    base = {"num_workers": "0", "epochs": str(args.epochs), "mixed_precision": "no"}
+    base = {"num_workers": "0", "epochs": str(args.epochs), "mixed_precision": "no",
+            **dict(kv.split("=", 1) for kv in args.finetune_args.split())}
     results = {}
     for name in args.data.split(","):
         if name == "demo":

@@ -163,7 +163,8 @@ def test_training_kernel_pretrains_first_then_fine_tunes_the_same_model(probs_co
     code, _ = build_train(str(probs_comp), ["r3d18_demo", "videomae_demo"], {"epochs": "1"}, out=str(tmp_path / "k"),
                           pretrain="videomae_demo", user="alice", competition="tiny-videos", slug="vidkit-pt")
     manifest = manifest_of(code)  # the pretraining config is hashed like the others
-    assert manifest["configs"] == ["r3d18_demo", "videomae_demo"] and manifest["train"]["pretrain"] == "videomae_demo_pretrain"
+    assert manifest["configs"] == ["r3d18_demo", "videomae_demo"]
+    assert manifest["train"]["pretrain"] == "videomae_demo_pretrain"
     assert yaml.safe_load((code / "configs" / "videomae_demo_pretrain.yaml").read_text())["model"] == "videomae"
     calls, finish = [], {"pretrain": False}
 

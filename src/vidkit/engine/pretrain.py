@@ -103,7 +103,8 @@ def pretraining_config(cfg: Config):
         return VideoMAEConfig(**{**decoder_args(args), **args, **sizes, "norm_pix_loss": True}), None
     path = Path(require_path(cfg.pretrained, cfg.model, "a VideoMAE save_pretrained folder", folder=True))
     if not (path / "config.json").is_file():
-        raise VidkitError(f"pretrained: {path} has no config.json; pretrain continues a VideoMAE save_pretrained folder")
+        raise VidkitError(f"pretrained: {path} has no config.json; pretrain continues a VideoMAE "
+                          "save_pretrained folder")
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     if config.model_type != "videomae":
         raise VidkitError(f"pretrained: {path / 'config.json'} holds a {config.model_type}, not a videomae; "

@@ -96,7 +96,8 @@ def run_pretrain(cfg: Config, comp: Competition | None = None, out_root: Path | 
         write_figures(model, cfg, table, out)
         provenance.finish(out)
     accelerator.wait_for_everyone()
-    accelerator.print(f"pretrained encoder: {pretrained_folder(out)} (fine-tune with pretrained={pretrained_folder(out)})")
+    folder = pretrained_folder(out)
+    accelerator.print(f"pretrained encoder: {folder} (fine-tune with pretrained={folder})")
     return out.path
 
 
