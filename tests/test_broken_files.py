@@ -340,6 +340,10 @@ ALLOWED = {"files.py": set(WRITES),
            "analysis/provenance.py": {"to_csv"},  # hashes a table in memory
            "data/cache.py": {"np.save", "open_w"},  # frame cache entries: their own temp file + os.replace
            "demo.py": {"to_csv"},  # the demo's synthetic data, rebuilt when missing
+           "spot_demo.py": {"to_csv", "write_text"},  # the spotting demo's synthetic data, rebuilt when missing
+           "data/features.py": {"write_text", "open_w", "np.save"},  # store files: their own temp file + os.replace
+           "flows/spotting.py": {"np.save"},  # OOF score arrays, saved into an atomic_write file object
+           "engine/spotting.py": {"open_w"},  # metrics.jsonl, appended one line per epoch (as engine/train.py)
            "engine/train.py": {"write_text", "save_file", "torch.save", "open_w"}}  # resumable state: a temp
 # folder + os.replace; metrics.jsonl: appended one line per epoch
 

@@ -16,6 +16,8 @@ from vidkit.models.heads import HEADS
 # The saliency method each model family gets: attention rollout where the attention maps are readable, Grad-CAM on
 # the last conv stage that keeps time, else the input gradient. A new model must say which it gets.
 ROLLOUT, GRADCAM, GRADIENT = "attention rollout", "Grad-CAM", "input gradient"
+PER_FRAME = {"spot_dense", "spot_head"}  # dense spotting models: a score per frame, no clip-level class to explain
+CLIP_CLASSIFIERS = [m for m in list_models() if m not in HEADS and m not in PER_FRAME]  # heads take features
 EXPECTED = {"videomae": ROLLOUT, "timesformer": ROLLOUT, "vjepa2": ROLLOUT,
             "r3d_18": GRADCAM, "mc3_18": GRADCAM, "r2plus1d_18": GRADCAM, "r3d_18_inception": GRADCAM,
             "s3d": GRADCAM, "i3d_r50": GRADCAM, "tsm": GRADCAM, "tsn": GRADCAM, "cnn_rnn": GRADCAM,
@@ -29,15 +31,13 @@ KNOWN = {"r3d_18_late_fusion": pytest.mark.xfail(strict=True, reason="Grad-CAM s
 
 
 def test_every_model_has_an_expected_method():
-    assert sorted(EXPECTED) == [m for m in list_models() if m not in HEADS]
+    assert sorted(EXPECTED) == CLIP_CLASSIFIERS
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=KNOWN.get(n, ())) for n in list_models() if n not in HEADS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=KNOWN.get(n, ())) for n in CLIP_CLASSIFIERS])
 def test_saliency_for_every_model(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3, **MODEL_ARGS[name])
-    if getattr(model, "per_frame", False):
-        pytest.skip("a per-frame spotting model: no clip-level class to explain")
     spec = model.input_spec
     rng = np.random.default_rng(0)
     clip = torch.from_numpy(rng.integers(0, 256, (spec.num_frames, spec.size, spec.size, 3), dtype=np.uint8))

@@ -149,11 +149,12 @@ def test_large_shrinks_equal_one_area_resize(side):
 
 def test_loader_settings_follow_the_machine(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr("vidkit.data.shard.cgroup_cores", lambda: None)  # no container quota
     gpu = loader_settings(100, gpu=True)
     assert gpu == {"num_workers": 8, "persistent_workers": True, "pin_memory": True, "prefetch_factor": 2}
     assert loader_settings(100, gpu=False)["num_workers"] == 2 and not loader_settings(100, gpu=False)["pin_memory"]
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes share the 8 cores
     assert loader_settings(100, gpu=True)["num_workers"] == 2
     assert loader_settings(3, gpu=True)["num_workers"] == 2 and loader_settings(1, gpu=True)["num_workers"] == 0
-    assert loader_settings(100, gpu=False, workers=3)["num_workers"] == 3
+    assert loader_settings(100, gpu=False, workers=3)["num_workers"] == 2  # a fixed count: clamped to the 2 cores
     assert "prefetch_factor" not in loader_settings(100, gpu=True, workers=0)

@@ -106,7 +106,7 @@ def plot_per_class_ap(per_class: dict[str, dict], path: Path) -> None:
     ax.set_xlabel("out-of-fold average precision")
     ax.set_title("per-class AP (worst first)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -123,5 +123,5 @@ def plot_label_distribution(y: np.ndarray, folds: np.ndarray, classes: list[str]
     ax.set_title(f"labels per fold ({len(classes)} classes, {len(y)} videos)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

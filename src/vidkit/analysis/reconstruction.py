@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vidkit.files import save_figure
+
 
 def plot_reconstruction(views: dict, path: Path, frames: int = 4) -> None:
     """`views`: input / masked / reconstruction arrays (clips, T, H, W, C) in [0, 1]: one row each per clip,
@@ -31,7 +33,7 @@ def plot_reconstruction(views: dict, path: Path, frames: int = 4) -> None:
                 ax.set_title(f"frame {f}", fontsize=7)
     fig.suptitle(f"masked-autoencoding reconstruction (loss {views.get('loss', float('nan')):.3f})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -46,5 +48,5 @@ def plot_pretrain_curves(metrics_jsonl: Path, path: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vidkit.files import save_figure
+
 
 def plot_timeline(scores: np.ndarray, classes: list[str], truth: list[tuple[int, str]],
                   found: list[tuple[int, str, float]], path: Path, title: str = "") -> None:
@@ -27,5 +29,5 @@ def plot_timeline(scores: np.ndarray, classes: list[str], truth: list[tuple[int,
     axes[-1, 0].set_xlabel("frame (green: ground truth, red: detections)")
     axes[0, 0].set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)

@@ -17,7 +17,6 @@ import logging
 import math
 import shutil
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -30,6 +29,8 @@ from vidkit.data.media import list_frames
 from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.data.video_backends import stream
 from vidkit.errors import VidkitError
+
+from vidkit.files import write_csv
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "x1", "y1", "x2", "y2"]
@@ -318,7 +319,7 @@ def run_crop(comp: Competition, settings: CropSettings, out: str | None = None, 
     table = pd.concat(tables, ignore_index=True)
     name = "boxes.csv" if part[1] == 1 else f"boxes.{part[0]}-of-{part[1]}.csv"
     root.mkdir(parents=True, exist_ok=True)
-    table.to_csv(root / name, index=False)
+    write_csv(table, root / name, index=False)
     return root / name
 
 

@@ -19,6 +19,8 @@ import yaml
 from vidkit.data.media import IMAGE_EXTS, VIDEO_EXTS, natural_key
 from vidkit.errors import VidkitError
 
+from vidkit.files import write_text
+
 FEATURE_EXTS = {".npy", ".npz", ".pt", ".safetensors"}
 ID_NAMES = ("video_id", "id", "clip_name", "filename", "file_name", "video", "name", "youtube_id", "vid")
 PATH_NAMES = ("path", "clip_path", "video_path", "filepath", "file_path", "relative_path")
@@ -280,7 +282,7 @@ def write_spec(name: str, guesses: list[Guess], path: Path) -> None:
         text = yaml.safe_dump({g.key: value}, default_flow_style=True, width=10_000).strip()[1:-1]
         lines.append(f"{text}  # {g.why}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def run_init(data_dir: str, name: str | None = None, out: str | None = None, force: bool = False) -> Path:

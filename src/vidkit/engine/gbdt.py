@@ -14,6 +14,8 @@ from vidkit.engine.features import feature_dataset
 from vidkit.engine.tta import TTASpec
 from vidkit.errors import VidkitError
 
+from vidkit.files import save_safetensors, write_text
+
 
 def pooled(dataset: FeatureDataset) -> np.ndarray:
     """(n_videos, D): every video's features averaged over its views and positions."""
@@ -25,7 +27,6 @@ def fit_gbdt_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: 
     """The gbdt head's fold: LightGBM fitted on the pooled features of the training videos, its model text saved as
     the fold's model.safetensors, and the same OOF (every stored view through the booster) as any head."""
     import lightgbm
-    from safetensors.torch import save_file
 
     from vidkit import metrics
     from vidkit.engine.runtime import build_model
@@ -43,7 +44,7 @@ def fit_gbdt_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: 
     clf.fit(pooled(train), y[~is_val])
     model.set_booster(clf.booster_.model_to_string())
     if accelerator.is_main_process:
-        save_file({"booster": model.booster}, str(weights_file(out_dir)))
+        save_safetensors({"booster": model.booster}, weights_file(out_dir))
     record = {"fold": fold, "epoch": 0, "step": 1, "train_loss": 0.0, "lr": model.params["learning_rate"],
               "best": True}
     if is_val.any():
@@ -52,7 +53,7 @@ def fit_gbdt_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: 
         record.update(val_loss=metrics.score("logloss", y[is_val], probs),
                       val_score=metrics.score(comp.metric, y[is_val], probs), metric=comp.metric)
     if accelerator.is_main_process:
-        metrics_file(out_dir).write_text(json.dumps(record) + "\n")
+        write_text(metrics_file(out_dir), json.dumps(record) + "\n")
     if not is_val.any():
         return None
     return fold_oof(cfg, model, weights_file(out_dir), table[is_val], classes, fold, accelerator, out_dir, comp)

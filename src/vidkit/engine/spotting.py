@@ -17,6 +17,8 @@ from vidkit.data.events import frame_targets, window_starts
 from vidkit.engine.optim import make_scheduler
 from vidkit.engine.peaks import pick_events, smooth  # noqa: F401  (one import for the spotting engine)
 
+from vidkit.files import save_safetensors
+
 log = logging.getLogger(__name__)
 
 
@@ -178,7 +180,6 @@ def train_spotter(cfg: Config, model: nn.Module, videos: list[np.ndarray], event
                   accelerator, evaluate, fold_dir: Path) -> dict:
     """Train on windows of the training videos (each in memory at the model's size); after each epoch
     `evaluate(model) -> score` (validation mAP); the best epoch's weights are kept. Returns the best record."""
-    from safetensors.torch import save_file
     rng = np.random.default_rng(cfg.seed if isinstance(cfg.seed, int) else 0)
     window = model.input_spec.num_frames
     targets = [frame_targets(len(v), f, k, n_classes, cfg.spot_sigma, cfg.spot_target) for v, (f, k) in
@@ -212,7 +213,7 @@ def train_spotter(cfg: Config, model: nn.Module, videos: list[np.ndarray], event
         if record["best"]:
             best = record
             state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-            save_file(state, str(fold_dir / "model.safetensors"))
+            save_safetensors(state, fold_dir / "model.safetensors")
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
         accelerator.print(f"{fold_dir.name} epoch {epoch}: loss {record['train_loss']:.4f} "

@@ -9,7 +9,6 @@ folder (default weights/<competition>/<config>_pretrain/):
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from vidkit.engine.train import train_dataset
 from vidkit.flows.cv import _context, deadline
 from vidkit.models.weights import OWN_PRETRAINING, pretrained_license
 from vidkit.rundir import CompDir, RunDir, metrics_file
+
+from vidkit.files import write_json
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"  # the save_pretrained folder inside a pretraining run
@@ -108,7 +109,7 @@ def save_pretrained(model, out: RunDir, cfg: Config, comp: Competition, parent: 
     record = {"source": str(out.path.resolve()), "license": "own data", "competition": comp.name,
               "use_test": cfg.use_test, "videos": len(table), "mask_ratio": cfg.mask_ratio,
               "parent": parent if parent.get("source") else None}
-    (folder / OWN_PRETRAINING).write_text(json.dumps(record, indent=1))
+    write_json(folder / OWN_PRETRAINING, record)
     out.update_meta(pretrained_folder=str(folder))
     return folder
 

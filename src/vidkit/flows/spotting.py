@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from vidkit import metrics
 from vidkit.config import Competition, Config
@@ -18,6 +17,8 @@ from vidkit.data.events import index_videos, iter_frames, load_video, read_event
 from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
+
+from vidkit.files import atomic_write, write_csv, write_yaml
 
 log = logging.getLogger(__name__)
 THRESHOLD_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
@@ -125,7 +126,7 @@ def _write_run(out: RunDir, cfg, comp, videos, events, classes, unit, spec) -> N
     from vidkit.analysis import provenance
     out.path.mkdir(parents=True, exist_ok=True)
     out.write_config(cfg)
-    videos[["video_id", "group", "label", "fold"]].to_csv(out.folds_csv, index=False)
+    write_csv(videos[["video_id", "group", "label", "fold"]], out.folds_csv, index=False)
     counts = events["event"].value_counts()
     out.write_meta({"task": "spotting", "classes": classes, "class_counts": {c: int(counts.get(c, 0)) for c in classes},
                     "competition": comp.name, "competition_yaml": comp.path, "model": cfg.model,
@@ -189,7 +190,8 @@ def _n_scores(model, cfg: Config) -> int:
 def _save_scores(folder: Path, scores: dict[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for vid, s in scores.items():
-        np.save(folder / f"{vid}.npy", s.astype(np.float16))
+        with atomic_write(folder / f"{vid}.npy", "wb") as f:
+            np.save(f, s.astype(np.float16))
 
 
 def load_scores(run: Path) -> dict[str, np.ndarray]:
@@ -208,8 +210,8 @@ def write_report(out: RunDir, cfg, videos, events, classes, unit, scores, tolera
     thresholds = fit_thresholds(truth, found, classes, tolerances)
     kept = _above(found, thresholds)
     fold = videos.set_index("video_id")["fold"]
-    kept.assign(fold=kept["video_id"].map(fold).astype(int))[["video_id", "fold", "frame", "pos", "event", "score"]] \
-        .to_csv(out.oof_csv, index=False)
+    write_csv(kept.assign(fold=kept["video_id"].map(fold).astype(int))[["video_id", "fold", "frame", "pos", "event",
+                                                                        "score"]], out.oof_csv, index=False)
     result = metrics.spotting_map(truth, kept, tolerances, classes)
     report = {"metric": "spotting_map", "task": "spotting", "score": result["score"], "fold_scores": fold_scores,
               "fold_std": float(np.std(fold_scores)), "per_tolerance": result["per_tolerance"],
@@ -291,7 +293,7 @@ def run_ensemble(comp: Competition, runs: list[str] | None = None, out: str | No
             "member_scores": {str(r): float(s) for r, s in zip(found, singles)}, "spot_min_distance": cfg.spot_min_distance, "spot_smooth": cfg.spot_smooth}
     path = Path(out) if out else CompDir(comp, out_root).ensemble_yaml
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_yaml(path, spec)
     for r, s in zip(found, singles):
         print(f"{r}: OOF spotting_map {s:.4f}")
     print(f"blend {best:.4f} (weights " + ", ".join(f"{Path(m['run']).name} {m['weight']:.2f}"
@@ -418,7 +420,7 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     sub = submission_columns(found, sample, comp, test.set_index("video_id")["fps"])
     validate_events(sub, sample, comp, classes, set(test["video_id"]), str(out))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(out, index=False)
+    write_csv(sub, out, index=False)
     print(f"{len(sub)} events in {len(test)} test videos ({len(found_runs)} runs) -> {out}")
     return Path(out)
 

@@ -17,7 +17,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import venv
 from importlib import metadata
 from pathlib import Path
