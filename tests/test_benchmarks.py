@@ -15,10 +15,11 @@ from helpers import SHARED
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted((ROOT / "benchmarks").glob("bench_*.py"))
 RUNNER = """
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, io, json, os, runpy, sys, traceback
 sys.path.insert(0, sys.argv[1])
-results = {}
+results, root = {}, os.getcwd()
 for path in sys.argv[2:]:
+    os.chdir(root)  # a benchmark that changes folder does not move the next one
     sys.argv, out, code = [path, "--smoke"], io.StringIO(), 0
     try:
         with contextlib.redirect_stdout(out):

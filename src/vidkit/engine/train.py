@@ -187,7 +187,7 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
         model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
-    if model.multilabel:
+    if bare(accelerator, model).multilabel:  # after prepare: DDP does not pass attributes through
         loss_fn, mixer = multilabel_training.setup(cfg, train_labels, len(classes), accelerator.device)
     else:
         weights = class_weights(train_labels[train_labels >= 0], len(classes), cfg.class_weights)
