@@ -39,13 +39,18 @@ def plot_confusion(y, pred, classes: list[str], path: Path) -> None:
 
 def plot_per_class(y, pred, classes: list[str], path: Path) -> None:
     acc = np.array([(pred[y == i] == i).mean() if (y == i).any() else np.nan for i in range(len(classes))])
-    order = np.argsort(np.nan_to_num(acc, nan=-1))
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(classes))))
-    ax.barh(np.arange(len(classes)), acc[order], color="tab:blue")
-    ax.set_yticks(np.arange(len(classes)), [classes[i] for i in order], fontsize=8)  # 0.22 in (16 pt) per row
+    worst_first(acc, classes, "out-of-fold accuracy", "per-class accuracy (worst first)", path)
+
+
+def worst_first(values: np.ndarray, names: list[str], xlabel: str, title: str, path: Path) -> None:
+    """A horizontal bar per class, the lowest value first (NaN: a class with nothing to score, at the top)."""
+    order = np.argsort(np.nan_to_num(values, nan=-1))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(names))))
+    ax.barh(np.arange(len(names)), values[order], color="tab:blue")
+    ax.set_yticks(np.arange(len(names)), [names[i] for i in order], fontsize=8)  # 0.22 in (16 pt) per row
     ax.set_xlim(0, 1)
-    ax.set_xlabel("out-of-fold accuracy")
-    ax.set_title("per-class accuracy (worst first)")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
@@ -98,16 +103,7 @@ def plot_per_class_ap(per_class: dict[str, dict], path: Path) -> None:
     """Multi-label: each class's out-of-fold average precision (worst first)."""
     names = list(per_class)
     ap = np.array([per_class[c]["ap"] for c in names], dtype=float)
-    order = np.argsort(np.nan_to_num(ap, nan=-1))
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(names))))
-    ax.barh(np.arange(len(names)), ap[order], color="tab:blue")
-    ax.set_yticks(np.arange(len(names)), [names[i] for i in order], fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("out-of-fold average precision")
-    ax.set_title("per-class AP (worst first)")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
+    worst_first(ap, names, "out-of-fold average precision", "per-class AP (worst first)", path)
 
 
 def plot_label_distribution(y: np.ndarray, folds: np.ndarray, classes: list[str], path: Path) -> None:

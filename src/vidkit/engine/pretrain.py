@@ -24,11 +24,11 @@ from vidkit.data import normalize
 from vidkit.data.epochs import EpochSampler
 from vidkit.engine.optim import is_plateau, make_scheduler, param_groups
 from vidkit.engine.runtime import bare, to_device
-from vidkit.engine.train import Fold, Progress, fit, load_state, loader, train_dataset, _trim_log
+from vidkit.engine.train import Fold, Progress, fit, loader, resume_or_restart, train_dataset
 from vidkit.errors import VidkitError
 from vidkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from vidkit.models.weights import require_path
-from vidkit.rundir import metrics_file, weights_file
+from vidkit.rundir import weights_file
 
 log = logging.getLogger(__name__)
 FAMILIES = ("videomae", "hf_video")  # registered models whose encoder a VideoMAE pretraining folder fills
@@ -173,13 +173,7 @@ def pretrain_loop(cfg: Config, comp: Competition, table: pd.DataFrame, out_dir: 
     set_seed(int(cfg.seed))
     accelerator.free_memory()
     run = setup_pretrain(cfg, table, out_dir, accelerator, comp)
-    run.deadline = deadline
-    resumed = cfg.resume and load_state(run)
-    if accelerator.is_main_process:
-        if resumed:
-            _trim_log(metrics_file(out_dir), run.progress.epoch)
-        else:
-            metrics_file(out_dir).unlink(missing_ok=True)
+    resume_or_restart(run, deadline)
     if fit(run, table, np.zeros(0), comp.metric, -1):
         return None
     if accelerator.is_main_process:  # the weights go out as save_pretrained; state and the raw copy are spent

@@ -393,19 +393,25 @@ def _trim_log(log_file: Path, before_epoch: int) -> None:
         write_text(log_file, "".join(line + "\n" for line in keep))
 
 
+def resume_or_restart(run: Fold, deadline: float | None) -> bool:
+    """`resume=true`: the last saved state (its metrics.jsonl trimmed to it); else a fresh metrics.jsonl."""
+    run.deadline = deadline
+    resumed = run.cfg.resume and load_state(run)
+    if run.accelerator.is_main_process:
+        if resumed:
+            _trim_log(metrics_file(run.out_dir), run.progress.epoch)
+        else:
+            metrics_file(run.out_dir).unlink(missing_ok=True)
+    return resumed
+
+
 def _train_fold(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], fold: int,
                 out_dir: Path, accelerator: Accelerator, on_epoch=None, extra=None,
                 deadline: float | None = None) -> pd.DataFrame | None:
     set_seed(cfg.seed + max(fold, 0))
     accelerator.free_memory()  # drop the previous fold's (or attempt's) prepared objects
     run, val_table, y = setup_fold(cfg, table, classes, fold, out_dir, accelerator, comp, extra)
-    run.deadline = deadline
-    resumed = cfg.resume and load_state(run)
-    if accelerator.is_main_process:
-        if resumed:
-            _trim_log(metrics_file(out_dir), run.progress.epoch)
-        else:
-            metrics_file(out_dir).unlink(missing_ok=True)
+    resume_or_restart(run, deadline)
     if cfg.log_with:
         accelerator.init_trackers(fold_name(fold), config={k: v for k, v in asdict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
