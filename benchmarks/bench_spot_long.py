@@ -2,6 +2,7 @@
 streamed through every fold model of a spotting run in overlapping windows), wall time and resident memory.
 
     python benchmarks/bench_spot_long.py RUN [minutes=30] [size=32]
+    python benchmarks/bench_spot_long.py --smoke      (a random-init spot_demo model, a 3-second video)
 """
 from __future__ import annotations
 
@@ -46,6 +47,26 @@ def main(run: str, minutes: float = 30, size: int = 32) -> None:
               f"{n * size * size * 3 / 2**20:.0f} MiB")
 
 
+def smoke_run(folder: Path) -> Path:
+    """A spotting run folder as `cv` leaves it, with a random-init spot_demo model (timing, not scores)."""
+    import json
+    from safetensors.torch import save_file
+    from vidkit.config import load_config, save_config
+    from vidkit.engine.runtime import build_model
+    from vidkit.engine.spotting import num_outputs
+    cfg = load_config("configs/spot_demo.yaml")
+    classes = ["colour", "shape"]
+    (folder / "fold0").mkdir(parents=True)
+    save_file(build_model(cfg, num_outputs(len(classes), cfg.spot_target)).state_dict(),
+              str(folder / "fold0" / "model.safetensors"))
+    save_config(cfg, folder / "config.yaml")
+    (folder / "run.json").write_text(json.dumps({"classes": classes}))
+    return folder
+
+
 if __name__ == "__main__":
-    args = dict(a.split("=", 1) for a in sys.argv[2:])
-    main(sys.argv[1], float(args.get("minutes", 30)), int(args.get("size", 32)))
+    if "--smoke" in sys.argv[1:]:
+        main(str(smoke_run(Path(tempfile.mkdtemp()) / "run")), minutes=0.05, size=32)
+    else:
+        args = dict(a.split("=", 1) for a in sys.argv[2:])
+        main(sys.argv[1], float(args.get("minutes", 30)), int(args.get("size", 32)))
