@@ -271,3 +271,29 @@ def test_kernel_dry_run_matches_submit(spot_run, spot_comp, kaggle_python, tmp_p
     want = pd.read_csv(run_submit(comp, [str(spot_run)], str(tmp_path / "local.csv")))
     assert len(sub) > 0
     pd.testing.assert_frame_equal(sub, want)
+
+
+# ---------------------------------------------------------------- predict, check, submit budget=, explain
+
+@pytest.mark.slow
+def test_predict_prints_the_event_list_submit_writes(spot_run, spot_comp, tmp_path, capsys):
+    from vidkit.config import load_competition
+    from vidkit.flows.predict import run_predict
+    from vidkit.flows.submit import run_submit
+    video = spot_comp.parent.parent / "data" / "test" / "test_g00.mp4"
+    events = run_predict([str(spot_run)], video, topk=5, out=tmp_path / "events.csv")
+    assert list(events.columns) == ["video_id", "time", "event", "score"] and len(events) > 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("video_id,time,event,score\n") and f"{len(events)} events ->" in printed
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "events.csv"), events, check_dtype=False)
+    sub = pd.read_csv(run_submit(load_competition(spot_comp), [str(spot_run)], str(tmp_path / "sub.csv")))
+    mine = sub[sub["video_id"] == "test_g00"]  # the same stream, windows, peaks and thresholds as submit
+    order = ["time", "event"]
+    pd.testing.assert_frame_equal(events.sort_values(order).reset_index(drop=True),
+                                  mine.sort_values(order).reset_index(drop=True), check_dtype=False)
+
+
+def test_predict_on_a_spotting_run_refuses_a_classification_run(spot_run, tiny_run, spot_comp):
+    from vidkit.flows.spotting import predict_events
+    with pytest.raises(VidkitError, match="not a spotting run"):
+        predict_events([str(spot_run), str(tiny_run)], spot_comp.parent.parent / "data" / "test" / "test_g00.mp4")

@@ -310,15 +310,16 @@ class RunsVerb:
 
 @verb("predict")
 class Predict(RunsVerb):
-    """top classes of one video file or frame folder: predict run=RUN video=PATH"""
+    """top classes of one video file or frame folder (spotting runs: its event list): predict run=RUN video=PATH"""
     video: str = key(REQUIRED, "a video file or a folder of frames", "VIDEO_FILE_OR_FRAME_DIR")
     topk: int = key(5, "how many classes to print")
     tta_clips: int | None = key(None, "clips per video (default: the run's config)", "N")
+    out: str | None = key(None, "spotting runs: also write the event list here", "CSV")
 
     def main(self):
         from vidkit.flows.predict import run_predict
         runs, comp = self.served()
-        run_predict(runs, self.video, self.topk, self.tta_clips, comp)
+        run_predict(runs, self.video, self.topk, self.tta_clips, comp, self.out)
 
 
 @verb("export")

@@ -33,9 +33,21 @@ def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | No
     return pd.Series(probs, index=classes).sort_values(ascending=False, kind="stable")
 
 
+def is_spotting(runs: list[str | Path], comp=None) -> bool:
+    """Whether `predict` serves spotting runs (the first run's run.json, else the competition's task)."""
+    from vidkit.rundir import RunDir
+    if runs:
+        return RunDir(Path(runs[0])).meta().get("task") == "spotting"
+    return comp is not None and comp.task == "spotting"
+
+
 def run_predict(runs: list[str | Path], video: str | Path, topk: int, tta_clips: int | None = None,
-                comp=None) -> pd.Series:
-    """The `predict` verb (its keys' defaults: cli.Predict): print and return the `topk` classes."""
+                comp=None, out: str | Path | None = None):
+    """The `predict` verb (its keys' defaults: cli.Predict): print and return the `topk` classes; on spotting
+    runs, the video's event list (vidkit.flows.spotting), also written to `out` when given."""
+    if is_spotting(runs, comp):
+        from vidkit.flows.spotting import run_predict_events
+        return run_predict_events(runs, video, comp, out)
     top = predict_video(runs, video, tta_clips, comp).head(topk)
     width = max(len(str(c)) for c in top.index)
     for cls, p in top.items():

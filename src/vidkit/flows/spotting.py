@@ -425,6 +425,62 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     return Path(out)
 
 
+# ---------------------------------------------------------------- predict: one video's event list
+
+def predict_events(runs: list[str | Path], video: str | Path, comp: Competition | None = None,
+                   backend: str | None = None) -> pd.DataFrame:
+    """`predict` on spotting runs: one video's events as rows video_id, frame|time (the runs' events unit),
+    event, score. The video is streamed once through every run's fold models, as `submit` does (with `comp=`
+    and no runs: ensemble.yaml's members, weights and thresholds); peaks above the OOF thresholds."""
+    import torch
+    from vidkit.data.events import video_fps
+    from vidkit.data.index import media_row
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if runs:
+        found_runs = [Path(r) for r in runs]
+        for r in found_runs:
+            if RunDir(r).meta().get("task") != "spotting":
+                raise VidkitError(f"{r}: not a spotting run (run.json has no task: spotting); predict one kind at a time")
+        weights, thresholds = [1.0] * len(found_runs), RunDir(found_runs[0]).meta().get("thresholds", {})
+    elif comp is not None:
+        found_runs, weights, thresholds = ensemble_of(comp, None, None, None)
+    else:
+        raise VidkitError("predict: run=RUN_DIR (or comp= for the competition's ensemble) is required")
+    members = [load_member(r, device) for r in found_runs]
+    classes, cfg, unit = members[0]["classes"], members[0]["cfg"], RunDir(found_runs[0]).meta().get("unit", "frame")
+    row = media_row(video)
+    row["fps"] = video_fps(Path(video), comp.fps if comp is not None else _trained_fps(found_runs[0]))
+    scores = predict_video(row, members, weights, backend or cfg.video_backend)
+    if len(scores) == 0:
+        raise VidkitError(f"{video}: no frames could be decoded")
+    events = detect({row["video_id"]: scores}, pd.DataFrame([row]), classes, unit, cfg, thresholds)
+    events = events.sort_values("frame", kind="stable").reset_index(drop=True).assign(
+        score=lambda e: np.round(e["score"], 5))
+    return events.drop(columns="frame").rename(columns={"pos": unit})[["video_id", unit, "event", "score"]]
+
+
+def _trained_fps(run: Path) -> float | None:
+    """The `fps:` of the competition a run was trained on (frame folders), when its yaml is still there."""
+    from vidkit.config import load_competition
+    path = RunDir(run).meta().get("competition_yaml")
+    try:
+        return load_competition(path).fps if path and Path(path).is_file() else None
+    except VidkitError:
+        return None
+
+
+def run_predict_events(runs: list[str | Path], video: str | Path, comp: Competition | None = None,
+                       out: str | Path | None = None, backend: str | None = None) -> pd.DataFrame:
+    """The `predict` verb on spotting runs: print the event list (CSV) and write it to `out` when given."""
+    events = predict_events(runs, video, comp, backend)
+    print(events.to_csv(index=False), end="")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(events, out, index=False)
+        print(f"{len(events)} events -> {out}")
+    return events
+
+
 def validate_file(path: Path, comp: Competition) -> None:
     """Check a written spotting submission against the competition's sample and test videos."""
     sample = pd.read_csv(comp.resolve(comp.sample_submission))
