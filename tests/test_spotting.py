@@ -297,3 +297,33 @@ def test_predict_on_a_spotting_run_refuses_a_classification_run(spot_run, tiny_r
     from vidkit.flows.spotting import predict_events
     with pytest.raises(VidkitError, match="not a spotting run"):
         predict_events([str(spot_run), str(tiny_run)], spot_comp.parent.parent / "data" / "test" / "test_g00.mp4")
+
+
+def test_check_lists_each_bad_event_with_the_line_cv_stops_on(spot_comp, tmp_path, capsys):
+    from vidkit.config import load_competition
+    from vidkit.data.check import run_check
+    events = _events(spot_comp)
+    quiet = events["video_id"].iloc[-1]
+    events = events[events["video_id"] != quiet].reset_index(drop=True)
+    events.loc[1, "time"] = 999.0
+    events.loc[3, "event"] = "penalty"
+    events.loc[4, "video_id"] = "train_g77"
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    for video in (spot_comp.parent.parent / "data" / "test").glob("*.mp4"):
+        (test_dir / video.name).symlink_to(video)
+    (test_dir / "test_g99.mp4").write_bytes(b"")  # a test video that cannot be decoded
+    path = _variant(spot_comp, tmp_path, events, test_dir=str(test_dir))
+    with pytest.raises(VidkitError) as stopped:  # cv stops on the first problem; check lists them all
+        _prepare(path)
+    assert run_check(load_competition(path)) == 1
+    out = capsys.readouterr().out
+    assert "scanned 6 training and 3 test videos: 4 problems" in out
+    assert str(stopped.value).split(": ", 1)[1] in out and "unknown event class 'penalty' (line 5" in out
+    assert "event at time 999.0 of video" in out and "event of video 'train_g77' (line 6)" in out
+    assert "no_events: 1 spotting: training videos without events (allowed: background only) [info]" in out
+    assert f"{quiet}.mp4 (no events in events.csv" in out
+    assert "unreadable_video: 1" in out and "test_g99.mp4" in out
+    (tmp_path / "cols").mkdir()
+    assert run_check(load_competition(_variant(spot_comp, tmp_path / "cols", events.rename(columns={"event": "x"})))) == 1
+    assert "events.csv (missing column(s) event (expected video_id,frame|time,event))" in capsys.readouterr().out

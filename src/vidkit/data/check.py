@@ -50,8 +50,13 @@ KINDS = {
     "group_leak": "groups spread across classes (a leak hint: check that groups mean what you think)",
     "unknown_original": "train_json fakes whose original is not in the set (its fakes still share a group)",
     "missing_crop": "training videos without a crop in crops_dir (run `vidkit crop`)",
+    "events_csv": "spotting: the events CSV is missing or lacks columns (video_id,frame|time,event)",
+    "unknown_event": "spotting: events of a class not in the competition's classes",
+    "event_video": "spotting: events of a video that is not in train_dir",
+    "event_outside": "spotting: events before the first or after the last frame of their video",
+    "no_events": "spotting: training videos without events (allowed: background only)",
 }
-INFO = {"group_leak", "unlisted_test", "unknown_original"}
+INFO = {"group_leak", "unlisted_test", "unknown_original", "no_events"}
 EXCLUDE = {"corrupt_image", "zero_byte", "empty", "unreadable_video", "unknown_label", "duplicate_id",
            "missing_train"}
 SIZE_FACTOR = 1.5  # a video's side this many times off the usual size is an outlier
@@ -209,6 +214,8 @@ def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
     that shard's media are decoded (see vidkit.data.shard; the CSV and label checks are cheap: every shard
     makes them) and the size outliers are judged within the shard."""
     found: list[Finding] = []
+    if comp.task == "spotting":
+        return scan_spotting(comp, found, workers, shard, backend)
     train = walk(comp, "train", _collect(found, "train"))
     _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
     test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
@@ -216,6 +223,26 @@ def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
     resolve(backend)  # a bad backend fails here, not in every worker
     train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
     size_outliers(scan_media(train + test, clip_len, found, workers, backend), found)
+    return found, len(train), len(test)
+
+
+def scan_spotting(comp: Competition, found: list[Finding], workers: int | None = None, shard: str | None = None,
+                  backend: str = "cv2") -> tuple[list[Finding], int, int]:
+    """A spotting competition: every long video in train_dir and test_dir decoded (the sample lists events, not
+    videos; any length is fine: a short video is one padded window), the events CSV checked row by row with the
+    messages `cv` stops on (vidkit.data.events.event_problems)."""
+    from vidkit.data.events import event_problems, spot_entries, video_fps
+    from vidkit.data.index import entry_row
+    train = spot_entries(comp, "train", _collect(found, "train"))
+    test = spot_entries(comp, "test", _collect(found, "test")) if comp.test_dir else []
+    videos = pd.DataFrame([{**entry_row(e), "fps": video_fps(e.path, comp.fps)} for e in train])
+    if not videos.empty:
+        found += [Finding(kind, where, None, "train", detail) for kind, where, detail in
+                  event_problems(comp, videos)[3]]
+    part = parse_shard(shard)
+    resolve(backend)
+    train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
+    size_outliers(scan_media(train + test, 1, found, workers, backend), found)
     return found, len(train), len(test)
 
 

@@ -23,17 +23,21 @@ NO_EVENT = "events"  # the label column of a spotting index (folds are drawn by 
 
 def index_videos(comp: Competition, split: str) -> pd.DataFrame:
     """Every video (file or frame folder) directly in train_dir / test_dir, as index rows with their fps."""
+    rows = [{**entry_row(e), "fps": video_fps(e.path, comp.fps)} for e in spot_entries(comp, split)]
+    if split == "train" and not rows:
+        raise VidkitError(f"{comp.resolve(comp.train_dir)}: no training videos found (expected {{video_id}}.mp4 or "
+                          f"{{video_id}}/*.jpg)")
+    return pd.DataFrame(rows, columns=[*COLUMNS, "fps"])
+
+
+def spot_entries(comp: Competition, split: str, report=strict) -> list[Entry]:
+    """Every video (file or frame folder) directly in train_dir / test_dir; problems go to `report`."""
     folder = comp.resolve(comp.train_dir if split == "train" else comp.test_dir)
     if folder is None or not folder.is_dir():
         raise VidkitError(f"{folder}: {split} folder not found")
-    rows = []
-    for vid, path in media_in(folder, strict):
-        group = group_of(comp, vid, None, path, strict) if split == "train" else None
-        row = entry_row(Entry(vid, path, split, NO_EVENT if split == "train" else None, group))
-        rows.append({**row, "fps": video_fps(path, comp.fps)})
-    if split == "train" and not rows:
-        raise VidkitError(f"{folder}: no training videos found (expected {{video_id}}.mp4 or {{video_id}}/*.jpg)")
-    return pd.DataFrame(rows, columns=[*COLUMNS, "fps"])
+    return [Entry(vid, path, split, NO_EVENT if split == "train" else None,
+                  group_of(comp, vid, None, path, report) if split == "train" else None)
+            for vid, path in media_in(folder, report)]
 
 
 def video_fps(path: Path, default: float | None) -> float:
@@ -49,35 +53,47 @@ def video_fps(path: Path, default: float | None) -> float:
 
 def read_events(comp: Competition, videos: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str]:
     """The events CSV as rows video_id, frame, event (times converted with each video's fps), the event classes
-    (`classes:` or the CSV's, sorted) and the CSV's unit (frame | time). Each problem is one line naming the file."""
+    (`classes:` or the CSV's, sorted) and the CSV's unit (frame | time). The first problem of `event_problems`
+    (a video without events is allowed) is a one-line error naming the file."""
+    table, classes, unit, problems = event_problems(comp, videos)
+    for kind, where, detail in problems:
+        if kind != "no_events":
+            raise VidkitError(f"{where}: {detail}")
+    return table, classes, unit
+
+
+def event_problems(comp: Competition, videos: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str, list]:
+    """The events CSV checked against the training videos (index rows with n_frames and fps): (the usable rows
+    video_id, frame, event; classes; unit; problems). Each problem is (kind, file, detail), one per bad row:
+    events_csv (missing, wrong columns), unknown_event, event_video (not in train_dir), event_outside (before
+    the first or after the last frame), no_events (a training video without events: allowed)."""
     path = comp.resolve(comp.events_csv)
+    empty = pd.DataFrame(columns=["video_id", "frame", "event"])
     if path is None or not path.is_file():
-        raise VidkitError(f"{path}: events_csv not found")
+        return empty, [], "frame", [("events_csv", str(path), "events_csv not found")]
     table = pd.read_csv(path, dtype={"video_id": str, "event": str})
     unit = "frame" if "frame" in table.columns else "time"
     missing = {"video_id", "event", unit} - set(table.columns)
     if missing:
-        raise VidkitError(f"{path}: missing column(s) {', '.join(sorted(missing))} (expected video_id,frame|time,event)")
+        return empty, [], unit, [("events_csv", str(path), f"missing column(s) {', '.join(sorted(missing))} "
+                                                           f"(expected video_id,frame|time,event)")]
     classes = [str(c) for c in comp.classes] if comp.classes else sorted(table["event"].unique())
-    unknown = table[~table["event"].isin(classes)]
-    if len(unknown):
-        raise VidkitError(f"{path}: unknown event class {unknown['event'].iloc[0]!r} (line {unknown.index[0] + 2}; "
-                          f"classes: {', '.join(classes)})")
     info = videos.set_index("video_id")
-    strangers = table[~table["video_id"].isin(info.index)]
-    if len(strangers):
-        raise VidkitError(f"{path}: event of video {strangers['video_id'].iloc[0]!r} (line {strangers.index[0] + 2}), "
-                          f"which is not in {comp.resolve(comp.train_dir)}")
+    problems = [("unknown_event", str(path), f"unknown event class {r['event']!r} (line {i + 2}; classes: "
+                 f"{', '.join(classes)})") for i, r in table[~table["event"].isin(classes)].iterrows()]
+    problems += [("event_video", str(path), f"event of video {r['video_id']!r} (line {i + 2}), which is not in "
+                  f"{comp.resolve(comp.train_dir)}") for i, r in table[~table["video_id"].isin(info.index)].iterrows()]
+    table = table[table["event"].isin(classes) & table["video_id"].isin(info.index)]
     fps = table["video_id"].map(info["fps"])
     frame = table[unit] if unit == "frame" else table[unit] * fps
     table = table.assign(frame=np.round(frame.astype(float)).astype(int))
     n_frames = table["video_id"].map(info["n_frames"])
-    bad = table[(table["frame"] < 0) | (table["frame"] >= n_frames)]
-    if len(bad):
-        r = bad.iloc[0]
-        raise VidkitError(f"{path}: event at {unit} {r[unit]} of video {r['video_id']!r} (line {bad.index[0] + 2}) is "
-                          f"outside the video ({n_frames[bad.index[0]]} frames)")
-    return table[["video_id", "frame", "event"]].reset_index(drop=True), classes, unit
+    outside = (table["frame"] < 0) | (table["frame"] >= n_frames)
+    problems += [("event_outside", str(path), f"event at {unit} {r[unit]} of video {r['video_id']!r} (line {i + 2}) "
+                  f"is outside the video ({n_frames[i]} frames)") for i, r in table[outside].iterrows()]
+    problems += [("no_events", str(r["path"]), f"no events in {path.name} (allowed: background only)")
+                 for _, r in videos[~videos["video_id"].isin(table["video_id"])].iterrows()]
+    return table[~outside][["video_id", "frame", "event"]].reset_index(drop=True), classes, unit, problems
 
 
 def frame_targets(n_frames: int, frames: np.ndarray, labels: np.ndarray, n_classes: int, sigma: float,
