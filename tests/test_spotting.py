@@ -327,3 +327,34 @@ def test_check_lists_each_bad_event_with_the_line_cv_stops_on(spot_comp, tmp_pat
     (tmp_path / "cols").mkdir()
     assert run_check(load_competition(_variant(spot_comp, tmp_path / "cols", events.rename(columns={"event": "x"})))) == 1
     assert "events.csv (missing column(s) event (expected video_id,frame|time,event))" in capsys.readouterr().out
+
+
+def test_budget_plan_cuts_fold_models_then_members_by_weight():
+    from vidkit.flows.spotting import plan_budget
+    # two members of 3 fold models, 3 ms and 6 ms of model time per frame, 1 ms decoding, 10000 frames:
+    # 10000 x (1 + 3 + 6) ms = 100 s in all
+    args = (["a", "b"], [0.7, 0.3], [3, 3], [3e-3, 6e-3], 1e-3, 10_000)
+    assert plan_budget(*args, budget_s=100.5) == ([3, 3], [])
+    keep, dropped = plan_budget(*args, budget_s=75.0)  # b's folds cost 2 ms each: 100 -> 80 -> 60 s
+    assert keep == [3, 1] and dropped == ["b: fold model 3", "b: fold model 2"]
+    keep, dropped = plan_budget(*args, budget_s=30.0)  # then a's (1 ms each) until 40 s, then b goes (weight 0.3)
+    assert keep == [1, 0] and dropped[-1] == "member b (weight 0.3)" and len(dropped) == 5
+    keep, dropped = plan_budget(*args, budget_s=5.0)
+    assert keep == [1, 0] and dropped[-1] == "nothing left to cut: a alone needs ~20s"
+
+
+@pytest.mark.slow
+def test_submit_budget_measures_and_drops_to_fit(spot_run, spot_comp, tmp_path, capsys):
+    from vidkit.config import load_competition
+    from vidkit.flows.submit import run_submit
+    comp = load_competition(spot_comp)
+    out = run_submit(comp, [str(spot_run), str(spot_run)], str(tmp_path / "roomy.csv"), budget="1h")
+    printed = capsys.readouterr().out
+    assert "budget 1.00h for 295 test frames: estimated" in printed and "(fits)" in printed
+    roomy = pd.read_csv(out)
+    tight = pd.read_csv(run_submit(comp, [str(spot_run), str(spot_run)], str(tmp_path / "tight.csv"), budget="0.01s"))
+    printed = capsys.readouterr().out
+    assert "after dropping: " in printed and "nothing left to cut" in printed and "(1 runs)" in printed
+    assert list(tight.columns) == list(roomy.columns) and len(tight) > 0  # one fold model of one run: still valid
+    with pytest.raises(VidkitError, match="scale: must be > 0"):
+        run_submit(comp, [str(spot_run)], str(tmp_path / "x.csv"), budget="1h", scale=0)

@@ -318,8 +318,97 @@ def load_member(run: Path, device) -> dict:
     if not models:
         raise VidkitError(f"{run}: no fold checkpoints (fold*/model.safetensors)")
     spec = models[0].input_spec
-    return {"run": run, "cfg": cfg, "classes": meta["classes"], "spec": spec,
+    return {"run": run, "cfg": cfg, "classes": meta["classes"], "spec": spec, "models": models, "device": device,
             "predict": model_predictor(models, spec, cfg.spot_target, device)}
+
+
+# ---------------------------------------------------------------- submit budget=: frames x measured speed
+
+def frame_seconds(member: dict, repeats: int = 2) -> float:
+    """Seconds of model time per video frame: one batch of windows timed (after a warm-up call), divided by the
+    frames the windows advance (batch x stride; each frame is in window / stride windows)."""
+    import torch
+    spec, cfg = member["spec"], member["cfg"]
+    batch, stride = cfg.eval_batch_size or 2 * cfg.batch_size, stride_of(cfg, spec.num_frames)
+    clips = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, spec.size, spec.size, 3), np.uint8)
+    member["predict"](clips)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        member["predict"](clips)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / (repeats * batch * stride)
+
+
+def decode_seconds(test: pd.DataFrame, sizes: list[int], backend: str, n_frames: int = 100) -> float:
+    """Seconds per frame to decode (and resize) the first readable test video's first `n_frames` frames."""
+    for _, row in test[test["n_frames"] > 0].iterrows():
+        start, n = time.perf_counter(), 0
+        try:
+            for frame in iter_frames(row, None, backend):
+                for s in sizes:
+                    resize_frames(frame[None], s)
+                n += 1
+                if n == n_frames:
+                    break
+        except (VidkitError, OSError, ValueError):
+            continue
+        if n:
+            return (time.perf_counter() - start) / n
+    return 0.0
+
+
+def plan_budget(names: list[str], weights: list[float], folds: list[int], frame_s: list[float], decode_s: float,
+                n_frames: float, budget_s: float) -> tuple[list[int], list[str]]:
+    """Fold models per member (0: member dropped) whose estimate n_frames x (decode + sum of the members' per-frame
+    model time, proportional to their fold models) fits `budget_s`: fold models cut first (the slowest member
+    first, down to one), then members (lowest weight first), as classification cuts views then members."""
+    per_fold = [s / f for s, f in zip(frame_s, folds)]
+    keep, dropped = list(folds), []
+
+    def estimate() -> float:
+        return n_frames * (decode_s + sum(k * p for k, p in zip(keep, per_fold)))
+    while estimate() > budget_s:
+        cuttable = [(keep[i] * per_fold[i], i) for i in range(len(keep)) if keep[i] > 1]
+        alive = [i for i in range(len(keep)) if keep[i]]
+        if cuttable:
+            i = max(cuttable)[1]
+            keep[i] -= 1
+            dropped.append(f"{names[i]}: fold model {keep[i] + 1}")
+        elif len(alive) > 1:
+            i = min(alive, key=lambda j: (weights[j], -j))
+            keep[i] = 0
+            dropped.append(f"member {names[i]} (weight {weights[i]:.3g})")
+        else:
+            dropped.append(f"nothing left to cut: {names[alive[0]]} alone needs ~{estimate():.0f}s")
+            break
+    return keep, dropped
+
+
+def fit_to_budget(members: list[dict], weights: list[float], test: pd.DataFrame, budget_s: float, scale: float,
+                  backend: str) -> tuple[list[dict], list[float], dict]:
+    """`submit budget=` for spotting: the test videos' frame counts (x `scale`) x the measured per-frame decode and
+    model time; fold models, then members, cut until the estimate fits (`plan_budget`)."""
+    from vidkit.engine.spotting import model_predictor
+    from vidkit.flows.submit import _hms
+    n_frames = float(test["n_frames"].clip(lower=0).sum()) * scale
+    frame_s = [frame_seconds(m) for m in members]
+    decode_s = decode_seconds(test, sorted({m["spec"].size for m in members}), backend)
+    names = [Path(m["run"]).name for m in members]
+    folds = [len(m["models"]) for m in members]
+    before = n_frames * (decode_s + sum(frame_s))
+    keep, dropped = plan_budget(names, weights, folds, frame_s, decode_s, n_frames, budget_s)
+    after = n_frames * (decode_s + sum(k / f * s for k, f, s in zip(keep, folds, frame_s)))
+    print(f"budget {_hms(budget_s)} for {n_frames:.0f} test frames: estimated {_hms(before)}"
+          + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
+    kept = []
+    for m, k, f in zip(members, keep, folds):
+        if k:
+            models = m["models"][:k]
+            kept.append({**m, "models": models, "predict": m["predict"] if k == f else
+                         model_predictor(models, m["spec"], m["cfg"].spot_target, m["device"])})
+    plan = {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
+    return kept, [w for w, k in zip(weights, keep) if k], plan
 
 
 def predict_video(row, members: list[dict], weights: list[float], backend: str) -> np.ndarray:
@@ -392,9 +481,11 @@ def ensemble_of(comp: Competition, runs: list[str] | None, ensemble_yaml, out_ro
 
 
 def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "submissions/submission.csv",
-               ensemble_yaml=None, backend: str | None = None, out_root: Path | None = None) -> Path:
+               ensemble_yaml=None, backend: str | None = None, out_root: Path | None = None,
+               budget_s: float | None = None, scale: float = 1.0) -> Path:
     """Every test video streamed once through every member's fold models; blended per-frame scores; peaks above
-    the OOF thresholds; the event list in the sample's columns, validated. An undecodable video: no events, logged."""
+    the OOF thresholds; the event list in the sample's columns, validated. An undecodable video: no events, logged.
+    `budget_s`: fold models and members cut until the estimated time fits (`fit_to_budget`)."""
     import torch
     from vidkit.engine.spotting import stream_friendly_malloc
     stream_friendly_malloc()  # memory bounded whatever the videos' length
@@ -403,6 +494,8 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     members = [load_member(r, device) for r in found_runs]
     classes, cfg = members[0]["classes"], members[0]["cfg"]
     test = index_videos(comp, "test")
+    if budget_s:
+        members, weights, _ = fit_to_budget(members, weights, test, budget_s, scale, backend or cfg.video_backend)
     parts = []
     for _, row in test.iterrows():
         try:
@@ -421,7 +514,7 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
     validate_events(sub, sample, comp, classes, set(test["video_id"]), str(out))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_csv(sub, out, index=False)
-    print(f"{len(sub)} events in {len(test)} test videos ({len(found_runs)} runs) -> {out}")
+    print(f"{len(sub)} events in {len(test)} test videos ({len(members)} runs) -> {out}")
     return Path(out)
 
 

@@ -146,7 +146,9 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     comp = as_competition(comp)
     if comp.task == "spotting":  # an event list, not one row per video: vidkit.flows.spotting
         from vidkit.flows.spotting import run_submit as spotting_submit
-        return spotting_submit(comp, runs, out, ensemble_yaml, backend, out_root)
+        if scale <= 0:
+            raise VidkitError(f"scale: must be > 0, got {scale}")
+        return spotting_submit(comp, runs, out, ensemble_yaml, backend, out_root, parse_duration(budget), scale)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
