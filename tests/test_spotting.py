@@ -358,3 +358,21 @@ def test_submit_budget_measures_and_drops_to_fit(spot_run, spot_comp, tmp_path, 
     assert list(tight.columns) == list(roomy.columns) and len(tight) > 0  # one fold model of one run: still valid
     with pytest.raises(VidkitError, match="scale: must be > 0"):
         run_submit(comp, [str(spot_run)], str(tmp_path / "x.csv"), budget="1h", scale=0)
+
+
+@pytest.mark.slow
+def test_explain_weighs_the_window_frames_around_the_explained_one(spot_run, spot_comp, tmp_path):
+    from vidkit.analysis.explain import explain_video
+    video = spot_comp.parent.parent / "data" / "test" / "test_g00.mp4"
+    png, weights, method, clip = explain_video(spot_run, video, "shape", out=tmp_path / "a.png", frame=40)
+    assert png.stat().st_size > 10_000 and method == "gradient x input over time"
+    assert weights.shape == (16,) and clip.shape == (16, 32, 32, 3) and weights.max() == 1 and weights.min() >= 0
+    assert abs(int(weights.argmax()) - 8) <= 1  # the window is centred on frame 40; its own frames weigh most
+    _, later, _, later_clip = explain_video(spot_run, video, "shape", out=tmp_path / "b.png", time=4.0)  # frame 100
+    assert not np.array_equal(later_clip, clip) and not np.allclose(later, weights)
+    _, last, _, _ = explain_video(spot_run, video, out=tmp_path / "c.png", frame=1)  # near the start: no centring
+    assert int(last.argmax()) <= 2
+    with pytest.raises(VidkitError, match=r"test_g00.mp4: frame 9999 is outside the video \(\d+ frames\)"):
+        explain_video(spot_run, video, frame=9999, out=tmp_path / "d.png")
+    with pytest.raises(VidkitError, match="class"):
+        explain_video(spot_run, video, "penalty", frame=3, out=tmp_path / "e.png")

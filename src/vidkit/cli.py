@@ -355,10 +355,13 @@ class Explain:
     class_: str | None = key(None, "the class to explain (default: the predicted one)", "NAME")
     fold: int = key(0, "which fold's checkpoint")
     out: str | None = key(None, "the PNG (default: <run>/explain/<video id>.png)", "PNG")
+    frame: int | None = key(None, "spotting runs: the frame to explain (default: the highest score)", "N")
+    time: float | None = key(None, "spotting runs: the same, in seconds", "S")
 
     def main(self):
         from vidkit.analysis.explain import explain_video
-        path, _, method, _ = explain_video(self.run, self.video, self.class_, self.fold, self.out)
+        path, _, method, _ = explain_video(self.run, self.video, self.class_, self.fold, self.out,
+                                           frame=self.frame, time=self.time)
         print(f"{method}: {path}")
 
 

@@ -194,11 +194,16 @@ def render(frames: np.ndarray, maps: np.ndarray, top: list[tuple[str, float]], t
 
 
 def explain_video(run: str | Path, video: str | Path, class_name: str | None = None, fold: int = 0,
-                  out: str | Path | None = None, loaded: tuple | None = None):
+                  out: str | Path | None = None, loaded: tuple | None = None, frame: int | None = None,
+                  time: float | None = None):
     """`explain`: the saliency PNG of one video for one fold's checkpoint of a run (default
-    <run>/explain/<video id>.png); returns (png, maps, method, frames). `loaded`: `load_fold_model`'s."""
+    <run>/explain/<video id>.png); returns (png, maps, method, frames). `loaded`: `load_fold_model`'s.
+    A spotting run: the frames that drove one frame's score (`frame=`/`time=`; vidkit.analysis.spot_explain)."""
     from vidkit.data.index import media_row
     run = Path(run)
+    if loaded is None and RunDir(run).meta().get("task") == "spotting":
+        from vidkit.analysis.spot_explain import explain_spotting
+        return explain_spotting(run, video, class_name, fold, out, frame, time)
     model, classes, cfg = loaded or load_fold_model(run, fold)
     row = media_row(video)
     clip = first_view(cfg, model.input_spec, row)

@@ -526,6 +526,7 @@ def predict_events(runs: list[str | Path], video: str | Path, comp: Competition 
     event, score. The video is streamed once through every run's fold models, as `submit` does (with `comp=`
     and no runs: ensemble.yaml's members, weights and thresholds); peaks above the OOF thresholds."""
     import torch
+    from vidkit.analysis.spot_explain import trained_fps
     from vidkit.data.events import video_fps
     from vidkit.data.index import media_row
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -542,7 +543,7 @@ def predict_events(runs: list[str | Path], video: str | Path, comp: Competition 
     members = [load_member(r, device) for r in found_runs]
     classes, cfg, unit = members[0]["classes"], members[0]["cfg"], RunDir(found_runs[0]).meta().get("unit", "frame")
     row = media_row(video)
-    row["fps"] = video_fps(Path(video), comp.fps if comp is not None else _trained_fps(found_runs[0]))
+    row["fps"] = video_fps(Path(video), comp.fps if comp is not None else trained_fps(RunDir(found_runs[0]).meta()))
     scores = predict_video(row, members, weights, backend or cfg.video_backend)
     if len(scores) == 0:
         raise VidkitError(f"{video}: no frames could be decoded")
@@ -550,16 +551,6 @@ def predict_events(runs: list[str | Path], video: str | Path, comp: Competition 
     events = events.sort_values("frame", kind="stable").reset_index(drop=True).assign(
         score=lambda e: np.round(e["score"], 5))
     return events.drop(columns="frame").rename(columns={"pos": unit})[["video_id", unit, "event", "score"]]
-
-
-def _trained_fps(run: Path) -> float | None:
-    """The `fps:` of the competition a run was trained on (frame folders), when its yaml is still there."""
-    from vidkit.config import load_competition
-    path = RunDir(run).meta().get("competition_yaml")
-    try:
-        return load_competition(path).fps if path and Path(path).is_file() else None
-    except VidkitError:
-        return None
 
 
 def run_predict_events(runs: list[str | Path], video: str | Path, comp: Competition | None = None,
