@@ -385,12 +385,17 @@ def plan_budget(names: list[str], weights: list[float], folds: list[int], frame_
     return keep, dropped
 
 
+def _hms(seconds: float) -> str:  # as flows.submit prints budgets (importing it here would be a cycle)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f}h"
+    return f"{seconds / 60:.1f}m" if seconds >= 120 else f"{seconds:.1f}s"
+
+
 def fit_to_budget(members: list[dict], weights: list[float], test: pd.DataFrame, budget_s: float, scale: float,
                   backend: str) -> tuple[list[dict], list[float], dict]:
     """`submit budget=` for spotting: the test videos' frame counts (x `scale`) x the measured per-frame decode and
     model time; fold models, then members, cut until the estimate fits (`plan_budget`)."""
     from vidkit.engine.spotting import model_predictor
-    from vidkit.flows.submit import _hms
     n_frames = float(test["n_frames"].clip(lower=0).sum()) * scale
     frame_s = [frame_seconds(m) for m in members]
     decode_s = decode_seconds(test, sorted({m["spec"].size for m in members}), backend)
