@@ -293,10 +293,13 @@ def test_predict_prints_the_event_list_submit_writes(spot_run, spot_comp, tmp_pa
                                   mine.sort_values(order).reset_index(drop=True), check_dtype=False)
 
 
-def test_predict_on_a_spotting_run_refuses_a_classification_run(spot_run, tiny_run, spot_comp):
+def test_predict_on_a_spotting_run_refuses_a_classification_run(spot_comp, tmp_path):
     from vidkit.flows.spotting import predict_events
-    with pytest.raises(VidkitError, match="not a spotting run"):
-        predict_events([str(spot_run), str(tiny_run)], spot_comp.parent.parent / "data" / "test" / "test_g00.mp4")
+    classify = tmp_path / "r3d18"  # a classification run's run.json: no task: spotting
+    classify.mkdir()
+    (classify / "run.json").write_text(json.dumps({"classes": ["a", "b"], "model": "r3d_18"}))
+    with pytest.raises(VidkitError, match="r3d18: not a spotting run"):
+        predict_events([str(classify)], spot_comp.parent.parent / "data" / "test" / "test_g00.mp4")
 
 
 def test_check_lists_each_bad_event_with_the_line_cv_stops_on(spot_comp, tmp_path, capsys):
