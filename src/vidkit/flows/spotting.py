@@ -563,7 +563,8 @@ def run_predict_events(runs: list[str | Path], video: str | Path, comp: Competit
                        out: str | Path | None = None, backend: str | None = None) -> pd.DataFrame:
     """The `predict` verb on spotting runs: print the event list (CSV) and write it to `out` when given."""
     events = predict_events(runs, video, comp, backend)
-    print(events.to_csv(index=False), end="")
+    for line in [events.columns, *events.itertuples(index=False)]:  # CSV lines on stdout
+        print(",".join(map(str, line)))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_csv(events, out, index=False)
