@@ -16,6 +16,7 @@ from vidkit.data.layouts import Entry, group_of, media_in, strict
 from vidkit.data.media import list_frames, read_clip, read_images
 from vidkit.data.video_backends import stream
 from vidkit.errors import VidkitError
+from vidkit.files import numeric_columns, read_csv
 
 log = logging.getLogger(__name__)
 NO_EVENT = "events"  # the label column of a spotting index (folds are drawn by group only)
@@ -51,13 +52,16 @@ def read_events(comp: Competition, videos: pd.DataFrame) -> tuple[pd.DataFrame, 
     """The events CSV as rows video_id, frame, event (times converted with each video's fps), the event classes
     (`classes:` or the CSV's, sorted) and the CSV's unit (frame | time). Each problem is one line naming the file."""
     path = comp.resolve(comp.events_csv)
-    if path is None or not path.is_file():
-        raise VidkitError(f"{path}: events_csv not found")
-    table = pd.read_csv(path, dtype={"video_id": str, "event": str})
+    if path is None:
+        raise VidkitError(f"{comp.path}: task spotting needs events_csv")
+    table = read_csv(path, dtype={"video_id": str, "event": str}, what="events_csv")
     unit = "frame" if "frame" in table.columns else "time"
     missing = {"video_id", "event", unit} - set(table.columns)
     if missing:
         raise VidkitError(f"{path}: missing column(s) {', '.join(sorted(missing))} (expected video_id,frame|time,event)")
+    if table.empty:
+        raise VidkitError(f"{path}: no events (a header and no rows)")
+    table = numeric_columns(table, [unit], path, complete=True)
     classes = [str(c) for c in comp.classes] if comp.classes else sorted(table["event"].unique())
     unknown = table[~table["event"].isin(classes)]
     if len(unknown):

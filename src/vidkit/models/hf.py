@@ -14,6 +14,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_VIDEO_CLASSIFICATIO
 from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, safetensors_shapes
 from vidkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec, register_model
 from vidkit.models.weights import require_path
 
@@ -94,8 +95,10 @@ def _fresh_config(name: str, model_type: str | None, num_classes: int, num_frame
 
 
 def _folder_config(name: str, path: Path, num_classes: int, num_frames, image_size, config_args: dict):
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").exists():
         raise VidkitError(f"pretrained: {path} has no config.json; save the model with save_pretrained()")
+    read_json(path / "config.json", "model config (save_pretrained's config.json)", keys={"model_type": str})
+    _check_weights(path)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     # sizes the folder already has are no conflict (a config's model_args fine-tuning its own pretraining)
     config_args = {k: v for k, v in config_args.items() if getattr(config, k, None) != v}
@@ -110,6 +113,17 @@ def _folder_config(name: str, path: Path, num_classes: int, num_frames, image_si
         for key, value in ((frames_key, num_frames), (size_key, image_size)):
             setattr(config, key, value or getattr(config, key))
     return config
+
+
+def _check_weights(path: Path) -> None:
+    """A save_pretrained folder's weights are there and model.safetensors is whole (its header read alone), so a
+    cut-short or overwritten file is one line naming it, not a transformers traceback."""
+    weights = path / "model.safetensors"
+    if weights.exists():
+        safetensors_shapes(weights, "pretrained weights")
+    elif not any((path / name).exists() for name in ("model.safetensors.index.json", "pytorch_model.bin",
+                                                     "pytorch_model.bin.index.json")):
+        raise VidkitError(f"{weights}: not found; {path} has a config.json but no weights")
 
 
 def _normalisation(path: Path | None, model_type: str) -> tuple[tuple, tuple]:
