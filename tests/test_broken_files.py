@@ -409,6 +409,15 @@ def breaks_of(row: Row) -> list[str]:
 CASES = [pytest.param(row, how, id=f"{row.verb}-{row.file}-{how}") for row in FILES for how in breaks_of(row)]
 
 
+def table_size() -> str:
+    """The README's count, from the table: `python tests/test_broken_files.py` prints it."""
+    cases = [(row, how) for row in FILES for how in breaks_of(row)]
+    files = {(row.kind, row.file) for row in FILES}
+    return (f"{len(FILES)} (verb, file) rows ({len({row.verb for row in FILES})} verbs) over {len(files)} files: "
+            f"{len(cases)} cases ({sum(how != 'unreadable' for _, how in cases)} as root), plus the bundle "
+            f"manifest x 4")
+
+
 @pytest.mark.parametrize("row,how", CASES)
 def test_broken_file_is_one_line(row, how, templates, tmp_path, capsys):
     case = make_case(templates(row.kind), tmp_path / "case", row)
@@ -471,6 +480,25 @@ def test_undecodable_test_video_gets_the_prior(template, tmp_path, capsys, caplo
     probs = pd.read_csv(out.with_name("submission_probs.csv"), dtype={"video_id": str}).set_index("video_id")
     assert probs["prior"].tolist().count(True) == 1 and bool(probs.loc[broken.name, "prior"])
     assert len(pd.read_csv(out)) == len(pd.read_csv(case.path("sample")))
+
+
+@pytest.mark.parametrize("how", ["truncated", "shape"])
+def test_broken_test_features_get_the_prior(how, templates, tmp_path, caplog, capsys):
+    """A head run's `submit`: a test video whose stored features are broken gets the prior, with a warning naming
+    the file (as an undecodable test video does)."""
+    import pandas as pd
+    row = next(r for r in FILES if r.kind == "store" and r.verb == "submit")
+    case = make_case(templates("store"), tmp_path / "case", row)
+    test_id = sorted(pd.read_csv(yaml.safe_load(case.comp.read_text())["sample_submission"])["id"])[0]
+    broken = case.root / "store" / "all" / f"{test_id}.npy"
+    BREAKS[how](broken)
+    out = case.root / "sub" / "submission.csv"
+    with caplog.at_level("WARNING"):
+        rc = cli.main(["submit", f"comp={case.comp}", f"runs={case.root / 'head'}", f"out={out}"])
+    assert rc == 0, capsys.readouterr().err
+    assert any(str(broken) in r.getMessage() and "prior" in r.getMessage() for r in caplog.records), caplog.text
+    probs = pd.read_csv(out.with_name("submission_probs.csv"), dtype={"video_id": str}).set_index("video_id")
+    assert probs["prior"].tolist().count(True) == 1 and bool(probs.loc[test_id, "prior"])
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -595,3 +623,7 @@ def test_unreadable_branch_as_root(template, tmp_path, capsys, monkeypatch):
     rc = cli.main(["validate", str(case.path("submission")), f"sample={sample}"])
     err = capsys.readouterr().err
     assert rc == 2 and err.strip() == f"error: {sample}: permission denied (cannot read the sample submission)", err
+
+
+if __name__ == "__main__":
+    print(table_size())
