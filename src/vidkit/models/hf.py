@@ -2,7 +2,6 @@
 ViViT, V-JEPA 2, VideoPrism, ...) through one builder, from a local `save_pretrained` folder or a config."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def _normalisation(path: Path | None, model_type: str) -> tuple[tuple, tuple]:
     mean, std, rescale, offset = PREPROCESS.get(model_type, (IMAGENET_MEAN, IMAGENET_STD, 1 / 255, 0.0))
     for file in ("video_preprocessor_config.json", "preprocessor_config.json"):
         if path and (path / file).is_file():
-            pre = json.loads((path / file).read_text())
+            pre = read_json(path / file, "preprocessor config")
             normalise = pre.get("do_normalize", True)
             mean = tuple(pre.get("image_mean", mean)) if normalise else (0.0,) * 3
             std = tuple(pre.get("image_std", std)) if normalise else (1.0,) * 3
