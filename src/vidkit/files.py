@@ -219,9 +219,16 @@ def read_arrays(path: str | Path, what: str = "array file", mmap: bool = False) 
         raise VidkitError(f"{path}: not a readable {what} ({first_line(e)[:120]}); cut short or overwritten?") from None
 
 
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK", ".pt": (b"PK", b"\x80")}  # a zip archive, or a legacy pickle
+
+
 def _arrays(path: Path, mmap: bool) -> dict:
     import numpy as np
     suffix = path.suffix.lower()
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if suffix in MAGIC and not head.startswith(MAGIC[suffix]):
+        raise VidkitError(f"{path}: not a {suffix} file (it does not start as one); overwritten or renamed?")
     if suffix == ".npy":
         return {"": np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)}
     if suffix == ".npz":

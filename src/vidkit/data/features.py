@@ -79,7 +79,7 @@ def read_features(root: str | Path, source: str, video_id: str, manifest: dict |
     path = feature_path(root, source, video_id)
     if not path.exists():
         raise VidkitError(f"{path}: no features for video {video_id} (run `vidkit embed` for this store)")
-    array = read_arrays(path, "stored features", mmap=True)[""]
+    array = read_arrays(path, "stored feature file", mmap=True)[""]
     if manifest is not None and (array.dtype.kind != "f" or array.ndim != 3 or array.shape[0] != manifest["n_views"]
                                  or array.shape[2] != manifest["dims"]):
         raise VidkitError(f"{path}: stored features should be ({manifest['n_views']} views, positions, "
