@@ -87,7 +87,7 @@ def test_bad_metadata_is_a_one_line_error_naming_the_file(tmp_path, caplog):
     assert len(table) == 2
     broken = tmp_path / "b" / "p" / "metadata.json"
     broken.write_text("{not json")
-    with pytest.raises(VidkitError, match=r"p/metadata.json: not a readable JSON file"):
+    with pytest.raises(VidkitError, match=r"p/metadata.json: not valid JSON"):
         index_train(load_competition(stray))
     (tmp_path / "b" / "comp.yaml").write_text(yaml.safe_dump({"name": "x", "train_json": "nope/*.json"}))
     with pytest.raises(VidkitError, match=r"nope/\*\.json: train_json matches no file"):

@@ -62,6 +62,10 @@ def backend_key(default: str | None = "cv2", help: str = "raw-video decoder"):
     return key(default, help, choices="video_backend")
 
 
+def workers_key(default: str = "1", what: str = "processes on this machine"):
+    return key(None, f"{what} (default: {default})", "N")
+
+
 def runs_key(default: str):
     return key(None, f"run folders, comma-separated (default: {default})", "A,B")
 
@@ -243,7 +247,7 @@ class Cache(TrainingVerb):
     config: str | None = key(None, "a config (its image_size, else its model's, sets the short side)", "CONFIG",
                              positional=True)
     shard: str | None = shard_key()
-    workers: int | None = key(None, "processes on this machine (default: num_workers=, else one per core)", "N")
+    workers: int | None = workers_key("num_workers=, else one per core")
 
     def main(self):
         cfg = self.load()
@@ -268,7 +272,7 @@ class Embed(TrainingVerb):
                                 "the config's pretrained weights", "RUN")
     out: str | None = key(None, "the store folder (default: features/<comp>/<config or run name>)", "DIR")
     shard: str | None = shard_key()
-    workers: int | None = key(None, "decoding processes (default: the config's num_workers)", "N")
+    workers: int | None = workers_key("the config's num_workers", "decoding processes")
     dtype: str = key("float16", "stored values: float16|float32", "TYPE")
 
     def main(self):
@@ -399,7 +403,7 @@ class Frames:
     fps: float | None = key(None, "frames per second to keep (default: all)", "F")
     size: int | None = key(None, "short side of the written frames (default: as decoded)", "S")
     shard: str | None = shard_key()
-    workers: int | None = key(None, "processes on this machine (default: 1)", "N")
+    workers: int | None = workers_key()
     video_backend: str = backend_key()
 
     def main(self):
@@ -420,7 +424,7 @@ class Crop:
     every: int | None = key(None, "detect on every n-th frame, interpolate between (default: 1)", "N")
     out: str | None = key(None, "output folder (default: the yaml's crops_dir)", "DIR")
     shard: str | None = shard_key()
-    workers: int | None = key(None, "processes on this machine (default: 1)", "N")
+    workers: int | None = workers_key()
     video_backend: str = backend_key()
 
     def main(self):
@@ -442,7 +446,7 @@ class Check:
     exclude_out: str | None = key(None, "write the unusable training videos here (for exclude= in training)",
                                   "FILE")
     shard: str | None = shard_key()
-    workers: int | None = key(None, "processes on this machine (default: a thread pool)", "N")
+    workers: int | None = workers_key("a thread pool")
     video_backend: str = backend_key()
 
     def main(self):

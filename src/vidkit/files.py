@@ -118,12 +118,13 @@ def read_jsonl(path: str | Path, what: str = "JSON-lines file") -> list[dict]:
     return records
 
 
-def read_csv(path: str | Path, columns=(), numeric=(), dtype=None, what: str = "CSV file"):
-    """A CSV as a DataFrame: `columns` must be there, `numeric` ones must hold numbers (as numbers)."""
+def read_csv(path: str | Path, columns=(), numeric=(), dtype=None, what: str = "CSV file", **read_args):
+    """A CSV as a DataFrame: `columns` must be there, `numeric` ones must hold numbers (as numbers);
+    `read_args` go to pandas.read_csv (e.g. keep_default_na=False)."""
     import pandas as pd
     text = read_text(path, what)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=dtype)
+        df = pd.read_csv(io.StringIO(text), dtype=dtype, **read_args)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as e:
         raise VidkitError(f"{path}: not a valid CSV ({first_line(e)})") from None
     cut_short(text, path)
@@ -200,6 +201,51 @@ def safetensors_shapes(path: str | Path, what: str = "checkpoint") -> dict:
         return {k: tuple(v["shape"]) for k, v in tensors.items()}
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise VidkitError(f"{path}: not a readable safetensors {what} ({first_line(e)})") from None
+
+
+def read_arrays(path: str | Path, what: str = "array file", mmap: bool = False) -> dict:
+    """{name: numpy array} of a .npy (one array, named ""; memory-mapped with `mmap`), .npz, .pt (a tensor or a
+    dict of tensors, weights only) or .safetensors file; a damaged file is one line naming it, never a numpy, zip,
+    pickle, torch or safetensors error."""
+    import pickle
+    import zipfile
+    import zlib
+    from safetensors import SafetensorError
+    path = readable(path, what)
+    try:
+        return _arrays(path, mmap)
+    except (ValueError, TypeError, EOFError, OSError, RuntimeError, KeyError, zipfile.BadZipFile, zlib.error,
+            pickle.UnpicklingError, SafetensorError) as e:  # what each of the four readers raises on a bad file
+        raise VidkitError(f"{path}: not a readable {what} ({first_line(e)[:120]}); cut short or overwritten?") from None
+
+
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK", ".pt": (b"PK", b"\x80")}  # a zip archive, or a legacy pickle
+
+
+def _arrays(path: Path, mmap: bool) -> dict:
+    import numpy as np
+    suffix = path.suffix.lower()
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if suffix in MAGIC and not head.startswith(MAGIC[suffix]):
+        raise VidkitError(f"{path}: not a {suffix} file (it does not start as one); overwritten or renamed?")
+    if suffix == ".npy":
+        return {"": np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)}
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if suffix == ".safetensors":
+        from safetensors.numpy import load
+        return load(read_bytes(path))
+    if suffix == ".pt":
+        import torch
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = obj if isinstance(obj, dict) else {"": obj}
+        odd = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
+        if odd is not None:
+            raise VidkitError(f"{path}: holds a {type(obj[odd]).__name__} ({odd!r}), expected tensors")
+        return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in obj.items()}
+    raise VidkitError(f"{path}: not an array file (.npy .npz .pt .safetensors)")
 
 
 # ---------------------------------------------------------------- writing

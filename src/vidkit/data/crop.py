@@ -30,7 +30,7 @@ from vidkit.data.shard import in_shard, parse_shard, pool_map
 from vidkit.data.video_backends import stream
 from vidkit.errors import VidkitError
 
-from vidkit.files import write_csv
+from vidkit.files import read_csv, write_csv
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "x1", "y1", "x2", "y2"]
@@ -273,9 +273,7 @@ def read_boxes(path: str | Path) -> dict[str, list[tuple]]:
     """An external detector's boxes: video_id,frame,x1,y1,x2,y2[,score] -> {video id: [(frame, box)]}; ids
     match with or without their video extension."""
     path = Path(path)
-    if not path.is_file():
-        raise VidkitError(f"{path}: boxes file not found")
-    df = pd.read_csv(path)
+    df = read_csv(path, what="boxes file")
     missing = [c for c in BOX_COLUMNS if c not in df.columns]
     if missing:
         raise VidkitError(f"{path}: missing column {missing[0]!r} (expected {','.join(BOX_COLUMNS)}[,score])")

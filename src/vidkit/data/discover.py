@@ -16,10 +16,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from vidkit.data.layouts import read_metadata
 from vidkit.data.media import IMAGE_EXTS, VIDEO_EXTS, natural_key
 from vidkit.errors import VidkitError
 
-from vidkit.files import write_text
+from vidkit.files import read_csv, write_text
 
 FEATURE_EXTS = {".npy", ".npz", ".pt", ".safetensors"}
 ID_NAMES = ("video_id", "id", "clip_name", "filename", "file_name", "video", "name", "youtube_id", "vid")
@@ -118,7 +119,7 @@ def group_rule(ids: list[str]) -> Guess | None:
 
 def from_table(csv: Path, root: Path) -> tuple[list[Guess], list[str], bool]:
     """Guesses for a training table; (guesses, class names, multi-label)."""
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    df = read_csv(csv, dtype=str, what="training table", keep_default_na=False)
     path_col = pick_column(df, PATH_NAMES, csv, "media path", need=False)
     id_col = pick_column(df, ID_NAMES, csv, "video id", need=path_col is None)
     label_col = pick_column(df, LABEL_NAMES, csv, "label")
@@ -159,8 +160,7 @@ def from_folders(train: Path) -> tuple[list[Guess], list[str], bool]:
 
 
 def from_dfdc(meta: Path) -> tuple[list[Guess], list[str], bool]:
-    import json
-    data = json.loads(meta.read_text())
+    data = read_metadata(meta)
     classes = sorted({str(v.get("label")) for v in data.values()})
     return [Guess("train_json", _glob(meta), "DFDC's metadata.json: labels, and groups from `original`"),
             Guess("train_dir", meta.parent, "its videos")], classes, False
@@ -178,7 +178,7 @@ def find_training(root: Path) -> tuple[list[Guess], list[str], bool]:
     tables = [p for p in sorted(root.rglob("*.csv")) if p.name.lower().startswith("train")]
     if not tables:  # any other table with a label column (e.g. meta.csv), the sample and test tables aside
         tables = [p for p in sorted(root.rglob("*.csv")) if not p.name.lower().startswith(("sample", "test"))
-                  and pick_column(pd.read_csv(p, nrows=1), LABEL_NAMES, p, "label", need=False)]
+                  and pick_column(read_csv(p, what="table", nrows=1), LABEL_NAMES, p, "label", need=False)]
     if len(tables) > 1:
         raise VidkitError(f"{root}: several training tables ({', '.join(_rel(p, root) for p in tables)}); "
                           "keep one or write the yaml by hand")
@@ -197,7 +197,7 @@ def find_training(root: Path) -> tuple[list[Guess], list[str], bool]:
 def sample_format(sample: Path, classes: list[str], multilabel: bool) -> list[Guess]:
     """id_column, target_column, submission, metric (and a binary positive_class) from the sample's columns
     and first row."""
-    df = pd.read_csv(sample, dtype=str, keep_default_na=False)
+    df = read_csv(sample, dtype=str, what="sample submission", keep_default_na=False)
     id_col = next((c for c in df.columns if c.lower() in ("id", "video_id", "filename", "clip_name")), df.columns[0])
     rest = [c for c in df.columns if c != id_col]
     out = [Guess("id_column", id_col, "the sample's id column" + (

@@ -16,6 +16,7 @@ from vidkit.data.layouts import Entry, group_of, media_in, strict
 from vidkit.data.media import list_frames, read_clip, read_images
 from vidkit.data.video_backends import stream
 from vidkit.errors import VidkitError
+from vidkit.files import numeric_columns, read_csv
 
 log = logging.getLogger(__name__)
 NO_EVENT = "events"  # the label column of a spotting index (folds are drawn by group only)
@@ -68,15 +69,11 @@ def event_problems(comp: Competition, videos: pd.DataFrame) -> tuple[pd.DataFram
     events_csv (missing, wrong columns), unknown_event, event_video (not in train_dir), event_outside (before
     the first or after the last frame), no_events (a training video without events: allowed)."""
     path = comp.resolve(comp.events_csv)
-    empty = pd.DataFrame(columns=["video_id", "frame", "event"])
-    if path is None or not path.is_file():
-        return empty, [], "frame", [("events_csv", str(path), "events_csv not found")]
-    table = pd.read_csv(path, dtype={"video_id": str, "event": str})
-    unit = "frame" if "frame" in table.columns else "time"
-    missing = {"video_id", "event", unit} - set(table.columns)
-    if missing:
-        return empty, [], unit, [("events_csv", str(path), f"missing column(s) {', '.join(sorted(missing))} "
-                                                           f"(expected video_id,frame|time,event)")]
+    try:
+        table, unit = _events_table(comp, path)
+    except VidkitError as e:  # the file as a whole: one problem, its message split into file and detail
+        where, _, detail = str(e).partition(": ")
+        return pd.DataFrame(columns=["video_id", "frame", "event"]), [], "frame", [("events_csv", where, detail)]
     classes = [str(c) for c in comp.classes] if comp.classes else sorted(table["event"].unique())
     info = videos.set_index("video_id")
     problems = [("unknown_event", str(path), f"unknown event class {r['event']!r} (line {i + 2}; classes: "
@@ -94,6 +91,20 @@ def event_problems(comp: Competition, videos: pd.DataFrame) -> tuple[pd.DataFram
     problems += [("no_events", str(r["path"]), f"no events in {path.name} (allowed: background only)")
                  for _, r in videos[~videos["video_id"].isin(table["video_id"])].iterrows()]
     return table[~outside][["video_id", "frame", "event"]].reset_index(drop=True), classes, unit, problems
+
+
+def _events_table(comp: Competition, path: Path | None) -> tuple[pd.DataFrame, str]:
+    """The events CSV read and checked as a whole (columns, rows, numbers), and its unit (frame | time)."""
+    if path is None:
+        raise VidkitError(f"{comp.path}: task spotting needs events_csv")
+    table = read_csv(path, dtype={"video_id": str, "event": str}, what="events_csv")
+    unit = "frame" if "frame" in table.columns else "time"
+    missing = {"video_id", "event", unit} - set(table.columns)
+    if missing:
+        raise VidkitError(f"{path}: missing column(s) {', '.join(sorted(missing))} (expected video_id,frame|time,event)")
+    if table.empty:
+        raise VidkitError(f"{path}: no events (a header and no rows)")
+    return numeric_columns(table, [unit], path, complete=True), unit
 
 
 def frame_targets(n_frames: int, frames: np.ndarray, labels: np.ndarray, n_classes: int, sigma: float,

@@ -26,33 +26,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from vidkit.errors import VidkitError
+from vidkit.files import atomic_write, read_arrays, read_json, write_text
 
 MANIFEST = "manifest.json"
 EXTENSIONS = (".npy", ".npz", ".pt", ".safetensors")  # a features_dir file per video id
+MANIFEST_KEYS = {"competition": str, "sources": dict, "positions": int, "dims": int, "n_views": int}
 
 
 def read_manifest(root: str | Path) -> dict | None:
+    """The store's manifest, None when there is none; a broken one (or a folder in its place) is one line."""
     path = Path(root) / MANIFEST
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise VidkitError(f"{path}: not valid JSON ({e.msg})") from None
+    return read_json(path, "feature store manifest", keys=MANIFEST_KEYS)
 
 
 def write_manifest(root: str | Path, manifest: dict) -> None:
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, root / MANIFEST)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    write_text(Path(root) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def source_of(manifest: dict, fold: int | None) -> str:
@@ -73,18 +69,23 @@ def feature_path(root: str | Path, source: str, video_id: str) -> Path:
 
 
 def write_features(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
-def read_features(root: str | Path, source: str, video_id: str) -> np.ndarray:
+def read_features(root: str | Path, source: str, video_id: str, manifest: dict | None = None) -> np.ndarray:
+    """A stored video's (V, P, D) features, memory-mapped; with the store's `manifest`, checked against it (V and
+    D; P may differ: `fixed_positions`)."""
     path = feature_path(root, source, video_id)
-    if not path.is_file():
+    if not path.exists():
         raise VidkitError(f"{path}: no features for video {video_id} (run `vidkit embed` for this store)")
-    return np.load(path, mmap_mode="r")
+    array = read_arrays(path, "stored feature file", mmap=True)[""]
+    if manifest is not None and (array.dtype.kind != "f" or array.ndim != 3 or array.shape[0] != manifest["n_views"]
+                                 or array.shape[2] != manifest["dims"]):
+        raise VidkitError(f"{path}: stored features should be ({manifest['n_views']} views, positions, "
+                          f"{manifest['dims']} dims) floats as manifest.json says, got {tuple(array.shape)} "
+                          f"{array.dtype}")
+    return array
 
 
 def estimate_bytes(n_videos: int, n_views: int, positions: int, dims: int, n_sources: int = 1,
@@ -97,12 +98,9 @@ def load_feature_file(path: str | Path) -> np.ndarray:
     """One video's precomputed features, (P, D) float32; a 1-D file is one position. A one-line error naming the
     file when it is not 1-2 dimensional floats without NaN."""
     path = Path(path)
-    try:
-        array = _load_any(path)
-    except VidkitError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a damaged file of any of the four kinds
-        raise VidkitError(f"{path}: cannot read features ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    if path.suffix not in EXTENSIONS:
+        raise VidkitError(f"{path}: not a feature file ({' '.join(EXTENSIONS)})")
+    array = _single(path, read_arrays(path, "feature file"))
     if array.dtype.kind != "f":
         raise VidkitError(f"{path}: features must be floats, got dtype {array.dtype}")
     if array.ndim not in (1, 2) or array.size == 0:
@@ -110,23 +108,6 @@ def load_feature_file(path: str | Path) -> np.ndarray:
     if not np.isfinite(array).all():
         raise VidkitError(f"{path}: features contain NaN or inf")
     return np.asarray(array, dtype=np.float32).reshape(-1, array.shape[-1])
-
-
-def _load_any(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return _single(path, {k: z[k] for k in z.files})
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-        return _single(path, load_file(str(path)))
-    if path.suffix == ".pt":
-        import torch
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        obj = obj if isinstance(obj, dict) else {"x": obj}
-        return _single(path, {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in obj.items()})
-    raise VidkitError(f"{path}: not a feature file ({' '.join(EXTENSIONS)})")
 
 
 def _single(path: Path, arrays: dict) -> np.ndarray:
@@ -143,7 +124,7 @@ def find_feature_file(folder: Path, video_id: str) -> Path | None:
     stem = Path(video_id).stem if Path(video_id).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm", ".mov") \
         else video_id
     for ext in EXTENSIONS:
-        if (folder / f"{stem}{ext}").is_file():
+        if (folder / f"{stem}{ext}").exists():  # a folder in its place is read, and named as broken
             return folder / f"{stem}{ext}"
     return None
 
@@ -164,7 +145,7 @@ def feature_reader(root: str | Path, manifest: dict):
     `features_dir:` (its dims must match the first file's: a wrong shape is that file's error)."""
     root = Path(root)
     if not manifest.get("precomputed"):
-        return lambda video_id, source: read_features(root, source, video_id)
+        return lambda video_id, source: read_features(root, source, video_id, manifest)
 
     def read(video_id: str, source: str) -> np.ndarray:
         path = find_feature_file(root, video_id)

@@ -9,7 +9,6 @@ first that would make it wrong, `vidkit check` lists them all as findings.
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import re
 from collections import Counter
@@ -22,7 +21,7 @@ import pandas as pd
 from vidkit.config import Competition
 from vidkit.data.media import VIDEO_EXTS, is_video, natural_key
 from vidkit.errors import VidkitError
-from vidkit.files import read_csv
+from vidkit.files import read_csv, read_json
 
 log = logging.getLogger(__name__)
 Report = Callable[[str, "Path | str", "str | None", str], None]  # (kind, path, video_id, detail)
@@ -260,12 +259,7 @@ def json_files(comp: Competition) -> list[Path]:
 
 def read_metadata(path: Path) -> dict:
     """One DFDC metadata.json: {"abc.mp4": {"label": "FAKE", "split": "train", "original": "xyz.mp4"}, ...}."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise VidkitError(f"{path}: not a readable JSON file ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise VidkitError(f"{path}: expected an object of file name -> {{label, original}}")
+    data = read_json(path, "metadata.json")
     for name, rec in data.items():
         if not isinstance(rec, dict) or not rec.get("label"):
             raise VidkitError(f"{path}: {name!r} has no label")

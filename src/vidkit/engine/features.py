@@ -75,7 +75,7 @@ def without_features(cfg: Config, table: pd.DataFrame) -> pd.DataFrame:
         return table  # the layout only lists videos with a file
     missing = np.zeros(len(table), dtype=bool)
     for source in manifest["sources"]:
-        missing |= np.array([not feature_path(root, source, v).is_file() for v in table["video_id"]])
+        missing |= np.array([not feature_path(root, source, v).exists() for v in table["video_id"]])
     if missing.all():
         raise VidkitError(f"{root}: no features for any training video; run `vidkit embed` for this store")
     if missing.any():

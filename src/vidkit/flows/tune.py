@@ -57,11 +57,31 @@ def read_space(path: Path, base: Config) -> dict:
     if not space:
         raise VidkitError(f"{path}: empty search space")
     for key, spec in space.items():
-        values = spec.get("choice") if isinstance(spec, dict) and "choice" in spec else \
-            next(iter(spec.values())) if isinstance(spec, dict) else spec
-        for value in values if isinstance(values, list) else [values]:
+        try:
+            values = [suggest(_Ends(end), key, spec) for end in (0, -1)]  # its shape, before any trial runs
+        except VidkitError as e:
+            raise VidkitError(f"{path}: {e}") from None
+        if isinstance(spec, dict) and "choice" in spec:
+            values = spec["choice"]  # every choice, not only the ends
+        for value in values:
             apply(dataclasses.replace(base), {key: value}, where=f"{path}: ")
     return space
+
+
+class _Ends:
+    """A stand-in Optuna trial that suggests one end of each range (first or last choice): `read_space` checks
+    every key's spec and values with it."""
+
+    def __init__(self, end: int):
+        self.end = end
+
+    def suggest_int(self, key, low, high, **_):
+        return (low, high)[self.end]
+
+    suggest_float = suggest_int
+
+    def suggest_categorical(self, key, choices):
+        return choices[self.end]
 
 
 class _Pruner:

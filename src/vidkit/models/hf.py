@@ -2,7 +2,6 @@
 ViViT, V-JEPA 2, VideoPrism, ...) through one builder, from a local `save_pretrained` folder or a config."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_VIDEO_CLASSIFICATIO
 from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
 from vidkit.errors import VidkitError
+from vidkit.files import read_json, safetensors_shapes
 from vidkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec, register_model
 from vidkit.models.weights import require_path
 
@@ -94,8 +94,10 @@ def _fresh_config(name: str, model_type: str | None, num_classes: int, num_frame
 
 
 def _folder_config(name: str, path: Path, num_classes: int, num_frames, image_size, config_args: dict):
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").exists():
         raise VidkitError(f"pretrained: {path} has no config.json; save the model with save_pretrained()")
+    read_json(path / "config.json", "model config (save_pretrained's config.json)", keys={"model_type": str})
+    _check_weights(path)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     # sizes the folder already has are no conflict (a config's model_args fine-tuning its own pretraining)
     config_args = {k: v for k, v in config_args.items() if getattr(config, k, None) != v}
@@ -112,12 +114,23 @@ def _folder_config(name: str, path: Path, num_classes: int, num_frames, image_si
     return config
 
 
+def _check_weights(path: Path) -> None:
+    """A save_pretrained folder's weights are there and model.safetensors is whole (its header read alone), so a
+    cut-short or overwritten file is one line naming it, not a transformers traceback."""
+    weights = path / "model.safetensors"
+    if weights.exists():
+        safetensors_shapes(weights, "pretrained weights")
+    elif not any((path / name).exists() for name in ("model.safetensors.index.json", "pytorch_model.bin",
+                                                     "pytorch_model.bin.index.json")):
+        raise VidkitError(f"{weights}: not found; {path} has a config.json but no weights")
+
+
 def _normalisation(path: Path | None, model_type: str) -> tuple[tuple, tuple]:
     """mean/std on [0, 1] pixels equal to the checkpoint's preprocessing (rescale, offset, normalise)."""
     mean, std, rescale, offset = PREPROCESS.get(model_type, (IMAGENET_MEAN, IMAGENET_STD, 1 / 255, 0.0))
     for file in ("video_preprocessor_config.json", "preprocessor_config.json"):
         if path and (path / file).is_file():
-            pre = json.loads((path / file).read_text())
+            pre = read_json(path / file, "preprocessor config")
             normalise = pre.get("do_normalize", True)
             mean = tuple(pre.get("image_mean", mean)) if normalise else (0.0,) * 3
             std = tuple(pre.get("image_std", std)) if normalise else (1.0,) * 3

@@ -1,7 +1,6 @@
 """Local pretrained weights: read a state_dict from .safetensors / .pth / .bin, load what fits, report the rest."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vidkit.errors import VidkitError
+from vidkit.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,12 @@ def pretrained_license(pretrained: str | None, model: str, fallback: str | None 
     path = PRETRAINED_DIR / model if pretrained == "auto" else Path(pretrained)
     folder = path if path.is_dir() else path.parent
     if (folder / OWN_PRETRAINING).is_file():  # the kit's own pretraining: own data (+ what it continued from)
-        record = json.loads((folder / OWN_PRETRAINING).read_text())
+        record = read_json(folder / OWN_PRETRAINING, "pretraining record")
         return {"source": record["source"], "license": record["license"], "parent": record.get("parent"),
                 "use_test": record.get("use_test", False)}
     source, license = str(path), _card_license(folder)
     if (folder / "config.json").is_file():
-        source = json.loads((folder / "config.json").read_text()).get("_name_or_path") or source
+        source = read_json(folder / "config.json", "model config").get("_name_or_path") or source
     if path.suffix == ".safetensors" and path.is_file():
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
