@@ -293,6 +293,25 @@ def test_predict_prints_the_event_list_submit_writes(spot_run, spot_comp, tmp_pa
                                   mine.sort_values(order).reset_index(drop=True), check_dtype=False)
 
 
+@pytest.mark.slow
+def test_predict_with_comp_uses_the_ensemble_blend(spot_run, spot_comp, tmp_path, monkeypatch):
+    from vidkit.config import load_competition
+    from vidkit.flows.ensemble import run_ensemble
+    from vidkit.flows.spotting import predict_events
+    monkeypatch.chdir(tmp_path)  # weights/<comp>/ensemble.yaml lands here
+    comp = load_competition(spot_comp)
+    blend = run_ensemble(comp, [str(spot_run)])
+    video = spot_comp.parent.parent / "data" / "test" / "test_g00.mp4"
+    plain = predict_events([str(spot_run)], video, comp)  # the run's own OOF thresholds
+    values = np.unique(plain["score"])  # a cut halfway between two (rounded) scores: no score on the edge
+    cut = float(values[len(values) // 2 - 1:len(values) // 2 + 1].mean())
+    blend.write_text(yaml.safe_dump({**yaml.safe_load(blend.read_text()), "thresholds": {"colour": cut, "shape": cut}}))
+    blended = predict_events([], video, comp)  # the blend's members, weights and thresholds
+    want = plain[plain["score"] >= cut].reset_index(drop=True)
+    assert 0 < len(blended) < len(plain)
+    pd.testing.assert_frame_equal(blended, want)
+
+
 def test_predict_on_a_spotting_run_refuses_a_classification_run(spot_comp, tmp_path):
     from vidkit.flows.spotting import predict_events
     classify = tmp_path / "r3d18"  # a classification run's run.json: no task: spotting
