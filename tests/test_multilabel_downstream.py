@@ -133,3 +133,61 @@ def test_submit_applies_per_class_weights_and_temperatures(ml_comp, ml_run, tmp_
                      {"per_class_temperature": temps}, True, CLASSES)
     assert not np.allclose(probs["a"].to_numpy(), probs["b"].to_numpy(), atol=0.05)
     assert np.allclose(got.loc[probs["a"].index].to_numpy(), want, atol=1e-5)
+
+
+# ---------------------------------------------------------------- gallery, explain, app, tune, training kernel
+
+def test_gallery_picks_per_class_false_positives_and_negatives():
+    from vidkit.analysis.gallery import pick_multilabel
+    oof = pd.DataFrame({"video_id": ["a", "b", "c"], "fold": [0, 1, 0], "label": ["red", "", "red green"],
+                        "red": [0.2, 0.9, 0.7], "green": [0.1, 0.3, 0.6]})
+    picks = pick_multilabel(oof, ["red", "green"], " ")
+    assert picks["text"].tolist()[:2] == ["b (fold 1): false positive of red p=0.90; labels: (none)",
+                                          "a (fold 0): false negative of red p=0.20; labels: red"]
+    assert picks["wrong"].tolist() == [True, True, False, False]  # green: b at .3 is no error at 0.5, c at .6
+    assert set(picks["pred"][2:]) == {"green"}
+
+
+def test_gallery_explain_and_app_on_a_multilabel_run(ml_comp, ml_run, tmp_path):
+    """cv wrote the per-class gallery; explain shows each predicted class (or the one asked for) from sigmoids;
+    the app's /predict returns predict's per-class sigmoids."""
+    import torch
+    from vidkit.analysis.explain import explain_video, explained_classes, load_fold_model
+    from vidkit.analysis.gallery import run_gallery
+    from vidkit.app import make_predict
+    from vidkit.flows.predict import predict_video
+    assert (ml_run / "errors.png").stat().st_size > 1000 and "false " in (ml_run / "errors.html").read_text()
+    png, page = run_gallery(ml_run, n=4)
+    assert page.read_text().count("<div class=\"v\">") == 4
+    probs = torch.tensor([0.7, 0.2, 0.9, 0.4])
+    assert explained_classes(probs, CLASSES, None, True) == [2, 0]
+    assert explained_classes(probs * 0.5, CLASSES, None, True) == [2]  # none >= 0.5: the most probable
+    assert explained_classes(probs, CLASSES, "green", True) == [1]
+    video = ml_comp.parent.parent / "data" / "test" / "t00"
+    loaded = load_fold_model(ml_run, 0)
+    assert loaded[0].multilabel
+    path, maps, _, frames = explain_video(ml_run, video, "blue", out=tmp_path / "blue.png", loaded=loaded)
+    assert path.stat().st_size > 1000 and maps.shape[0] == len(frames)
+    with pytest.raises(VidkitError, match="class: 'purple' is not one of"):
+        explain_video(ml_run, video, "purple", loaded=loaded)
+    label, frames, heat = make_predict([str(ml_run)], 4, loaded, tmp_path, None)(str(video))
+    want = predict_video([ml_run], video)
+    assert label == pytest.approx({c: float(p) for c, p in want.items()}, abs=1e-5)
+    assert abs(sum(label.values()) - 1) > 0.05 and Path(heat).stat().st_size > 1000  # sigmoids, not a softmax
+
+
+def test_tune_optimises_map_on_a_multilabel_competition(ml_comp, tmp_path, monkeypatch):
+    import shutil
+    from vidkit.flows.tune import run_tune
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "configs").mkdir()
+    for name in ("r3d18.yaml", "r3d18_demo.yaml"):
+        shutil.copy(repo / "configs" / name, tmp_path / "configs" / name)
+    (tmp_path / "configs" / "tune.yaml").write_text("lr: {log: [1.0e-3, 1.0e-2]}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("configs/r3d18_demo.yaml", {**parse_overrides(TINY), "comp": str(ml_comp), "epochs": "1",
+                                                  "tta_clips": "1", "val_clips": "1"})
+    tuned = run_tune(cfg, Path("configs/r3d18_demo.yaml"), trials=1)
+    trials = pd.read_csv(tmp_path / "weights" / "ml" / "tune" / "r3d18_demo_trials.csv")
+    assert trials["state"].tolist() == ["COMPLETE"] and 0 < trials["value"][0] <= 1  # a map, maximised
+    assert "maximize score" in tuned.read_text().splitlines()[0]
