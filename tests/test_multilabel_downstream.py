@@ -106,6 +106,7 @@ def torch_tensor(values):
     return torch.tensor(values, dtype=torch.float32)
 
 
+@pytest.mark.slow  # the module's one-epoch run
 def test_submit_applies_per_class_weights_and_temperatures(ml_comp, ml_run, tmp_path):
     """The submission's probabilities equal the members' own, blended per class and tempered per class by hand;
     a member listed with weight 0 is dropped and its per-class weights with it."""
@@ -148,6 +149,7 @@ def test_gallery_picks_per_class_false_positives_and_negatives():
     assert set(picks["pred"][2:]) == {"green"}
 
 
+@pytest.mark.slow
 def test_gallery_explain_and_app_on_a_multilabel_run(ml_comp, ml_run, tmp_path):
     """cv wrote the per-class gallery; explain shows each predicted class (or the one asked for) from sigmoids;
     the app's /predict returns predict's per-class sigmoids."""
@@ -176,6 +178,7 @@ def test_gallery_explain_and_app_on_a_multilabel_run(ml_comp, ml_run, tmp_path):
     assert abs(sum(label.values()) - 1) > 0.05 and Path(heat).stat().st_size > 1000  # sigmoids, not a softmax
 
 
+@pytest.mark.slow
 def test_tune_optimises_map_on_a_multilabel_competition(ml_comp, tmp_path, monkeypatch):
     import shutil
     from vidkit.flows.tune import run_tune
@@ -191,3 +194,22 @@ def test_tune_optimises_map_on_a_multilabel_competition(ml_comp, tmp_path, monke
     trials = pd.read_csv(tmp_path / "weights" / "ml" / "tune" / "r3d18_demo_trials.csv")
     assert trials["state"].tolist() == ["COMPLETE"] and 0 < trials["value"][0] <= 1  # a map, maximised
     assert "maximize score" in tuned.read_text().splitlines()[0]
+
+
+@pytest.mark.slow  # one config trained inside the Kaggle stand-in
+def test_training_kernel_on_a_multilabel_competition(ml_comp, kaggle_python, tmp_path):
+    """kernel mode=train, dry run: the notebook cross-validates on the multi-label data (map, sigmoids), blends
+    with per-class thresholds and writes an inference bundle."""
+    from helpers import tiny_overrides
+    from vidkit.config import load_competition
+    from vidkit.kaggle.kernel_train import build_train, dry_run_train
+    overrides = {k: v for k, v in tiny_overrides(epochs=1, tta_clips=1, val_clips=1).items()}
+    code, nb = build_train(str(ml_comp), ["r3d18_demo"], overrides, out=str(tmp_path / "k"), gpu=False,
+                           user="alice", competition="ml-videos", slug="vidkit-ml")
+    assert dry_run_train(code, nb, load_competition(ml_comp), tmp_path / "v1", python=kaggle_python) == []
+    runs = tmp_path / "v1" / "kaggle" / "working" / "vidkit" / "weights" / "ml"
+    report = json.loads((runs / "r3d18_demo" / "cv_report.json").read_text())
+    assert report["metric"] == "map" and len(report["fold_scores"]) == 2
+    blend = yaml.safe_load((runs / "ensemble.yaml").read_text())
+    assert blend["task"] == "multilabel" and set(blend["thresholds"]) == set(CLASSES)
+    assert (tmp_path / "v1" / "kaggle" / "working" / "vidkit-ml" / "manifest.json").is_file()
