@@ -434,7 +434,7 @@ class Ensemble:
     member_scores: dict | None = None       # spotting: each member's OOF score
     spot_min_distance: int | None = None    # spotting: the peak picking the thresholds were fitted with
     spot_smooth: int | None = None
-    per_class_weights: dict | None = None   # multi-label: class -> one weight per member (`members` order), searched per class
+    per_class_weights: dict | None = None   # multi-label: class -> a weight per member (`members` order)
     per_class_temperature: dict | None = None  # multi-label: class -> its temperature (sigmoid(logit p / T))
 
     def check(self, where: str) -> None:
