@@ -17,7 +17,7 @@ CLASSES = list(CUES)
 
 @pytest.fixture(scope="module")
 def ml_comp(tmp_path_factory) -> Path:
-    return make_multilabel_comp(tmp_path_factory.mktemp("mlsig"), n_groups=8, n_folds=2)
+    return make_multilabel_comp(tmp_path_factory.mktemp("mlsig"), n_groups=6, n_folds=2)
 
 
 def test_multilabel_pseudo_labels_are_the_decided_classes(ml_comp):
@@ -63,7 +63,7 @@ def test_multilabel_setup_with_signal_uses_labelled_videos_for_positive_weights(
 
 def _cv(comp, out, **extra):
     from vidkit.flows.cv import run_cv
-    overrides = {**parse_overrides(TINY), "comp": str(comp), "epochs": "4", "lr": "3e-3", "tta_clips": "1",
+    overrides = {**parse_overrides(TINY), "comp": str(comp), "epochs": "5", "lr": "3e-3", "tta_clips": "1",
                  "val_clips": "1", "color_jitter": "0", "crop_scale": "0.8", "out_dir": str(out), **extra}
     return run_cv(load_config("configs/r3d18_demo.yaml", overrides))
 
