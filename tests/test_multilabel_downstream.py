@@ -213,3 +213,12 @@ def test_training_kernel_on_a_multilabel_competition(ml_comp, kaggle_python, tmp
     blend = yaml.safe_load((runs / "ensemble.yaml").read_text())
     assert blend["task"] == "multilabel" and set(blend["thresholds"]) == set(CLASSES)
     assert (tmp_path / "v1" / "kaggle" / "working" / "vidkit-ml" / "manifest.json").is_file()
+
+
+def test_per_class_temperatures_of_one_are_the_identity():
+    p = np.array([[0.2, 0.9], [0.6, 0.4]])
+    assert calibrate(p, {"per_class_temperature": {"a": 1.0, "b": 1.0}}, True, ["a", "b"]) == pytest.approx(p)
+    tempered = calibrate(p, {"per_class_temperature": {"b": 2.0, "a": 1.0}}, True, ["a", "b"])
+    assert tempered[:, 0] == pytest.approx(p[:, 0]) and tempered[0, 1] == pytest.approx(0.75)  # 9:1 -> 3:1
+    with pytest.raises(VidkitError, match="per_class_temperature: names classes"):
+        calibrate(p, {"per_class_temperature": {"a": 1.0}}, True, ["a", "b"])

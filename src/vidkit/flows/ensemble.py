@@ -74,7 +74,7 @@ def calibrate(probs: np.ndarray, spec: dict, multilabel: bool = False, classes: 
         float(spec.get("temperature") or 1.0)
     if np.any(t != 1.0) and multilabel:
         p = expit(logit(np.clip(p, EPS, 1 - EPS)) / t)
-    elif t != 1.0:
+    elif not multilabel and t != 1.0:
         p = softmax(np.log(np.clip(p, EPS, 1)) / t, axis=1)
     if spec.get("clip"):
         p = np.clip(p, spec["clip"], 1 - spec["clip"])
