@@ -10,6 +10,7 @@ from helpers import TINY
 from multilabel_data import CUES, make_multilabel_comp
 from vidkit.config import Config, load_competition, load_config, parse_overrides
 from vidkit.data.labels import multi_hot
+from vidkit.errors import VidkitError
 from vidkit.metrics import score
 
 CLASSES = list(CUES)
@@ -101,3 +102,21 @@ def test_multilabel_pseudo_labels_and_distillation_learn(ml_comp, tmp_path):
     assert json.loads((student / "run.json").read_text())["teacher"]["runs"] == [str(teacher)]
     got, baseline = _map_and_baseline(student)
     assert got > baseline + 0.1, (got, baseline)
+
+
+def test_hard_pseudo_labels_at_the_ensembles_per_class_thresholds(ml_comp, tmp_path):
+    from vidkit.engine.distill import pseudo_rows
+    comp = load_competition(ml_comp)
+    truth = pd.read_csv(ml_comp.parent.parent / "data" / "test_truth.csv", keep_default_na=False)
+    probs = np.tile([0.6, 0.3, 0.5, 0.1], (len(truth), 1))
+    pd.DataFrame(probs, columns=CLASSES).assign(video_id=truth["id"]).to_csv(tmp_path / "p.csv", index=False)
+    spec = {"metric": "map", "members": [{"run": "r", "weight": 1}],
+            "thresholds": {"red": 0.7, "green": 0.2, "blue": 0.5, "white": 0.05}}
+    (tmp_path / "ensemble.yaml").write_text(json.dumps(spec))
+    cfg = Config(pseudo=str(tmp_path / "p.csv"), pseudo_thresholds=str(tmp_path / "ensemble.yaml"))
+    rows = pseudo_rows(cfg, comp, CLASSES)
+    assert len(rows) == len(truth) and set(rows["label"]) == {"green blue white"}  # red's .6 is under its .7
+    del spec["thresholds"]["white"]
+    (tmp_path / "ensemble.yaml").write_text(json.dumps(spec))
+    with pytest.raises(VidkitError, match=r"ensemble\.yaml: thresholds: no threshold for classes \['white'\]"):
+        pseudo_rows(cfg, comp, CLASSES)

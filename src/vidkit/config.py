@@ -93,6 +93,7 @@ class Config:
     threshold: float = 0.9                  # pseudo-label the test videos whose top class is at least this likely
     pseudo_weight: float = 0.5              # their loss weight (a labelled video weighs 1)
     pseudo_soft: bool = False               # train on their probabilities instead of the top class
+    pseudo_thresholds: str | None = None    # multi-label: an ensemble.yaml; hard labels at its per-class thresholds
     teacher: str | list | None = None       # teacher run folders (A,B): their out-of-fold probabilities as soft targets
     teacher_test: str | None = None         # also the teachers' test probabilities (a _probs.csv) as unlabelled videos
     alpha: float = 0.5                      # distillation weight: (1 - alpha) * CE(label) + alpha * KL at temperature

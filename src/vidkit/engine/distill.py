@@ -8,7 +8,8 @@ sit in fold PSEUDO, which is never a validation fold, so they never reach oof.cs
 
 Multi-label (`task: multilabel`): a test video is pseudo-labelled when every class is decided, present
 (p >= threshold) or absent (p <= 1 - threshold); its labels are the present classes (soft: its per-class
-sigmoids as the multi-hot target). The loss is BCE against the targets and, for distillation, BCE against the
+sigmoids as the multi-hot target); with `pseudo_thresholds=ENSEMBLE_YAML`, every test video joins, labelled with
+the classes at or above that ensemble's per-class thresholds (the labels a `labels` submission writes). The loss is BCE against the targets and, for distillation, BCE against the
 teacher's per-class sigmoids, both at temperature T on each class's logit (x T^2, as Hinton et al.).
 """
 from __future__ import annotations
@@ -69,7 +70,10 @@ def pseudo_rows(cfg: Config, comp: Competition, classes: list[str]) -> pd.DataFr
     test = index_test(comp)
     test = test[test["path"].notna() & test["video_id"].isin(probs.index)].reset_index(drop=True)
     p = probs.loc[test["video_id"]].to_numpy()
-    keep, labels = pseudo_labels(p, cfg.threshold, classes, comp)
+    if cfg.pseudo_thresholds and is_multilabel(comp):
+        keep, labels = np.ones(len(p), dtype=bool), labels_at_thresholds(p, cfg.pseudo_thresholds, classes, comp)
+    else:
+        keep, labels = pseudo_labels(p, cfg.threshold, classes, comp)
     if not keep.any():
         log.warning("pseudo: no test video reaches threshold %.3f in %s", cfg.threshold, cfg.pseudo)
         return None
@@ -90,6 +94,18 @@ def pseudo_labels(p: np.ndarray, threshold: float, classes: list[str], comp: Com
         return keep, [classes[i] for i in p[keep].argmax(1)]
     keep = ((p >= threshold) | (p <= 1 - threshold)).all(1)
     return keep, [comp.label_sep.join(c for c, on in zip(classes, row >= threshold) if on) for row in p[keep]]
+
+
+def labels_at_thresholds(p: np.ndarray, ensemble_yaml: str, classes: list[str], comp: Competition) -> list[str]:
+    """Multi-label: each video's classes at or above their thresholds in `ensemble_yaml` (`thresholds:`)."""
+    from vidkit.config import load_ensemble
+    thresholds = load_ensemble(ensemble_yaml).get("thresholds") or {}
+    missing = [c for c in classes if c not in thresholds]
+    if missing:
+        raise VidkitError(f"{ensemble_yaml}: thresholds: no threshold for classes {missing} (pseudo_thresholds= "
+                          f"needs a multi-label ensemble.yaml)")
+    t = np.array([float(thresholds[c]) for c in classes])
+    return [comp.label_sep.join(c for c, on in zip(classes, row >= t) if on) for row in p]
 
 
 def teacher_probs(runs: list[str], classes: list[str]) -> pd.DataFrame:
