@@ -181,7 +181,8 @@ def summary(extra: pd.DataFrame | None, cfg: Config, label_sep: str | None = Non
         per_class = pd.Series([c for cell in cells for c in split_labels(cell, label_sep)] if label_sep is not None
                               else list(cells), dtype=object).value_counts().to_dict()
         out["pseudo"] = {"source": cfg.pseudo, "threshold": cfg.threshold, "weight": cfg.pseudo_weight,
-                         "soft": cfg.pseudo_soft, "ids": [] if labelled is None else labelled["video_id"].tolist(),
+                         "soft": cfg.pseudo_soft, "thresholds_from": cfg.pseudo_thresholds,
+                         "ids": [] if labelled is None else labelled["video_id"].tolist(),
                          "per_class": per_class}
     if cfg.teacher or cfg.teacher_test:
         out["teacher"] = {"runs": _runs(cfg.teacher or []), "alpha": cfg.alpha, "temperature": cfg.temperature,
