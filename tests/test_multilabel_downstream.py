@@ -127,6 +127,10 @@ def test_submit_applies_per_class_weights_and_temperatures(ml_comp, ml_run, tmp_
     (tmp_path / "ensemble.yaml").write_text(yaml.safe_dump(spec))
     members, resolved = resolve_members(load_competition(ml_comp), None, ensemble_yaml=tmp_path / "ensemble.yaml")
     assert len(members) == 2 and resolved["per_class_weights"]["green"] == pytest.approx([0.2, 0.8])
+    from vidkit.kaggle.kernel import ensemble_spec  # the kernel bundle's ensemble.yaml: the same blend
+    bundled = ensemble_spec(load_competition(ml_comp), members, resolved, [str(a), str(b)])
+    (tmp_path / "bundle.yaml").write_text(yaml.safe_dump(bundled))
+    assert load_ensemble(tmp_path / "bundle.yaml")["per_class_weights"] == resolved["per_class_weights"]
     run_submit(str(ml_comp), None, str(tmp_path / "sub.csv"), ensemble_yaml=tmp_path / "ensemble.yaml")
     got = pd.read_csv(tmp_path / "sub_probs.csv").set_index("video_id")[CLASSES]
     table = np.array([[weights[k][i] for k in CLASSES] for i in range(2)])
