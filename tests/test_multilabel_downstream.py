@@ -93,17 +93,13 @@ def test_ensemble_yaml_holds_per_class_weights_and_temperatures(ml_comp, tmp_pat
 
 def _shift_head(run: Path, shift: list[float]) -> None:
     """Move the classifier bias of every checkpoint: another member, predicting differently per class."""
+    import torch
     from safetensors.torch import load_file, save_file
     for ckpt in run.glob("fold*/*.safetensors"):
         state = load_file(str(ckpt))
         key = [k for k, v in state.items() if k.endswith("bias") and v.shape == (len(CLASSES),)][-1]
-        state[key] = state[key] + torch_tensor(shift)
+        state[key] = state[key] + torch.tensor(shift, dtype=torch.float32)
         save_file(state, str(ckpt))
-
-
-def torch_tensor(values):
-    import torch
-    return torch.tensor(values, dtype=torch.float32)
 
 
 @pytest.mark.slow  # the module's one-epoch run
@@ -117,7 +113,7 @@ def test_submit_applies_per_class_weights_and_temperatures(ml_comp, ml_run, tmp_
     _shift_head(b, [2.0, -2.0, 1.0, -1.0])
     probs = {}
     for name, run in (("a", a), ("b", b)):
-        out = run_submit(str(ml_comp), [str(run)], str(tmp_path / f"{name}.csv"))
+        run_submit(str(ml_comp), [str(run)], str(tmp_path / f"{name}.csv"))
         probs[name] = pd.read_csv(tmp_path / f"{name}_probs.csv").set_index("video_id")[CLASSES]
     weights = {"red": [0.9, 0.1, 0.0], "green": [0.2, 0.8, 0.0], "blue": [0.5, 0.5, 0.0], "white": [0.0, 1.0, 0.0]}
     temps = {"red": 2.0, "green": 0.5, "blue": 1.0, "white": 1.5}
