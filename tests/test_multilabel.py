@@ -221,3 +221,36 @@ def test_sigmoid_views_and_per_class_blend():
     assert blend([p1, p2], [0.5, 0.5], "mean", multilabel=True) == pytest.approx(np.array([[0.8, 0.7, 0.2]]))
     assert blend([p1, p2], [1, 0], "logit", multilabel=True) == pytest.approx(p1)
     assert calibrate(p1, {"temperature": 2.0}, multilabel=True)[0, 0] == pytest.approx(1 / (1 + (0.1 / 0.9) ** 0.5))
+
+
+def _imbalance(counts: np.ndarray, fold_of: np.ndarray, n_folds: int) -> float:
+    per_fold = np.stack([counts[fold_of == k].sum(0) for k in range(n_folds)])
+    return float(((per_fold - counts.sum(0) / n_folds) ** 2).sum())
+
+
+def test_multilabel_folds_with_groups_are_a_local_optimum():
+    """What the fold rule guarantees with multi-video groups (data/multilabel_folds.py): no group straddles
+    folds, and no single group moved to another fold nor any swap of two groups lowers the squared distance of
+    the folds' label and video counts from even (checked here by brute force)."""
+    rng = np.random.default_rng(7)
+    for trial in range(3):
+        sizes = rng.integers(1, 7, 30)  # 30 groups of 1 to 6 videos
+        groups = [f"g{i}" for i, s in enumerate(sizes) for _ in range(s)]
+        table = _table(len(groups), 5, groups, rng)
+        n_folds = 4
+        folds = make_folds(table, n_folds, seed=trial, label_sep=" ")
+        assert (folds.groupby("group")["fold"].nunique() == 1).all()
+        classes = [f"c{j}" for j in range(5)]
+        per_group = pd.DataFrame(multi_hot(folds["label"], classes)).groupby(folds["group"].to_numpy()).sum()
+        counts = np.column_stack([per_group.to_numpy(), folds.groupby("group").size().loc[per_group.index]])
+        fold_of = folds.groupby("group")["fold"].first().loc[per_group.index].to_numpy()
+        best = _imbalance(counts, fold_of, n_folds)
+        for g in range(len(counts)):
+            for k in range(n_folds):
+                moved = fold_of.copy()
+                moved[g] = k
+                assert _imbalance(counts, moved, n_folds) >= best - 1e-9, (trial, "move", g, k)
+            for h in range(g + 1, len(counts)):
+                swapped = fold_of.copy()
+                swapped[g], swapped[h] = fold_of[h], fold_of[g]
+                assert _imbalance(counts, swapped, n_folds) >= best - 1e-9, (trial, "swap", g, h)

@@ -356,7 +356,7 @@ class Explain:
     """saliency over the sampled frames of one video: attention rollout (transformers), Grad-CAM (CNNs); a PNG"""
     run: str = key(REQUIRED, "a cross-validated run folder", "RUN_DIR")
     video: str = key(REQUIRED, "a video file or a folder of frames", "PATH")
-    class_: str | None = key(None, "the class to explain (default: the predicted one)", "NAME")
+    class_: str | None = key(None, "the class to explain (default: the predicted one; multi-label: each)", "NAME")
     fold: int = key(0, "which fold's checkpoint")
     out: str | None = key(None, "the PNG (default: <run>/explain/<video id>.png)", "PNG")
     frame: int | None = key(None, "spotting runs: the frame to explain (default: the highest score)", "N")

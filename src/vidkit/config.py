@@ -93,6 +93,7 @@ class Config:
     threshold: float = 0.9                  # pseudo-label the test videos whose top class is at least this likely
     pseudo_weight: float = 0.5              # their loss weight (a labelled video weighs 1)
     pseudo_soft: bool = False               # train on their probabilities instead of the top class
+    pseudo_thresholds: str | None = None    # multi-label: an ensemble.yaml; hard labels at its per-class thresholds
     teacher: str | list | None = None       # teacher run folders (A,B): their out-of-fold probabilities as soft targets
     teacher_test: str | None = None         # also the teachers' test probabilities (a _probs.csv) as unlabelled videos
     alpha: float = 0.5                      # distillation weight: (1 - alpha) * CE(label) + alpha * KL at temperature
@@ -434,6 +435,8 @@ class Ensemble:
     member_scores: dict | None = None       # spotting: each member's OOF score
     spot_min_distance: int | None = None    # spotting: the peak picking the thresholds were fitted with
     spot_smooth: int | None = None
+    per_class_weights: dict | None = None   # multi-label: class -> a weight per member (`members` order)
+    per_class_temperature: dict | None = None  # multi-label: class -> its temperature (sigmoid(logit p / T))
 
     def check(self, where: str) -> None:
         """What a type cannot say: the choices, a non-empty member list with weights summing above 0, ranges."""
@@ -450,6 +453,21 @@ class Ensemble:
             value = getattr(self, key)
             if value is not None and not ok(value):
                 raise VidkitError(f"{where}{key}: {value!r} is out of range")
+        self.check_per_class(where)
+
+    def check_per_class(self, where: str) -> None:
+        """per_class_weights: a list of len(members) non-negative numbers per class, summing above 0 (normalised
+        to 1 here); per_class_temperature: a number > 0 per class."""
+        for cls, ws in (self.per_class_weights or {}).items():
+            if (not isinstance(ws, list) or len(ws) != len(self.members)
+                    or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in ws)
+                    or not sum(ws) > 0):
+                raise VidkitError(f"{where}per_class_weights: {cls}: expected {len(self.members)} weights >= 0 "
+                                  f"(one per member) summing above 0, got {ws!r}")
+            self.per_class_weights[cls] = [w / sum(ws) for w in ws]
+        for cls, t in (self.per_class_temperature or {}).items():
+            if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
+                raise VidkitError(f"{where}per_class_temperature: {cls}: {t!r} is not a number > 0")
 
 
 def ensemble_member(entry, where: str) -> dict:

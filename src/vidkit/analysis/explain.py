@@ -1,6 +1,9 @@
 """Saliency over the sampled frames: attention rollout (Abnar & Zuidema, 2020) for transformers models, Grad-CAM
 (Selvaraju et al., 2017) on the last convolutional stage for CNNs, found generically, and input-gradient saliency
-for anything else. `vidkit explain run=RUN video=PATH [class=NAME] [fold=k] [out=PNG]`."""
+for anything else. `vidkit explain run=RUN video=PATH [class=NAME] [fold=k] [out=PNG]`.
+
+A multi-label run's probabilities are per-class sigmoids; without class=, each predicted class (p >= 0.5, else
+the most probable one) gets its own heat-map row in the PNG."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vidkit.data import normalize
+from vidkit.data.labels import is_multilabel
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.files import load_checkpoint, save_figure
@@ -172,19 +176,24 @@ def saliency(model: nn.Module, clip: torch.Tensor, spec, target: int) -> tuple[n
     return up / up.max(), method
 
 
-def render(frames: np.ndarray, maps: np.ndarray, top: list[tuple[str, float]], title: str, path: Path) -> Path:
-    """A PNG: the sampled frames (top row) and the same frames with the heat map over them (bottom row)."""
+def render(frames: np.ndarray, maps, top: list[tuple[str, float]], title: str, path: Path) -> Path:
+    """A PNG: the sampled frames (top row) and the same frames with the heat map over them (bottom row); `maps`
+    a list of (row label, maps): one heat-map row each."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    t = len(frames)
-    fig, axes = plt.subplots(2, t, figsize=(1.6 * t, 3.9), squeeze=False)
+    t, rows = len(frames), maps if isinstance(maps, list) else [("", maps)]
+    fig, axes = plt.subplots(1 + len(rows), t, figsize=(1.6 * t, 1.95 * (1 + len(rows))), squeeze=False)
     for i in range(t):
         axes[0, i].imshow(frames[i])
-        axes[1, i].imshow(frames[i])
-        axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for r, (label, heat) in enumerate(rows, 1):
+            axes[r, i].imshow(frames[i])
+            axes[r, i].imshow(heat[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, i]:
             ax.axis("off")
+    for r, (label, _) in enumerate(rows, 1):
+        if label:
+            axes[r, 0].set_title(label, fontsize=8, loc="left")
     fig.suptitle(title + "\n" + "   ".join(f"{c} {p:.3f}" for c, p in top), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,17 +217,33 @@ def explain_video(run: str | Path, video: str | Path, class_name: str | None = N
     row = media_row(video)
     clip = first_view(cfg, model.input_spec, row)
     spec = model.input_spec
+    multilabel = getattr(model, "multilabel", False)
     with torch.no_grad():
-        probs = model.eval()(normalize(clip[None], spec.mean, spec.std, spec.layout)).float().softmax(-1)[0]
+        logits = model.eval()(normalize(clip[None], spec.mean, spec.std, spec.layout)).float()[0]
+    probs = logits.sigmoid() if multilabel else logits.softmax(-1)
     if class_name is not None:
         check_choice("class", class_name, classes)  # the run's classes
-    target = classes.index(class_name) if class_name is not None else int(probs.argmax())
-    maps, method = saliency(model, clip, spec, target)
+    targets = explained_classes(probs, classes, class_name, multilabel)
+    rows = [(f"{classes[k]} p={float(probs[k]):.3f}", *saliency(model, clip, spec, k)) for k in targets]
+    maps, method = rows[0][1], rows[0][2]
     top = sorted(zip(classes, probs.tolist()), key=lambda cp: -cp[1])[:5]
     path = Path(out) if out else RunDir(run).explain_png(row["video_id"])
-    render(clip.numpy(), maps, top, f"{row['video_id']}: {method} for class {classes[target]} "
-           f"(fold {fold}, p={float(probs[target]):.3f})", path)
+    what = f"class {classes[targets[0]]} (fold {fold}, p={float(probs[targets[0]]):.3f})" if len(targets) == 1 \
+        else f"each predicted class (fold {fold})"
+    render(clip.numpy(), [(label, m) for label, m, _ in rows] if len(rows) > 1 else maps, top,
+           f"{row['video_id']}: {method} for {what}", path)
     return path, maps, method, clip.numpy()
+
+
+def explained_classes(probs, classes: list[str], class_name: str | None, multilabel: bool) -> list[int]:
+    """The class indices to explain: the one asked for; else the predicted one, or (multi-label) every class
+    with p >= 0.5, most probable first (none: the most probable)."""
+    if class_name is not None:
+        return [classes.index(class_name)]
+    if not multilabel:
+        return [int(probs.argmax())]
+    order = [int(k) for k in probs.argsort(descending=True)]
+    return [k for k in order if probs[k] >= 0.5] or order[:1]
 
 
 def load_fold_model(run: Path, fold: int = 0):
@@ -230,6 +255,7 @@ def load_fold_model(run: Path, fold: int = 0):
         raise VidkitError(f"{run}: no {RunDir(run).checkpoint(fold).relative_to(run)}")
     model = build_model(cfg, len(classes))
     load_checkpoint(model, weights)
+    model.multilabel = is_multilabel(RunDir(run).meta())  # sigmoid, not softmax
     return model.eval(), classes, cfg
 
 

@@ -1,6 +1,9 @@
 """Error gallery: the out-of-fold videos the model got most confidently wrong (and, per class, the least
 confident right one), as strips of their sampled frames (`errors.png`) and animated clips (`errors.html`).
 
+Multi-label runs: per class, its most confident false positive (highest probability without the label) and its
+least confident positive (lowest probability with it), the worst of them first; red where the call at 0.5 is wrong.
+
 Built from oof.csv and the media alone: no model, no training. `cv` writes it; `vidkit gallery run=RUN` redoes it.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pandas as pd
 
 from vidkit.config import Config, load_competition
 from vidkit.data import index_train, make_sampler
+from vidkit.data.labels import multi_hot
 from vidkit.data.media import read_clip
 from vidkit.errors import VidkitError
 from vidkit.files import numeric_columns, read_csv, save_figure, write_text
@@ -44,6 +48,32 @@ def pick(oof: pd.DataFrame, classes: list[str], n: int = GALLERY_SIZE) -> pd.Dat
     return pd.concat([wrong.head(n - n_right), right.head(n_right)]).reset_index(drop=True)
 
 
+def pick_multilabel(oof: pd.DataFrame, classes: list[str], label_sep: str, n: int = GALLERY_SIZE) -> pd.DataFrame:
+    """Per class the worst false positive and the worst false negative candidate (see the module's docstring),
+    ordered by how wrong they are (p for a false positive, 1 - p for a false negative); the first `n`."""
+    probs = oof[classes].to_numpy(dtype=float)
+    ok = np.isfinite(probs).all(1)
+    probs, rows = probs[ok], oof[ok].reset_index(drop=True)
+    y = multi_hot(rows["label"], classes, label_sep)
+    picks = []
+    for c, cls in enumerate(classes):
+        for positive, kind in ((False, "false positive"), (True, "false negative")):
+            idx = np.flatnonzero((y[:, c] > 0) == positive)
+            if not len(idx):
+                continue
+            i = idx[probs[idx, c].argmin()] if positive else idx[probs[idx, c].argmax()]
+            error = 1 - probs[i, c] if positive else probs[i, c]
+            r = rows.iloc[i]
+            text = (f"{r['video_id']} (fold {r['fold']}): {kind} of {cls} p={probs[i, c]:.2f}; "
+                    f"labels: {r['label'] or '(none)'}")
+            picks.append({"video_id": str(r["video_id"]), "fold": r["fold"], "label": r["label"], "pred": cls,
+                          "p_true": probs[i, c], "p_pred": probs[i, c], "error": error, "wrong": error > 0.5,
+                          "text": text})
+    table = pd.DataFrame(picks, columns=["video_id", "fold", "label", "pred", "p_true", "p_pred", "error", "wrong",
+                                         "text"])
+    return table.sort_values("error", ascending=False, kind="stable").head(n).reset_index(drop=True)
+
+
 def clip_frames(row: dict, num_frames: int, frame_stride: int, pad_mode: str) -> np.ndarray:
     """The centre clip the evaluation samples, (T, HEIGHT, W, 3) uint8 with the video's aspect ratio."""
     indices = make_sampler("multi", num_frames, frame_stride, 1, pad_mode)(int(row["n_frames"]), 0)
@@ -54,6 +84,8 @@ def clip_frames(row: dict, num_frames: int, frame_stride: int, pad_mode: str) ->
 
 
 def caption(r) -> str:
+    if isinstance(getattr(r, "text", None), str):  # multi-label: written by pick_multilabel
+        return r.text
     return (f"{r.video_id} (fold {r.fold}): true {r.label} p={r.p_true:.2f}, "
             f"predicted {r.pred} p={r.p_pred:.2f}")
 
@@ -102,9 +134,10 @@ def write_html(picks: pd.DataFrame, clips: list, path: Path, title: str) -> None
 
 
 def write_gallery(oof: pd.DataFrame, classes: list[str], table: pd.DataFrame, num_frames: int, cfg: Config,
-                  out: Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
-    """errors.png and errors.html in `out`, from the OOF table and the training index `table` (media rows)."""
-    picks = pick(oof, classes, n)
+                  out: Path, n: int = GALLERY_SIZE, label_sep: str | None = None) -> tuple[Path, Path]:
+    """errors.png and errors.html in `out`, from the OOF table and the training index `table` (media rows);
+    `label_sep` (a multi-label run's): per-class errors."""
+    picks = pick(oof, classes, n) if label_sep is None else pick_multilabel(oof, classes, label_sep, n)
     if picks.empty:
         raise VidkitError(f"{out}: no out-of-fold predictions to show")
     rows = table.set_index(table["video_id"].astype(str))
@@ -128,13 +161,13 @@ def run_gallery(run: str | Path, n: int = GALLERY_SIZE) -> tuple[Path, Path]:
         if not path.exists():
             raise VidkitError(f"{run}: no {path.name}; cross-validate it first (`make cv`)")
     cfg, info = run.read_config(), run.meta()
-    if info.get("task") == "multilabel":
-        raise VidkitError(f"{run}: a multi-label run; the gallery shows single-label errors only (see per_class.png)")
+    label_sep = info.get("label_sep", " ") if info.get("task") == "multilabel" else None
     oof = read_csv(run.oof_csv, ("video_id", "label", *info["classes"]), dtype={"video_id": str, "label": str},
                    what="OOF file")
+    oof["label"] = oof["label"].fillna("") if label_sep is not None else oof["label"]
     numeric_columns(oof, info["classes"], run.oof_csv, complete=True)
     table = index_train(load_competition(cfg.comp))
-    paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n)
+    paths = write_gallery(oof, info["classes"], table, info["input_spec"]["num_frames"], cfg, run.path, n, label_sep)
     for p in paths:
         print(p)
     return paths

@@ -5,6 +5,12 @@ Columns: `target:<class>` is a label distribution that replaces the one-hot labe
 `teacher:<class>` the teacher's probabilities, `weight` the video's loss weight. A missing value (NaN) means
 "none": a labelled video without a teacher trains on its label alone. Pseudo-labelled and unlabelled test videos
 sit in fold PSEUDO, which is never a validation fold, so they never reach oof.csv.
+
+Multi-label (`task: multilabel`): a test video is pseudo-labelled when every class is decided, present
+(p >= threshold) or absent (p <= 1 - threshold); its labels are the present classes (soft: its per-class
+sigmoids as the multi-hot target); with `pseudo_thresholds=ENSEMBLE_YAML`, every test video joins, labelled with
+the classes at or above that ensemble's per-class thresholds (the labels a `labels` submission writes). The loss is BCE against the targets and, for distillation, BCE against the
+teacher's per-class sigmoids, both at temperature T on each class's logit (x T^2, as Hinton et al.).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vidkit.config import Competition, Config
+from vidkit.data.labels import is_multilabel, split_labels
 from vidkit.data.media import VIDEO_EXTS
 from vidkit.errors import VidkitError
 from vidkit.files import read_csv
@@ -63,16 +70,42 @@ def pseudo_rows(cfg: Config, comp: Competition, classes: list[str]) -> pd.DataFr
     test = index_test(comp)
     test = test[test["path"].notna() & test["video_id"].isin(probs.index)].reset_index(drop=True)
     p = probs.loc[test["video_id"]].to_numpy()
-    keep = p.max(1) >= cfg.threshold
+    if cfg.pseudo_thresholds and is_multilabel(comp):
+        keep, labels = np.ones(len(p), dtype=bool), labels_at_thresholds(p, cfg.pseudo_thresholds, classes, comp)
+    else:
+        keep, labels = pseudo_labels(p, cfg.threshold, classes, comp)
     if not keep.any():
         log.warning("pseudo: no test video reaches threshold %.3f in %s", cfg.threshold, cfg.pseudo)
         return None
-    rows = test[keep].assign(label=[classes[i] for i in p[keep].argmax(1)], group=lambda t: "pseudo:" + t["video_id"],
+    rows = test[keep].assign(label=labels, group=lambda t: "pseudo:" + t["video_id"],
                              fold=PSEUDO, weight=cfg.pseudo_weight)
     if cfg.pseudo_soft:
         rows = pd.concat([rows.reset_index(drop=True),
                           pd.DataFrame(p[keep], columns=[f"target:{c}" for c in classes])], axis=1)
     return rows.reset_index(drop=True)
+
+
+def pseudo_labels(p: np.ndarray, threshold: float, classes: list[str], comp: Competition) -> tuple[np.ndarray, list]:
+    """(which videos join, their label cells). Single-label: the top class at least `threshold` likely.
+    Multi-label: every class present (p >= threshold) or absent (p <= 1 - threshold); the present ones, joined by
+    the competition's label_sep (none present: an empty cell, a video with no label)."""
+    if not is_multilabel(comp):
+        keep = p.max(1) >= threshold
+        return keep, [classes[i] for i in p[keep].argmax(1)]
+    keep = ((p >= threshold) | (p <= 1 - threshold)).all(1)
+    return keep, [comp.label_sep.join(c for c, on in zip(classes, row >= threshold) if on) for row in p[keep]]
+
+
+def labels_at_thresholds(p: np.ndarray, ensemble_yaml: str, classes: list[str], comp: Competition) -> list[str]:
+    """Multi-label: each video's classes at or above their thresholds in `ensemble_yaml` (`thresholds:`)."""
+    from vidkit.config import load_ensemble
+    thresholds = load_ensemble(ensemble_yaml).get("thresholds") or {}
+    missing = [c for c in classes if c not in thresholds]
+    if missing:
+        raise VidkitError(f"{ensemble_yaml}: thresholds: no threshold for classes {missing} (pseudo_thresholds= "
+                          f"needs a multi-label ensemble.yaml)")
+    t = np.array([float(thresholds[c]) for c in classes])
+    return [comp.label_sep.join(c for c, on in zip(classes, row >= t) if on) for row in p]
 
 
 def teacher_probs(runs: list[str], classes: list[str]) -> pd.DataFrame:
@@ -137,15 +170,20 @@ def extra_rows(cfg: Config, comp: Competition, classes: list[str]) -> pd.DataFra
     return extra
 
 
-def summary(extra: pd.DataFrame | None, cfg: Config) -> dict:
-    """What run.json records: `pseudo` (source, threshold, which test ids joined training, their classes) and
-    `teacher` (the runs, alpha, temperature, how many unlabelled test videos)."""
+def summary(extra: pd.DataFrame | None, cfg: Config, label_sep: str | None = None) -> dict:
+    """What run.json records: `pseudo` (source, threshold, which test ids joined training, their classes: with a
+    multi-label `label_sep`, the videos carrying each class) and `teacher` (the runs, alpha, temperature, how many
+    unlabelled test videos)."""
     out = {}
     labelled = extra[extra["label"].notna()] if extra is not None else None
     if cfg.pseudo:
+        cells = [] if labelled is None else labelled["label"]
+        per_class = pd.Series([c for cell in cells for c in split_labels(cell, label_sep)] if label_sep is not None
+                              else list(cells), dtype=object).value_counts().to_dict()
         out["pseudo"] = {"source": cfg.pseudo, "threshold": cfg.threshold, "weight": cfg.pseudo_weight,
-                         "soft": cfg.pseudo_soft, "ids": [] if labelled is None else labelled["video_id"].tolist(),
-                         "per_class": {} if labelled is None else labelled["label"].value_counts().to_dict()}
+                         "soft": cfg.pseudo_soft, "thresholds_from": cfg.pseudo_thresholds,
+                         "ids": [] if labelled is None else labelled["video_id"].tolist(),
+                         "per_class": per_class}
     if cfg.teacher or cfg.teacher_test:
         out["teacher"] = {"runs": _runs(cfg.teacher or []), "alpha": cfg.alpha, "temperature": cfg.temperature,
                           "test_source": cfg.teacher_test,
@@ -154,13 +192,18 @@ def summary(extra: pd.DataFrame | None, cfg: Config) -> dict:
 
 
 def item_signal(table: pd.DataFrame, labels: np.ndarray, classes: list[str]) -> dict[str, np.ndarray] | None:
-    """Per training video: `target` (label distribution, NaN: unlabelled), `teacher` (NaN: none), `weight`."""
+    """Per training video: `target` (label distribution, or multi-hot row when `labels` are; NaN: unlabelled),
+    `teacher` (NaN: none), `weight`."""
     cols = [c for c in table.columns if c.startswith(("target:", "teacher:"))]
     if not cols and "weight" not in table.columns:
         return None
     n, k = len(table), len(classes)
     target = np.full((n, k), np.nan, dtype=np.float32)
-    target[labels >= 0] = np.eye(k, dtype=np.float32)[labels[labels >= 0]]
+    if labels.ndim == 2:  # multi-hot rows; a teacher-only video (no label cell) stays NaN
+        has = table["label"].notna().to_numpy()
+        target[has] = labels[has]
+    else:
+        target[labels >= 0] = np.eye(k, dtype=np.float32)[labels[labels >= 0]]
     soft = _block(table, "target", classes)
     target[np.isfinite(soft).all(1)] = soft[np.isfinite(soft).all(1)]
     weight = table["weight"].fillna(1.0).to_numpy(np.float32).copy() if "weight" in table.columns else np.ones(n, np.float32)
@@ -198,6 +241,35 @@ def signal_loss(logits, batch: dict, class_weights, label_smoothing: float, alph
     return per_video.mean()
 
 
+def distill_bce(logits, teacher_probs, temperature: float):
+    """Per-video multi-label distillation: mean over classes of BCE(sigmoid(logit(p) / T), student logits / T)
+    x T^2; each class's teacher probability softened on its own log-odds."""
+    import torch
+    import torch.nn.functional as F
+    p = teacher_probs.clamp(1e-6, 1 - 1e-6)
+    soft = torch.sigmoid(torch.log(p / (1 - p)) / temperature)
+    return F.binary_cross_entropy_with_logits(logits / temperature, soft, reduction="none").mean(1) * temperature ** 2
+
+
+def multilabel_signal_loss(logits, batch: dict, pos_weight, label_smoothing: float, alpha: float,
+                           temperature: float):
+    """Multi-label `signal_loss`: weight * ((1 - a) * BCE(multi-hot or soft target) + a * `distill_bce`), a as
+    there; targets smoothed towards 0.5, `pos_weight` per class."""
+    import torch
+    import torch.nn.functional as F
+    target, teacher, weight = batch["target"].float(), batch["teacher"].float(), batch["weight"].float()
+    has_label, has_teacher = torch.isfinite(target).all(1), torch.isfinite(teacher).all(1)
+    smoothed = target.nan_to_num(0.0) * (1 - label_smoothing) + label_smoothing / 2
+    hard = F.binary_cross_entropy_with_logits(logits.float(), smoothed, pos_weight=pos_weight,
+                                              reduction="none").mean(1)
+    kd = distill_bce(logits.float(), teacher.nan_to_num(0.5), temperature)
+    a = torch.where(has_teacher, torch.where(has_label, torch.full_like(kd, alpha), torch.ones_like(kd)),
+                    torch.zeros_like(kd))
+    per_video = weight * ((1 - a) * torch.where(has_label, hard, torch.zeros_like(hard)) +
+                          a * torch.where(has_teacher, kd, torch.zeros_like(kd)))
+    return per_video.mean()
+
+
 def prepare(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], out,
             is_main: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The run's training table with teacher columns and its extra videos; the run's run.json (`out`: its
@@ -206,7 +278,7 @@ def prepare(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[s
     extra = extra_rows(cfg, comp, classes)
     if extra is not None:
         extra = extra[~extra["video_id"].isin(table["video_id"])].reset_index(drop=True)
-    record = summary(extra, cfg)
+    record = summary(extra, cfg, comp.label_sep if is_multilabel(comp) else None)
     if record and is_main:
         out.update_meta(**record)
     if "pseudo" in record:

@@ -10,14 +10,15 @@ import torch
 from timm.data import Mixup
 
 from vidkit.config import Config
+from vidkit.engine import distill
 from vidkit.errors import VidkitError
 
 log = logging.getLogger(__name__)
 
 
 def check_options(cfg: Config) -> None:
-    """What multi-label training does not do (yet): one line each."""
-    for key, on in (("balanced_sampler", cfg.balanced_sampler), ("pseudo", cfg.pseudo), ("teacher", cfg.teacher)):
+    """What multi-label training does not do: one line each."""
+    for key, on in (("balanced_sampler", cfg.balanced_sampler),):
         if on:
             raise VidkitError(f"{key}: not available for task: multilabel competitions")
 
@@ -45,9 +46,16 @@ def bce_loss(smoothing: float, pos_weight: torch.Tensor | None):
     return loss
 
 
-def setup(cfg: Config, train_y: np.ndarray, num_classes: int, device):
-    """(loss_fn, mixup or None) of a multi-label fold."""
+def setup(cfg: Config, train_y: np.ndarray, num_classes: int, device, signal: dict | None = None):
+    """(loss_fn, mixup or None) of a multi-label fold; with pseudo-labels or a teacher (`signal`, see
+    engine.distill) the batch's per-video targets, teacher sigmoids and weights make the loss."""
     check_options(cfg)
+    if signal is not None:  # positive weights from the videos with a label (teacher-only ones have none)
+        labelled = np.isfinite(signal["target"]).all(1)
+        weights = pos_weights(signal["target"][labelled], cfg.class_weights)
+        weights = weights.to(device) if weights is not None else None
+        return (lambda logits, target, batch: distill.multilabel_signal_loss(
+            logits, batch, weights, cfg.label_smoothing, cfg.alpha, cfg.temperature)), None
     weights = pos_weights(train_y, cfg.class_weights)
     mixer = None
     if cfg.mixup or cfg.cutmix:  # timm smooths the mixed targets itself

@@ -188,7 +188,8 @@ def setup_fold(cfg: Config, table: pd.DataFrame, classes: list[str], fold: int, 
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
     ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
     if bare(accelerator, model).multilabel:  # after prepare: DDP does not pass attributes through
-        loss_fn, mixer = multilabel_training.setup(cfg, train_labels, len(classes), accelerator.device)
+        loss_fn, mixer = multilabel_training.setup(cfg, train_labels, len(classes), accelerator.device,
+                                                         signal)
     else:
         weights = class_weights(train_labels[train_labels >= 0], len(classes), cfg.class_weights)
         loss_fn = make_loss(cfg, weights.to(accelerator.device) if weights is not None else None, signal is not None)

@@ -221,8 +221,9 @@ def _cv_one(cfg: Config, comp: Competition, out_root: Path | None) -> Path:
         write_csv(oof, out.oof_csv, index=False)
         report = write_report(oof, classes, comp.metric, out, cfg, time.time() - start)
         num_frames = out.meta()["input_spec"]["num_frames"]
-        if not comp.features_dir and not is_multilabel(comp):  # no media to show; "confidently wrong" is single-label
-            gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path)
+        if not comp.features_dir:  # no media to show; multi-label: per-class errors
+            gallery.write_gallery(oof, classes, table, num_frames, cfg, out.path,
+                                  label_sep=comp.label_sep if is_multilabel(comp) else None)
         provenance.finish(out)
         accelerator.print(f"{cfg.name or cfg.model}: CV {comp.metric} {report['score']:.4f} "
                           f"± {np.std(report['fold_scores']):.4f} ({report['protocol']})" +

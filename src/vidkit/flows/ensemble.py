@@ -50,33 +50,52 @@ def _from_space(s: np.ndarray, method: str, multilabel: bool = False) -> np.ndar
     return s if multilabel else s / s.sum(1, keepdims=True)
 
 
-def blend(probs_list: list[np.ndarray], weights: list[float], method: str = "mean",
+def blend(probs_list: list[np.ndarray], weights, method: str = "mean",
           multilabel: bool = False) -> np.ndarray:
     """Weighted blend of (n_videos, n_classes) probability tables; rows of the result sum to 1 (multi-label:
-    each class's probability blended on its own)."""
+    each class's probability blended on its own). `weights`: one per member, or (multi-label) a
+    (members, classes) table, each class blended with its own column."""
     check_choice("method", method)
     w = np.asarray(weights, dtype=np.float64)
-    if len(probs_list) != len(w) or not len(w) or (w < 0).any() or w.sum() <= 0:
-        raise VidkitError(f"blend: need one non-negative weight per member (got {list(weights)} "
+    if len(probs_list) != len(w) or not len(w) or (w < 0).any() or (w.sum(0) <= 0).any():
+        raise VidkitError(f"blend: need one non-negative weight per member (got {np.asarray(weights).tolist()} "
                           f"for {len(probs_list)} members)")
     total = sum(wi * _to_space(np.asarray(p, dtype=np.float64), method, multilabel)
-                for wi, p in zip(w, probs_list) if wi > 0)
-    return _from_space(total / w.sum(), method, multilabel)
+                for wi, p in zip(w, probs_list) if np.any(wi > 0))
+    return _from_space(total / w.sum(0), method, multilabel)
 
 
-def calibrate(probs: np.ndarray, spec: dict, multilabel: bool = False) -> np.ndarray:
-    """Temperature scaling (softmax(log p / T); multi-label: sigmoid(logit p / T) per class), then clipping to
-    [clip, 1 - clip] and (single-label) renormalising."""
+def calibrate(probs: np.ndarray, spec: dict, multilabel: bool = False, classes: list[str] | None = None) -> np.ndarray:
+    """Temperature scaling (softmax(log p / T); multi-label: sigmoid(logit p / T) per class, with T of each class
+    from `per_class_temperature` when the spec has it: a list, or a dict by class name read in `classes` order),
+    then clipping to [clip, 1 - clip] and (single-label) renormalising."""
     p = np.asarray(probs, dtype=np.float64)
-    t = float(spec.get("temperature") or 1.0)
-    if t != 1.0 and multilabel:
+    t = class_temperatures(spec, classes) if multilabel and spec.get("per_class_temperature") else \
+        float(spec.get("temperature") or 1.0)
+    if np.any(t != 1.0) and multilabel:
         p = expit(logit(np.clip(p, EPS, 1 - EPS)) / t)
-    elif t != 1.0:
+    elif not multilabel and t != 1.0:
         p = softmax(np.log(np.clip(p, EPS, 1)) / t, axis=1)
     if spec.get("clip"):
         p = np.clip(p, spec["clip"], 1 - spec["clip"])
         p = p if multilabel else p / p.sum(1, keepdims=True)
     return p
+
+
+def class_temperatures(spec: dict, classes: list[str] | None) -> np.ndarray:
+    """The per-class temperatures of a spec as a vector in `classes` order (a list is taken as it is)."""
+    temps = spec["per_class_temperature"]
+    if isinstance(temps, dict):
+        if classes is None or set(temps) != set(classes):
+            raise VidkitError(f"per_class_temperature: names classes {sorted(temps)}, the members predict "
+                              f"{classes}")
+        return np.array([float(temps[c]) for c in classes])
+    return np.asarray(temps, dtype=np.float64)
+
+
+def spec_weights(spec: dict):
+    """What `blend` takes from a fitted spec: the (members, classes) table when weights are per class."""
+    return spec["class_weights"] if spec.get("class_weights") is not None else spec["weights"]
 
 
 # ---------------------------------------------------------------- ensemble.yaml
@@ -182,6 +201,30 @@ def _best_index(metric: str, scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: -np.inf if np.isnan(scores[i]) else sign * scores[i])
 
 
+MIN_CLASS_POSITIVES = 5  # fewer OOF positives: a class keeps the global weights (its AP is too noisy to fit)
+
+
+def search_class_weights(y: np.ndarray, probs_list: list[np.ndarray], method: str, global_weights: list[float],
+                         min_positives: int = MIN_CLASS_POSITIVES) -> np.ndarray:
+    """Multi-label: a (members, classes) weight table. Per class, the hill-climbing search on that class's OOF
+    average precision, kept where it scores at least the global weights' AP on the class; a class with fewer
+    than `min_positives` positives keeps the global weights. So no class's OOF AP is below the global blend's."""
+    table = np.tile(np.asarray(global_weights, dtype=np.float64)[:, None], (1, y.shape[1]))
+    for c in range(y.shape[1]):
+        if y[:, c].sum() < min_positives or (1 - y[:, c]).sum() < 1:
+            continue
+        column = [p[:, [c]] for p in probs_list]
+        weights, ap = search_weights(y[:, [c]], column, "map", method)
+        if ap >= metrics.score("map", y[:, [c]], blend(column, global_weights, method, True)):
+            table[:, c] = weights
+    return table
+
+
+def fit_class_temperatures(y: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Multi-label: each class's temperature minimising its OOF log loss (1.0 where scaling does not help)."""
+    return [fit_temperature(y[:, [c]], probs[:, [c]]) for c in range(y.shape[1])]
+
+
 def fit_temperature(y, probs: np.ndarray) -> float:
     """The temperature minimising OOF log loss (1.0 when scaling does not help)."""
     from scipy.optimize import minimize_scalar
@@ -238,8 +281,16 @@ def fit_blend(y, probs_list, metric: str, method: str = "mean", search: str = "h
     spec = {"weights": weights, "method": method, "blend_score": score, "temperature": 1.0, "clip": None,
             "threshold": None}
     ml = np.ndim(y) == 2
-    blended = blend(probs_list, weights, method, ml)
-    if temperature or (temperature is None and metric == "logloss"):
+    if ml and len(probs_list) > 1:  # weights per class, kept when the competition's metric agrees
+        table = search_class_weights(y, probs_list, method, weights)
+        per_class = metrics.score(metric, y, blend(probs_list, table, method, True))
+        if not np.allclose(table, np.asarray(weights)[:, None]) and not metrics.better(metric, score, per_class):
+            spec.update(class_weights=table.tolist(), blend_score=per_class,
+                        weights=(table / table.sum(0)).mean(1).tolist())  # a member's mean share over classes
+    blended = blend(probs_list, spec_weights(spec), method, ml)
+    if ml and (temperature or (temperature is None and metric == "logloss")):
+        spec["per_class_temperature"] = fit_class_temperatures(y, blended)
+    elif temperature or (temperature is None and metric == "logloss"):
         spec["temperature"] = fit_temperature(y, blended)
     if metric == "logloss":
         spec["clip"] = fit_clip(y, calibrate(blended, spec, ml))
@@ -252,7 +303,7 @@ def fit_blend(y, probs_list, metric: str, method: str = "mean", search: str = "h
 
 def spec_score(y, probs_list, spec: dict, metric: str, pos: int = 1) -> float:
     ml = np.ndim(y) == 2
-    probs = calibrate(blend(probs_list, spec["weights"], spec["method"], ml), spec, ml)
+    probs = calibrate(blend(probs_list, spec_weights(spec), spec["method"], ml), spec, ml)
     if spec.get("threshold") is None:
         return metrics.score(metric, y, probs)
     return metrics.score_labels(metric, y, thresholded(probs, spec["threshold"], pos))
@@ -266,7 +317,8 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
         if len(np.unique(y[fit])) < 2:
             return float("nan")
         spec = fit_blend(y[fit], [p[fit] for p in probs_list], metric, pos=pos, **fit_kw)
-        blended[held] = calibrate(blend([p[held] for p in probs_list], spec["weights"], spec["method"], ml), spec, ml)
+        blended[held] = calibrate(blend([p[held] for p in probs_list], spec_weights(spec), spec["method"], ml),
+                                  spec, ml)
         if ml:
             continue
         t = spec["threshold"]
@@ -277,6 +329,18 @@ def nested_score(y, probs_list, folds, metric: str, pos: int = 1, **fit_kw) -> f
 
 
 # ---------------------------------------------------------------- the `ensemble` verb
+
+def per_class_entries(spec: dict, classes: list[str]) -> dict:
+    """ensemble.yaml's multi-label per-class keys: `per_class_weights` (class: one weight per member, in
+    `members` order) and `per_class_temperature` (class: T), where the search fitted them."""
+    out = {}
+    if spec.get("class_weights") is not None:
+        table = np.asarray(spec["class_weights"])
+        out["per_class_weights"] = {c: [round(float(w), 6) for w in table[:, i]] for i, c in enumerate(classes)}
+    if spec.get("per_class_temperature") is not None:
+        out["per_class_temperature"] = dict(zip(classes, spec["per_class_temperature"]))
+    return out
+
 
 def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None = None,
                  method: str = CHOICES["method"][0], out: str | None = None, search: str = CHOICES["search"][0],
@@ -306,7 +370,8 @@ def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None =
     width = max(len(r) for r in runs) + 2
     for r, s, w in zip(runs, singles, spec["weights"]):
         print(f"  {r:{width}s}{s:.4f}  weight {w:.3f}" + ("  (dropped)" if w == 0 else ""))
-    print(f"  {'blend':{width}s}{spec['blend_score']:.4f}")
+    print(f"  {'blend':{width}s}{spec['blend_score']:.4f}" + ("  (weights per class)" if spec.get("class_weights")
+                                                              is not None else ""))
     print(f"  {'+ calibration':{width}s}{final:.4f}  (temperature {spec['temperature']}, "
           f"threshold {spec['threshold']}, clip {spec['clip']})")
     if metrics.better(comp.metric, max(singles) if metrics.higher_is_better(comp.metric) else min(singles), final):
@@ -322,6 +387,6 @@ def run_ensemble(comp: Competition | str | None = None, runs: list[str] | None =
                     "competition": comp.name, "positive_class": classes[pos] if len(classes) == 2 else None,
                     "n_videos": int(len(y)), "nested_score": None if np.isnan(nested) else round(nested, 6),
                     "search": search, **({"task": "multilabel", "thresholds": dict(zip(classes, spec["thresholds"]))}
-                                         if "thresholds" in spec else {})}, path)
+                                         if "thresholds" in spec else {}), **per_class_entries(spec, classes)}, path)
     print(f"wrote {path}")
     return path

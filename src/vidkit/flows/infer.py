@@ -42,6 +42,7 @@ class Member:
     num_frames: int = 0
     class_counts: dict | None = None  # run.json's (runs from before vidkit recorded them: None)
     multilabel: bool = False          # run.json's task: sigmoid outputs, blended per class
+    class_weights: dict | None = None  # multi-label: its weight per class (ensemble.yaml per_class_weights)
 
     @property
     def name(self) -> str:
@@ -83,8 +84,32 @@ def resolve_members(comp: Competition, runs: list | None = None, tta_clips: int 
     if spec and (given is None or {g.resolve() for g in given} == set(weights)):
         members = [load_member(run, w, tta_clips) for run, w in weights.items() if w > 0]
         log.info("ensemble from %s: %s", path, ", ".join(f"{m.name} ({m.weight:.3f})" for m in members))
-        return members, spec
+        return members, with_class_weights(spec, members, list(weights.values()))
     return [load_member(r, 1.0, tta_clips) for r in (given or where.finished_runs())], {}
+
+
+def with_class_weights(spec: dict, members: list[Member], weights: list[float]) -> dict:
+    """Hand each kept member its `per_class_weights` entry (`weights`: every yaml member's, dropped ones 0, whose
+    per-class weights are 0 too) and return the spec with those lists cut to the kept members, as the kernel
+    bundle's ensemble.yaml lists them."""
+    table = spec.get("per_class_weights")
+    if not table:
+        return spec
+    kept = [i for i, w in enumerate(weights) if w > 0]
+    for member, i in zip(members, kept):
+        member.class_weights = {c: ws[i] for c, ws in table.items()}
+    return {**spec, "per_class_weights": {c: [ws[i] for i in kept] for c, ws in table.items()}}
+
+
+def member_weights(members: list[Member], classes: list[str]):
+    """Each member's blend weight, or (multi-label, per-class weights) a (members, classes) table; a class whose
+    members with a weight were all left out (a runtime budget) falls back to the members' overall weights."""
+    if not all(m.class_weights for m in members):
+        return [m.weight for m in members]
+    table = np.array([[m.class_weights[c] for c in classes] for m in members], dtype=np.float64)
+    empty = table.sum(0) <= 0
+    table[:, empty] = np.array([m.weight for m in members])[:, None]
+    return table
 
 
 def load_models(member: Member, device) -> list[torch.nn.Module]:
@@ -185,7 +210,7 @@ def ensemble(members: list[Member | Path], table: pd.DataFrame, classes: list[st
     """Blend of the members' probabilities (each video decoded once for all members: `predict_shared`; with
     `shared=False`, members one at a time, each decoding for itself); NaN rows where any member failed."""
     members = [m if isinstance(m, Member) else load_member(Path(m), 1.0, tta_clips) for m in members]
-    weights = weights or [m.weight for m in members]
+    weights = weights if weights is not None else member_weights(members, classes)
     if shared:
         probs_list = predict_shared(members, table, classes)
     else:

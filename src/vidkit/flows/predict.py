@@ -27,7 +27,7 @@ def predict_video(runs: list[str | Path], video: str | Path, tta_clips: int | No
     probs = ensemble(members, pd.DataFrame([media_row(video)]), classes, method=spec.get("method", "mean"))[0]
     if spec and np.isfinite(probs).all():
         from vidkit.flows.ensemble import calibrate
-        probs = calibrate(probs[None], spec, members[0].multilabel)[0]
+        probs = calibrate(probs[None], spec, members[0].multilabel, classes)[0]
     if not np.isfinite(probs).all():
         raise VidkitError(f"{video}: could not be decoded")
     return pd.Series(probs, index=classes).sort_values(ascending=False, kind="stable")

@@ -174,7 +174,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
         probs[have] = ensemble(members, test[have].reset_index(drop=True), classes, method=spec.get("method", "mean"))
     ok = np.isfinite(probs).all(1)
     if spec and ok.any():
-        probs[ok] = calibrate(probs[ok], spec, comp.task == "multilabel")
+        probs[ok] = calibrate(probs[ok], spec, comp.task == "multilabel", classes)
     probs[~ok] = prior
     unread = test["video_id"][~ok].tolist()
     if unread:

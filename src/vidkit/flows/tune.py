@@ -110,6 +110,7 @@ def _seed(cfg: Config) -> int:
 def objective(base: Config, space: dict, folds: list[int], work: Path, comp: Competition):
     """Mean out-of-fold score of `folds` (TTA as configured) for one trial's config."""
     from vidkit import metrics
+    from vidkit.data.labels import targets
     from vidkit.flows.cv import prepare_run
     from vidkit.engine.runtime import make_accelerator
     from vidkit.engine.train import train_fold
@@ -123,7 +124,7 @@ def objective(base: Config, space: dict, folds: list[int], work: Path, comp: Com
             for i, k in enumerate(folds):
                 oof = train_fold(cfg, comp, table, classes, k, out / fold_name(k), accelerator,
                                  on_epoch=_Pruner(trial, i * cfg.epochs))
-                y = oof["label"].map({c: j for j, c in enumerate(classes)}).to_numpy()
+                y = targets(oof["label"], classes, comp)  # class indices, or multi-hot rows (multi-label)
                 scores.append(metrics.score(comp.metric, y, oof[classes].to_numpy()))
             return float(sum(scores) / len(scores))
         finally:  # trials keep their numbers in the study; their checkpoints are not needed
