@@ -4,6 +4,7 @@ keep a store and a head run together, and the gbdt head's fit (LightGBM, no grad
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -102,6 +103,15 @@ def check_run_store(run: Path, cfg: Config, recorded: dict | None) -> None:
         raise VidkitError(f"{run}/run.json: trained on features of {recorded.get('backbone')} "
                           f"({recorded.get('config')}), but {now['store']} now holds {now['backbone']} "
                           f"({now['config']}, other weights); re-embed or retrain the head")
+
+
+def store_key(cfg: Config) -> str:
+    """One backbone, however many stores or heads: what made the store's arrays (backbone, its weights per
+    source, views, spec, dtype). Heads with the same key share one extraction of each test video."""
+    _, manifest = cached_store(cfg)
+    keys = ("backbone", "model_args", "sources", "views", "spec", "dtype", "precomputed", "root")
+    return json.dumps({k: manifest.get(k) for k in keys if k != "root" or manifest.get("precomputed")},
+                      sort_keys=True, default=str)
 
 
 def protocol(cfg: Config) -> str:
