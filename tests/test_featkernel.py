@@ -128,13 +128,15 @@ def test_kernel_with_heads_and_an_end_to_end_run_writes_the_local_submission(
     assert "test videos extracted by r3d_18" in output or "extracted" in output
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_is_saved_once_for_its_heads(probs_comp, tmp_path):
     from vidkit.flows.embed import run_embed
     from vidkit.kaggle.kernel import build
     cfg = load_config("configs/r3d18_demo.yaml", {**parse_overrides(TINY), "comp": str(probs_comp),
                                                   "tta_clips": "1"})
     store = run_embed(cfg, str(probs_comp), out=str(tmp_path / "store"))
-    heads = [head_run(probs_comp, store, "configs/linear_probe.yaml", tmp_path / f"h{k}") for k in range(2)]
+    heads = [head_run(probs_comp, store, "configs/linear_probe.yaml", tmp_path / "h0")]
+    heads.append(shutil.copytree(heads[0], tmp_path / "h1"))  # a second head on the same store
     bundle, _ = build(str(probs_comp), list(map(str, heads)), out=str(tmp_path / "kernels"), **KAGGLE)
     assert [p.relative_to(bundle).as_posix() for p in bundle.glob("backbones/**/*.safetensors")] == \
         ["backbones/b0/all.safetensors"]
@@ -172,7 +174,8 @@ def test_kernel_on_a_features_dir_competition_reads_the_competitions_test_featur
     from vidkit.flows.submit import run_submit
     from vidkit.kaggle.kernel import build, dry_run
     run = head_run(features_comp, None, "configs/linear_probe.yaml", tmp_path / "run", epochs="3")
-    bundle, kernel_dir = build(str(features_comp), [str(run)], out=str(tmp_path / "kernels"), **KAGGLE)
+    bundle, kernel_dir = build(str(features_comp), [str(run)], out=str(tmp_path / "kernels"), kernel_type="script",
+                               **KAGGLE)  # a script: no Jupyter kernel to start (the notebook: the test above)
     assert not list(bundle.rglob("*.npy")) and not (bundle / "backbones").exists()  # nothing but the head
     assert json.loads((bundle / "manifest.json").read_text())["competition"]["test_dir"] == "feats"
     got = pd.read_csv(dry_run(kernel_dir, bundle, load_competition(features_comp), tmp_path / "fake",

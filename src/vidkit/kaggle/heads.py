@@ -57,7 +57,7 @@ def bundle_backbone(root: Path, manifest: dict, folder: Path, dest: Path, known:
 
 def bundle_heads(members, folders: list[str], dest: Path) -> list[str]:
     """The backbones of the head members (once per backbone) under backbones/, and each head's config.yaml
-    pointing at its backbone (a path relative to the run folder) or at the competition's features_dir (none).
+    pointing at its backbone (a path relative to the run folder); heads on a features_dir carry nothing more.
     Returns the backbone folders, bundle-relative."""
     from vidkit.engine.features import cached_store, store_key
     known, stores = weights_in(dest), {}
@@ -65,13 +65,12 @@ def bundle_heads(members, folders: list[str], dest: Path) -> list[str]:
         if not member.cfg.features:
             continue
         root, manifest = cached_store(member.cfg)
-        features = None
-        if not manifest.get("precomputed"):
-            key = store_key(member.cfg)
-            if key not in stores:
-                stores[key] = bundle_backbone(Path(root), manifest, dest / BACKBONES / f"b{len(stores)}", dest,
-                                              known)
-            features = os.path.relpath(stores[key], dest / folder)
+        if manifest.get("precomputed"):
+            continue  # `submit` reads the competition's own features_dir (vidkit.flows.submit.heads_read)
+        key = store_key(member.cfg)
+        if key not in stores:
+            stores[key] = bundle_backbone(Path(root), manifest, dest / BACKBONES / f"b{len(stores)}", dest, known)
         config_file = dest / folder / "config.yaml"
-        write_yaml(config_file, {**read_yaml_file(config_file), "features": features})
+        write_yaml(config_file, {**read_yaml_file(config_file),
+                                 "features": os.path.relpath(stores[key], dest / folder)})
     return [p.relative_to(dest).as_posix() for p in stores.values()]
