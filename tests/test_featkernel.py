@@ -185,3 +185,28 @@ def test_kernel_on_a_features_dir_competition_reads_the_competitions_test_featur
     assert np.allclose(got.drop(columns="id"), want.drop(columns="id"), atol=1e-5)
     probs = got.drop(columns="id").to_numpy()
     assert probs[:5].std() > 0 and np.allclose(probs[5], 1 / 3, atol=1e-3)  # t5: no features, the prior
+
+
+def test_check_on_a_features_dir_names_each_bad_feature_file(features_comp, tmp_path, capsys):
+    from vidkit import cli
+    root = shutil.copytree(features_comp.parent, tmp_path / "c")
+    comp = root / "fdir.yaml"
+    assert cli.main(["check", f"comp={comp}"]) == 1
+    out = capsys.readouterr().out
+    assert "scanned 36 training and 5 test videos: 1 problems" in out  # t5, a sample id without a feature file
+    assert f"{root / 'feats' / 't5'} (a sample id without a feature file; it gets the training prior)" in out
+    np.save(root / "feats" / "v0_a_0.npy", np.zeros((8, 7), np.float32))                 # another width
+    np.save(root / "feats" / "v1_b_1.npy", np.full((8, 16), np.nan, np.float32))         # NaN
+    np.save(root / "feats" / "t2.npy", np.zeros((8, 16), np.int64))                      # not floats
+    np.save(root / "feats" / "v2_c_0.npy", np.zeros((8, 16), np.float16))                # another float dtype
+    (root / "feats" / "v3_a_1.npy").unlink()                                             # a training id without
+    assert cli.main(["check", f"comp={comp}", f"exclude_out={tmp_path / 'bad.csv'}"]) == 1
+    out = capsys.readouterr().out
+    feats = root / "feats"
+    assert f"{feats / 'v0_a_0.npy'} (7 dims, the others 16)" in out
+    assert f"{feats / 'v1_b_1.npy'} (features contain NaN or inf)" in out
+    assert f"{feats / 't2.npy'} (features must be floats, got dtype int64)" in out
+    assert f"{feats / 'v2_c_0.npy'} (float16, the others float32)" in out and "feature_dtype: 1" in out
+    assert "no feature file for video_id 'v3_a_1'" in out
+    bad = pd.read_csv(tmp_path / "bad.csv")
+    assert set(bad["video_id"]) == {"v0_a_0", "v1_b_1", "v3_a_1"}
