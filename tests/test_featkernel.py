@@ -210,3 +210,25 @@ def test_check_on_a_features_dir_names_each_bad_feature_file(features_comp, tmp_
     assert "no feature file for video_id 'v3_a_1'" in out
     bad = pd.read_csv(tmp_path / "bad.csv")
     assert set(bad["video_id"]) == {"v0_a_0", "v1_b_1", "v3_a_1"}
+
+
+def test_videomae_stores_one_position_per_tubelet_step(tiny_comp, tmp_path):
+    import torch
+    from vidkit.data.features import read_features
+    from vidkit.flows.embed import load_backbone, run_embed
+    from vidkit.models.heads import backbone_tokens
+    cfg = load_config("configs/videomae_demo.yaml", {
+        "comp": str(tiny_comp), "tta_clips": "1", "num_workers": "0", "model_args.hidden_size": "32",
+        "model_args.num_hidden_layers": "1", "model_args.num_attention_heads": "2", "model_args.intermediate_size": "64"})
+    store = run_embed(cfg, str(tiny_comp), out=str(tmp_path / "store"), shard="0/6", dtype="float32")
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert (manifest["positions"], manifest["dims"]) == (8 // 2, 32)  # num_frames / tubelet_size, hidden size
+    assert read_features(store, "all", next((store / "all").glob("*.npy")).stem).shape == (1, 4, 32)
+    model = load_backbone(cfg, 4, None, "cpu")
+    seen = {}
+    model.hf.classifier.register_forward_pre_hook(lambda m, args: seen.update(pooled=args[0]))
+    x = torch.randn(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        positions = backbone_tokens(model, x, 4)
+        assert positions.shape == (2, 4, 32) and positions.std(1).mean() > 0  # positions differ over time
+        assert torch.allclose(model.hf.fc_norm(positions.mean(1)), seen["pooled"], atol=1e-5)  # how VideoMAE pools

@@ -41,6 +41,9 @@ from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
 DTYPES = ("float16", "float32")
+# how backbone_tokens lays out positions; a store made under another rule is rebuilt (2: transformers video models
+# that mean-pool their tokens keep one position per tubelet step)
+POSITIONS_RULE = 2
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -85,6 +88,7 @@ def settings(cfg: Config, comp: Competition, spec, dtype: str) -> dict:
     """What makes a store's arrays: any change rebuilds it."""
     tta = tta_spec(cfg)
     return {"backbone": cfg.model, "config": cfg.name, "model_args": cfg.model_args, "competition": comp.name,
+            "positions_rule": POSITIONS_RULE,
             "spec": dataclasses.asdict(spec), "dtype": dtype, "vidkit": vidkit.__version__,
             "views": {"protocol": tta.protocol(spec.num_frames), **dataclasses.asdict(tta),
                       "frame_stride": cfg.frame_stride, "pad_mode": cfg.pad_mode, "resize_short": cfg.resize_short,
