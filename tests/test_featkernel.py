@@ -173,7 +173,7 @@ def test_kernel_on_a_features_dir_competition_reads_the_competitions_test_featur
         features_comp, kaggle_python, tmp_path):
     from vidkit.flows.submit import run_submit
     from vidkit.kaggle.kernel import build, dry_run
-    run = head_run(features_comp, None, "configs/linear_probe.yaml", tmp_path / "run", epochs="3")
+    run = head_run(features_comp, None, "configs/linear_probe.yaml", tmp_path / "run")
     bundle, kernel_dir = build(str(features_comp), [str(run)], out=str(tmp_path / "kernels"), kernel_type="script",
                                **KAGGLE)  # a script: no Jupyter kernel to start (the notebook: the test above)
     assert not list(bundle.rglob("*.npy")) and not (bundle / "backbones").exists()  # nothing but the head
@@ -232,3 +232,26 @@ def test_videomae_stores_one_position_per_tubelet_step(tiny_comp, tmp_path):
         positions = backbone_tokens(model, x, 4)
         assert positions.shape == (2, 4, 32) and positions.std(1).mean() > 0  # positions differ over time
         assert torch.allclose(model.hf.fc_norm(positions.mean(1)), seen["pooled"], atol=1e-5)  # how VideoMAE pools
+
+
+def test_kernel_refuses_a_head_whose_backbone_licence_is_not_allowed(probs_comp, tiny_run, aligned, tmp_path):
+    from vidkit.errors import VidkitError
+    from vidkit.kaggle.kernel import build
+    store, heads = aligned
+    run = shutil.copytree(tiny_run, tmp_path / "backbone_run")  # as if fine-tuned from non-commercial weights
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "pretrained": {"source": "weights/videomae",
+                                                                     "license": "CC-BY-NC-4.0"}}))
+    copy = shutil.copytree(store, tmp_path / "store")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["recipe"]["checkpoints"] = {s: str(run / s / "model.safetensors") for s in manifest["sources"]}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    head = shutil.copytree(heads[0], tmp_path / "head")
+    cfg = yaml.safe_load((head / "config.yaml").read_text())
+    (head / "config.yaml").write_text(yaml.safe_dump({**cfg, "features": str(copy)}))
+    comp = probs_comp.with_name("tinyprobs_cc0.yaml")
+    comp.write_text(yaml.safe_dump({**yaml.safe_load(probs_comp.read_text()), "allowed_licenses": ["CC0-1.0"]}))
+    with pytest.raises(VidkitError, match=r"backbone's pretrained weights weights/videomae are licensed "
+                                          r"'CC-BY-NC-4.0', not one of allowed_licenses \['CC0-1.0'\]"):
+        build(str(comp), [str(head)], out=str(tmp_path / "kernels"), **KAGGLE)
+    assert not (tmp_path / "kernels").exists()

@@ -74,3 +74,37 @@ def bundle_heads(members, folders: list[str], dest: Path) -> list[str]:
         write_yaml(config_file, {**read_yaml_file(config_file),
                                  "features": os.path.relpath(stores[key], dest / folder)})
     return [p.relative_to(dest).as_posix() for p in stores.values()]
+
+
+def backbone_pretrained(member) -> dict:
+    """{"source", "license"} of the weights a head's backbone started from: the cross-validated run whose fold
+    checkpoints embedded the store (its run.json), else the store's pretrained weights; {} for precomputed features."""
+    from vidkit.analysis.report import pretrained_of
+    from vidkit.engine.features import cached_store
+    from vidkit.flows.embed import recipe_of
+    from vidkit.models.weights import pretrained_license
+    from vidkit.rundir import RunDir
+    root, manifest = cached_store(member.cfg)
+    if manifest.get("precomputed"):
+        return {}
+    cfg, _, checkpoints = recipe_of(Path(root), manifest)
+    runs = [p.parent.parent for p in checkpoints.values() if p is not None]
+    if runs and RunDir(runs[0]).is_run():
+        return pretrained_of(runs[0])
+    return pretrained_license(cfg.pretrained, cfg.model, cfg.pretrained_license)
+
+
+def check_backbone_licences(comp, members) -> None:
+    """`allowed_licenses` holds for the backbones the heads' features come from, as for the members' own weights."""
+    from vidkit.analysis.report import licence_allowed, licence_label
+    allowed = [str(a).lower() for a in comp.allowed_licenses] if comp.allowed_licenses is not None else None
+    for member in (m for m in members if m.cfg.features):
+        pretrained = backbone_pretrained(member)
+        if not pretrained:
+            continue
+        label = licence_label(pretrained)
+        print(f"{member.run.name}: backbone pretrained {pretrained.get('source') or '-'} (licence: {label})")
+        if not licence_allowed(pretrained, allowed):
+            raise VidkitError(f"{member.cfg.features}: the backbone's pretrained weights {pretrained.get('source')} "
+                              f"are licensed {label!r}, not one of allowed_licenses {comp.allowed_licenses} "
+                              f"({comp.path})")

@@ -307,6 +307,8 @@ def build(comp: Competition | str, runs: list[str] | None = None, out: str = "ke
     from vidkit.flows.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
     check_licences(comp, [m.run for m in members])
+    from vidkit.kaggle.heads import check_backbone_licences
+    check_backbone_licences(comp, members)  # heads: the weights of the backbone their features come from
     bundle = _fresh(Path(out) / settings.slug, "dataset-metadata.json")
     kernel_dir = _fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
     build_bundle(comp, members, spec, settings, bundle, {"tta_clips": tta_clips, "budget": budget}, wheels, license)
