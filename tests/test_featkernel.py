@@ -108,7 +108,8 @@ def test_bundle_holds_each_backbone_weight_once(bundled, tiny_run, aligned):
                                      for k in range(3)}
     assert not list((bundle / "backbones").rglob("*.npy"))  # no arrays: the kernel extracts the test videos
     for h in aligned[1]:
-        assert yaml.safe_load((bundle / "runs" / h.name / "config.yaml").read_text())["features"] == "../../backbones/b0"
+        config = yaml.safe_load((bundle / "runs" / h.name / "config.yaml").read_text())
+        assert config["features"] == "../../backbones/b0"  # resolved against the run folder
 
 
 @pytest.mark.slow
@@ -125,7 +126,7 @@ def test_kernel_with_heads_and_an_end_to_end_run_writes_the_local_submission(
     assert np.allclose(got.drop(columns="id"), want.drop(columns="id"), atol=1e-5)
     assert got.drop(columns="id").to_numpy().std() > 0  # a prediction, not the prior
     output = (tmp_path / "fake" / "kernel_output.txt").read_text()
-    assert "test videos extracted by r3d_18" in output or "extracted" in output
+    assert output.count("test videos extracted by r3d_18") == 1  # one backbone, one extraction for both heads
 
 
 @pytest.mark.slow
@@ -219,7 +220,8 @@ def test_videomae_stores_one_position_per_tubelet_step(tiny_comp, tmp_path):
     from vidkit.models.heads import backbone_tokens
     cfg = load_config("configs/videomae_demo.yaml", {
         "comp": str(tiny_comp), "tta_clips": "1", "num_workers": "0", "model_args.hidden_size": "32",
-        "model_args.num_hidden_layers": "1", "model_args.num_attention_heads": "2", "model_args.intermediate_size": "64"})
+        "model_args.num_hidden_layers": "1", "model_args.num_attention_heads": "2",
+        "model_args.intermediate_size": "64"})
     store = run_embed(cfg, str(tiny_comp), out=str(tmp_path / "store"), shard="0/6", dtype="float32")
     manifest = json.loads((store / "manifest.json").read_text())
     assert (manifest["positions"], manifest["dims"]) == (8 // 2, 32)  # num_frames / tubelet_size, hidden size

@@ -134,7 +134,8 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
 def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str]) -> list[np.ndarray]:
     """Every member's probabilities (as `predict_member`'s), with each video decoded once for all of them
     (SharedViews: the union of the frames every clip of every member needs) and every member's models loaded.
-    Heads read their store's features (embedded once per backbone for all its heads) and decode nothing."""
+    Heads read their store's features (embedded once per backbone for all its heads) and decode nothing; test
+    videos a store lacks (a kernel's bundled backbone) are extracted first, once per backbone (`predict_heads`)."""
     if any(m.cfg.features for m in members):
         heads = predict_heads({i: m for i, m in enumerate(members) if m.cfg.features}, table, classes)
         rest = [m for m in members if not m.cfg.features]
