@@ -257,3 +257,18 @@ def test_kernel_refuses_a_head_whose_backbone_licence_is_not_allowed(probs_comp,
                                           r"'CC-BY-NC-4.0', not one of allowed_licenses \['CC0-1.0'\]"):
         build(str(comp), [str(head)], out=str(tmp_path / "kernels"), **KAGGLE)
     assert not (tmp_path / "kernels").exists()
+
+
+def test_a_store_without_a_recipe_cannot_be_bundled_and_says_why(probs_comp, aligned, tmp_path):
+    from vidkit.errors import VidkitError
+    from vidkit.kaggle.kernel import build
+    store, heads = aligned
+    copy = shutil.copytree(store, tmp_path / "store")  # as embedded by an older vidkit
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "recipe"}))
+    head = shutil.copytree(heads[0], tmp_path / "head")
+    cfg = yaml.safe_load((head / "config.yaml").read_text())
+    (head / "config.yaml").write_text(yaml.safe_dump({**cfg, "features": str(copy)}))
+    with pytest.raises(VidkitError, match=rf"^{copy / 'manifest.json'}: no backbone recipe \(embedded by an older "
+                                          r"vidkit\); re-run `vidkit embed`"):
+        build(str(probs_comp), [str(head)], out=str(tmp_path / "kernels"), **KAGGLE)

@@ -32,7 +32,7 @@ def store_of(cfg: Config, comp: Competition | None = None) -> tuple[Path, dict]:
         if manifest.get("competition") != comp.name:
             raise VidkitError(f"{root / 'manifest.json'}: features of competition {manifest.get('competition')!r} "
                               f"(backbone {manifest.get('backbone')}), not of {comp.name!r}")
-        if not manifest.get("complete"):
+        if not manifest.get("complete") and not manifest.get("holds"):  # `holds`: a bundle's or submit's store
             log.warning("%s: the store is not complete (an embed still running or killed?)", root)
         return root, {**manifest, "root": str(root)}
     if comp.features_dir:

@@ -250,7 +250,8 @@ def extract_test(root: Path, manifest: dict, table: pd.DataFrame, scratch: Path)
         return Path(root)
     accelerator = make_accelerator(recipe_of(root, manifest)[0])
     cfg, num_classes, models = load_recipe_backbones(Path(root), manifest, accelerator.device)
-    write_manifest(scratch, {k: v for k, v in manifest.items() if k != "root"})
+    write_manifest(scratch, {**{k: v for k, v in manifest.items() if k != "root"},
+                             "holds": "the test videos of one submit"})
     for source, model in models.items():
         for video in table["video_id"]:
             if feature_path(root, source, video).is_file():

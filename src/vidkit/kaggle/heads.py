@@ -51,7 +51,8 @@ def bundle_backbone(root: Path, manifest: dict, folder: Path, dest: Path, known:
     recipe = {**manifest["recipe"], "checkpoints": where,
               "config": {**manifest["recipe"]["config"], "pretrained": None, "cache": False, "cache_dir": None}}
     kept = {k: v for k, v in manifest.items() if k not in ("root", "recipe")}
-    write_json(folder / "manifest.json", {**kept, "recipe": recipe, "complete": False, "n_videos": 0})
+    write_json(folder / "manifest.json", {**kept, "recipe": recipe, "complete": False, "n_videos": 0,
+                                          "holds": "no arrays: a kernel bundle's backbone"})
     return folder
 
 
