@@ -55,10 +55,13 @@ KINDS = {
     "event_video": "spotting: events of a video that is not in train_dir",
     "event_outside": "spotting: events before the first or after the last frame of their video",
     "no_events": "spotting: training videos without events (allowed: background only)",
+    "bad_features": "feature files that cannot be read, are not 1-2 dimensional floats, or hold NaN/inf",
+    "feature_dims": "feature files whose width (dims) differs from the others'",
+    "feature_dtype": "feature files stored in another float dtype than the others (read as float32)",
 }
-INFO = {"group_leak", "unlisted_test", "unknown_original", "no_events"}
+INFO = {"group_leak", "unlisted_test", "unknown_original", "no_events", "feature_dtype"}
 EXCLUDE = {"corrupt_image", "zero_byte", "empty", "unreadable_video", "unknown_label", "duplicate_id",
-           "missing_train"}
+           "missing_train", "bad_features", "feature_dims"}
 SIZE_FACTOR = 1.5  # a video's side this many times off the usual size is an outlier
 
 
@@ -199,6 +202,29 @@ def _summarise(v: Entry, results: list, clip_len: int, found: list[Finding]) -> 
     return first
 
 
+def scan_features(videos: list[Entry], found: list[Finding]) -> None:
+    """Each feature file read and checked (vidkit.data.features: floats, 1-2 dims, no NaN/inf), then held against
+    the others: its width (dims) and its dtype against the most common ones. Each finding names its file."""
+    from vidkit.data.features import checked_feature_file
+    shapes = []
+    for v in videos:
+        try:
+            array = checked_feature_file(v.path)
+        except VidkitError as e:
+            found.append(Finding("bad_features", str(v.path), v.video_id, v.split, str(e).split(": ", 1)[-1]))
+            continue
+        shapes.append((v, array.shape[-1], str(array.dtype)))
+    if not shapes:
+        return
+    (dims, _), = Counter(d for _, d, _ in shapes).most_common(1)
+    (dtype, _), = Counter(t for _, _, t in shapes).most_common(1)
+    for v, d, t in shapes:
+        if d != dims:
+            found.append(Finding("feature_dims", str(v.path), v.video_id, v.split, f"{d} dims, the others {dims}"))
+        if t != dtype:
+            found.append(Finding("feature_dtype", str(v.path), v.video_id, v.split, f"{t}, the others {dtype}"))
+
+
 def size_outliers(sizes: dict, found: list[Finding]) -> None:
     if not sizes:
         return
@@ -218,11 +244,15 @@ def scan(comp: Competition, clip_len: int = 16, workers: int | None = None,
         return scan_spotting(comp, found, workers, shard, backend)
     train = walk(comp, "train", _collect(found, "train"))
     _check_labels(comp, train, str(comp.resolve(comp.train_csv or comp.train_dir)), found)
-    test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if comp.test_dir else []
+    has_test = comp.test_dir or comp.features_dir
+    test = [e for e in walk(comp, "test", _collect(found, "test")) if e.path] if has_test else []
     part = parse_shard(shard)
     resolve(backend)  # a bad backend fails here, not in every worker
     train, test = [e for e in train if in_shard(e.video_id, part)], [e for e in test if in_shard(e.video_id, part)]
-    size_outliers(scan_media(train + test, clip_len, found, workers, backend), found)
+    if comp.features_dir:  # precomputed features: one array file per video, no media to decode
+        scan_features(train + test, found)
+    else:
+        size_outliers(scan_media(train + test, clip_len, found, workers, backend), found)
     return found, len(train), len(test)
 
 

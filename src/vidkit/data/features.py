@@ -97,6 +97,12 @@ def estimate_bytes(n_videos: int, n_views: int, positions: int, dims: int, n_sou
 def load_feature_file(path: str | Path) -> np.ndarray:
     """One video's precomputed features, (P, D) float32; a 1-D file is one position. A one-line error naming the
     file when it is not 1-2 dimensional floats without NaN."""
+    array = checked_feature_file(path)
+    return np.asarray(array, dtype=np.float32).reshape(-1, array.shape[-1])
+
+
+def checked_feature_file(path: str | Path) -> np.ndarray:
+    """A feature file's array as stored (its own float dtype), checked as `load_feature_file` says."""
     path = Path(path)
     if path.suffix not in EXTENSIONS:
         raise VidkitError(f"{path}: not a feature file ({' '.join(EXTENSIONS)})")
@@ -107,7 +113,7 @@ def load_feature_file(path: str | Path) -> np.ndarray:
         raise VidkitError(f"{path}: features must be (frames, dims) or (dims,), got shape {tuple(array.shape)}")
     if not np.isfinite(array).all():
         raise VidkitError(f"{path}: features contain NaN or inf")
-    return np.asarray(array, dtype=np.float32).reshape(-1, array.shape[-1])
+    return array
 
 
 def _single(path: Path, arrays: dict) -> np.ndarray:

@@ -4,6 +4,7 @@ keep a store and a head run together, and the gbdt head's fit (LightGBM, no grad
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def store_of(cfg: Config, comp: Competition | None = None) -> tuple[Path, dict]:
         if manifest.get("competition") != comp.name:
             raise VidkitError(f"{root / 'manifest.json'}: features of competition {manifest.get('competition')!r} "
                               f"(backbone {manifest.get('backbone')}), not of {comp.name!r}")
-        if not manifest.get("complete"):
+        if not manifest.get("complete") and not manifest.get("holds"):  # `holds`: a bundle's or submit's store
             log.warning("%s: the store is not complete (an embed still running or killed?)", root)
         return root, {**manifest, "root": str(root)}
     if comp.features_dir:
@@ -102,6 +103,15 @@ def check_run_store(run: Path, cfg: Config, recorded: dict | None) -> None:
         raise VidkitError(f"{run}/run.json: trained on features of {recorded.get('backbone')} "
                           f"({recorded.get('config')}), but {now['store']} now holds {now['backbone']} "
                           f"({now['config']}, other weights); re-embed or retrain the head")
+
+
+def store_key(cfg: Config) -> str:
+    """One backbone, however many stores or heads: what made the store's arrays (backbone, its weights per
+    source, views, spec, dtype). Heads with the same key share one extraction of each test video."""
+    _, manifest = cached_store(cfg)
+    keys = ("backbone", "model_args", "sources", "views", "spec", "dtype", "precomputed", "root")
+    return json.dumps({k: manifest.get(k) for k in keys if k != "root" or manifest.get("precomputed")},
+                      sort_keys=True, default=str)
 
 
 def protocol(cfg: Config) -> str:

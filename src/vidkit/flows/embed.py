@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 import vidkit
-from vidkit.config import Competition, Config, as_competition
+from vidkit.config import Competition, Config, apply, as_competition
 from vidkit.data import classes_of, index_test, index_train
 from vidkit.data.check import drop_bad
 from vidkit.data.dataset import loader_settings
@@ -40,6 +41,9 @@ from vidkit.rundir import RunDir
 
 log = logging.getLogger(__name__)
 DTYPES = ("float16", "float32")
+# how backbone_tokens lays out positions; a store made under another rule is rebuilt (2: transformers video models
+# that mean-pool their tokens keep one position per tubelet step)
+POSITIONS_RULE = 2
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -84,6 +88,7 @@ def settings(cfg: Config, comp: Competition, spec, dtype: str) -> dict:
     """What makes a store's arrays: any change rebuilds it."""
     tta = tta_spec(cfg)
     return {"backbone": cfg.model, "config": cfg.name, "model_args": cfg.model_args, "competition": comp.name,
+            "positions_rule": POSITIONS_RULE,
             "spec": dataclasses.asdict(spec), "dtype": dtype, "vidkit": vidkit.__version__,
             "views": {"protocol": tta.protocol(spec.num_frames), **dataclasses.asdict(tta),
                       "frame_stride": cfg.frame_stride, "pad_mode": cfg.pad_mode, "resize_short": cfg.resize_short,
@@ -180,7 +185,8 @@ def run_embed(cfg: Config, comp: Competition | str | None = None, run: str | Non
     manifest = prepare_store(root, settings(backbone, comp, first.input_spec, dtype),
                              {s: weights_hash(m) for s, m in models.items()})
     n_views, positions, dims = probe_shape(first, backbone, table.iloc[:1], num_classes, accelerator.device)
-    manifest.update(n_views=n_views, positions=positions, dims=dims, n_videos=len(table))
+    manifest.update(n_views=n_views, positions=positions, dims=dims, n_videos=len(table),
+                    recipe=backbone_recipe(backbone, sources, num_classes))
     write_manifest(root, manifest)
     size = estimate_bytes(len(mine), n_views, positions, dims, len(sources), np.dtype(dtype).itemsize)
     print(f"embed: {len(mine)} videos x {len(sources)} source(s) x {n_views} views x {positions} positions x "
@@ -193,3 +199,106 @@ def run_embed(cfg: Config, comp: Competition | str | None = None, run: str | Non
         write_manifest(root, {**read_manifest(root), "complete": True})
     print(root)
     return root
+
+
+# ---------------------------------------------------------------- test videos at submit time (and in a kernel)
+
+def backbone_recipe(backbone: Config, sources: dict, num_classes: int) -> dict:
+    """What rebuilds a store's backbone without the store's arrays (`submit` on test videos the store lacks, the
+    kernel): its config, head size and each source's checkpoint (None: the config's pretrained weights)."""
+    return {"config": json.loads(json.dumps(dataclasses.asdict(backbone))), "num_classes": num_classes,
+            "checkpoints": {s: str(Path(p).resolve()) if p else None for s, p in sources.items()}}
+
+
+def recipe_of(root: Path, manifest: dict) -> tuple[Config, int, dict]:
+    """(backbone config, head size, source -> checkpoint or None); a checkpoint path may be relative to the store."""
+    recipe = manifest.get("recipe")
+    if not recipe:
+        raise VidkitError(f"{Path(root) / 'manifest.json'}: no backbone recipe (embedded by an older vidkit); "
+                          "re-run `vidkit embed` to extract test videos at submit or bundle it in a kernel")
+    cfg = apply(Config(), recipe["config"], where=f"{Path(root) / 'manifest.json'}: recipe: ")
+    checkpoints = {s: None if p is None else Path(root) / p for s, p in recipe["checkpoints"].items()}
+    return cfg, int(recipe["num_classes"]), checkpoints
+
+
+def load_recipe_backbones(root: Path, manifest: dict, device) -> tuple[Config, int, dict]:
+    """The store's backbone per source, checked against the weights hash the store recorded: other weights than
+    the heads trained on are refused, naming the store."""
+    cfg, num_classes, checkpoints = recipe_of(root, manifest)
+    models = {}
+    for source, checkpoint in checkpoints.items():
+        if checkpoint is not None and not checkpoint.is_file():
+            raise VidkitError(f"{checkpoint}: the backbone checkpoint of {source} in {root} is missing")
+        model = load_backbone(cfg, num_classes, checkpoint, device)
+        if weights_hash(model) != manifest["sources"].get(source):
+            raise VidkitError(f"{checkpoint or cfg.pretrained}: not the weights {root} was embedded with "
+                              f"({source}); re-embed or retrain the heads")
+        models[source] = model
+    return cfg, num_classes, models
+
+
+EXTRACTIONS: list = []  # (store root, videos extracted) per test-time extraction in this process (a test counts)
+
+
+def extract_test(root: Path, manifest: dict, table: pd.DataFrame, scratch: Path) -> Path:
+    """A store to read `table`'s videos from: `root` when it holds them all, else `scratch`, a store with the same
+    manifest holding root's files of them and the rest extracted once by the store's own backbone (every source,
+    every view); an unreadable video gets no file (the prior)."""
+    missing = [v for v in table["video_id"] if not all(feature_path(root, s, v).is_file()
+                                                     for s in manifest["sources"])]
+    if not missing:
+        return Path(root)
+    accelerator = make_accelerator(recipe_of(root, manifest)[0])
+    cfg, num_classes, models = load_recipe_backbones(Path(root), manifest, accelerator.device)
+    write_manifest(scratch, {**{k: v for k, v in manifest.items() if k != "root"},
+                             "holds": "the test videos of one submit"})
+    for source, model in models.items():
+        for video in table["video_id"]:
+            if feature_path(root, source, video).is_file():
+                feature_path(scratch, source, video).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(feature_path(root, source, video), feature_path(scratch, source, video))
+        todo = table[table["video_id"].isin(missing)].reset_index(drop=True)
+        embed_source(model, cfg, todo, scratch, source, num_classes, manifest.get("dtype", "float16"), None,
+                     accelerator)
+    EXTRACTIONS.append((str(root), len(missing)))
+    log.info("%s: %d test videos extracted by %s into %s", root, len(missing), cfg.model, scratch)
+    return Path(scratch)
+
+
+@torch.no_grad()
+def extraction_speed(root: Path, manifest: dict, table: pd.DataFrame, n_sample: int = 3) -> float:
+    """Seconds to extract one video (decode + every view through every source), timed on a few of `table`'s
+    videos; 0 when the store holds them all already."""
+    if all(feature_path(root, s, v).is_file() for s in manifest["sources"] for v in table["video_id"]):
+        return 0.0
+    accelerator = make_accelerator(recipe_of(root, manifest)[0])
+    cfg, num_classes, models = load_recipe_backbones(Path(root), manifest, accelerator.device)
+    first = next(iter(models.values()))
+    dataset = eval_dataset(cfg, first.input_spec, table, tta=tta_spec(cfg))
+    picks = np.unique(np.linspace(0, len(table) - 1, min(n_sample, len(table)) + 1).round().astype(int))
+    total = 0.0
+    for k, i in enumerate(picks):  # the first pick warms up and is not counted
+        start = time.perf_counter()
+        x = normalize_views(dataset[int(i)]["video"].to(accelerator.device), first.input_spec)
+        with accelerator.autocast():
+            for model in models.values():
+                backbone_tokens(model, x, num_classes)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if k or len(picks) == 1:
+            total += time.perf_counter() - start
+    return total / max(1, len(picks) - 1)
+
+
+def test_stores(head_cfgs: list, table: pd.DataFrame, scratch: Path) -> dict[str, str]:
+    """store_key -> the store each head reads `table` from: one `extract_test` per backbone (however many heads and
+    stores share it) into its own folder of `scratch`; precomputed features (`features_dir:`) are read as they are."""
+    from vidkit.engine.features import cached_store, store_key
+    out = {}
+    for cfg in head_cfgs:
+        key = store_key(cfg)
+        root, manifest = cached_store(cfg)
+        if key in out or manifest.get("precomputed"):
+            continue
+        out[key] = str(extract_test(root, manifest, table, Path(scratch) / f"store{len(out)}"))
+    return out

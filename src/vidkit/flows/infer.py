@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ def load_run(run: Path) -> tuple[Config, list[str], list[Path]]:
 
 def load_member(run: Path, weight: float = 1.0, tta_clips: int | None = None) -> Member:
     cfg, classes, checkpoints = load_run(run)
+    if cfg.features and not Path(cfg.features).exists() and (Path(run) / cfg.features).exists():
+        cfg.features = os.path.normpath(os.path.abspath(Path(run) / cfg.features))  # a kernel bundle's backbone
     info = RunDir(run).meta()
     return Member(Path(run), weight, cfg, classes, checkpoints, tta_spec(cfg, tta_clips, classes),
                   info.get("input_spec", {}).get("num_frames", 0), info.get("class_counts"),
@@ -137,7 +140,7 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
     Each batch is decoded once and goes through every checkpoint of the member.
     """
     if member.cfg.features:
-        return predict_head(member, table, classes)
+        return predict_heads({0: member}, table, classes)[0]
     if sorted(member.classes) != sorted(classes):
         raise VidkitError(f"{member.run}: classes differ from the competition's "
                           f"({len(member.classes)} vs {len(classes)})")
@@ -156,9 +159,10 @@ def predict_member(member: Member, table: pd.DataFrame, classes: list[str]) -> n
 def predict_shared(members: list[Member], table: pd.DataFrame, classes: list[str]) -> list[np.ndarray]:
     """Every member's probabilities (as `predict_member`'s), with each video decoded once for all of them
     (SharedViews: the union of the frames every clip of every member needs) and every member's models loaded.
-    Heads read their store's features (embedded once per backbone for all its heads) and decode nothing."""
+    Heads read their store's features (embedded once per backbone for all its heads) and decode nothing; test
+    videos a store lacks (a kernel's bundled backbone) are extracted first, once per backbone (`predict_heads`)."""
     if any(m.cfg.features for m in members):
-        heads = {i: predict_head(m, table, classes) for i, m in enumerate(members) if m.cfg.features}
+        heads = predict_heads({i: m for i, m in enumerate(members) if m.cfg.features}, table, classes)
         rest = [m for m in members if not m.cfg.features]
         clips = iter(predict_shared(rest, table, classes) if rest else [])
         return [heads[i] if i in heads else next(clips) for i in range(len(members))]
@@ -199,6 +203,19 @@ def predict_head(member: Member, table: pd.DataFrame, classes: list[str]) -> np.
         total += predict(model, eval_loader(member.cfg, dataset), accelerator, len(table), desc=member.name,
                          reduce=member.tta.reduce)
     return total[:, [member.classes.index(c) for c in classes]] / len(member.checkpoints)
+
+
+def predict_heads(heads: dict[int, Member], table: pd.DataFrame, classes: list[str]) -> dict[int, np.ndarray]:
+    """Head members' probabilities; test videos their store lacks (a new test set, the kernel's bundled backbone
+    without arrays) are extracted first, once per backbone for all the heads on it (`extract_test`)."""
+    import tempfile
+    from vidkit.engine.features import store_key
+    from vidkit.flows.embed import test_stores
+    with tempfile.TemporaryDirectory(prefix="vidkit-test-features-") as scratch:
+        stores = test_stores([m.cfg for m in heads.values()], table, Path(scratch))
+        return {i: predict_head(dataclasses.replace(m, cfg=dataclasses.replace(
+                    m.cfg, features=stores.get(store_key(m.cfg), m.cfg.features))), table, classes)
+                for i, m in heads.items()}
 
 
 def predict_run(run: Path, table: pd.DataFrame, classes: list[str], tta_clips: int | None = None) -> np.ndarray:
@@ -250,7 +267,47 @@ def measure_speed(member: Member, table: pd.DataFrame, n_sample: int = 4) -> dic
             "view_s": forward_s / (n * member.tta.n_views * len(member.checkpoints))}
 
 
+def measure_member(member: Member, table: pd.DataFrame, extractions: dict) -> dict:
+    """`measure_speed`'s seconds, or a head's: its own seconds per video (`video_s`: every view through every
+    checkpoint) and its backbone's extraction seconds per video (`extract_s`, 0 when its store holds the test
+    videos), timed once per backbone (`extractions`: store key -> seconds) however many heads share it."""
+    if not member.cfg.features:
+        return measure_speed(member, table)
+    from vidkit.engine.features import cached_store, store_key
+    from vidkit.flows.embed import extraction_speed
+    root, manifest = cached_store(member.cfg)
+    key = store_key(member.cfg)
+    if key not in extractions:
+        extractions[key] = 0.0 if manifest.get("precomputed") else extraction_speed(root, manifest, table)
+    return {"video_s": head_video_s(member, manifest), "extract": key, "extract_s": extractions[key]}
+
+
+@torch.no_grad()
+def head_video_s(member: Member, manifest: dict, repeats: int = 3) -> float:
+    """Seconds for one video's stored views through every checkpoint of a head (the first pass not counted)."""
+    accelerator = make_accelerator(member.cfg)
+    models = load_models(member, accelerator.device)
+    x = torch.zeros(int(manifest.get("n_views", 1)), int(manifest["positions"]), int(manifest["dims"]),
+                    device=accelerator.device)
+    seconds = 0.0
+    for k in range(repeats + 1):
+        start = time.perf_counter()
+        for m in models:
+            m(x)
+        seconds += (time.perf_counter() - start) if k else 0.0
+    free(models, accelerator)
+    return seconds / repeats
+
+
+def total_s(members: list[Member], speeds: list[dict], n_videos: float) -> float:
+    """The whole ensemble's estimate: every member, plus each backbone's extraction once for all its heads."""
+    extractions = {s["extract"]: s["extract_s"] for s in speeds if "extract" in s}
+    return sum(estimate_s(m, s, n_videos) for m, s in zip(members, speeds)) + n_videos * sum(extractions.values())
+
+
 def estimate_s(member: Member, speed: dict, n_videos: float) -> float:
+    if "video_s" in speed:  # a head (its backbone's extraction: `total_s`)
+        return n_videos * speed["video_s"]
     return n_videos * (member.tta.n_clips * speed["read_s"]
                        + member.tta.n_views * len(member.checkpoints) * speed["view_s"])
 
@@ -260,8 +317,9 @@ def fit_budget(members: list[Member], speeds: list[dict], n_videos: float,
     """Cut TTA views (flip, crops, clips; the slowest member first), then members (lowest weight first),
     until the estimated time fits `budget_s`. Returns the members kept and what was dropped, in order."""
     members, speeds, dropped = list(members), list(speeds), []
-    while sum(estimate_s(m, s, n_videos) for m, s in zip(members, speeds)) > budget_s:
-        cuttable = [(estimate_s(m, s, n_videos), i) for i, (m, s) in enumerate(zip(members, speeds)) if m.tta.fewer()]
+    while total_s(members, speeds, n_videos) > budget_s:
+        cuttable = [(estimate_s(m, s, n_videos), i) for i, (m, s) in enumerate(zip(members, speeds))
+                    if m.tta.fewer() and "video_s" not in s]  # a head's views are its store's
         if cuttable:
             i = max(cuttable)[1]
             tta, what = members[i].tta.fewer()
@@ -272,7 +330,7 @@ def fit_budget(members: list[Member], speeds: list[dict], n_videos: float,
             dropped.append(f"member {members[i].name} (weight {members[i].weight:.3g})")
             del members[i], speeds[i]
         else:
-            total = estimate_s(members[0], speeds[0], n_videos)
+            total = total_s(members, speeds, n_videos)
             dropped.append(f"nothing left to cut: {members[0].name} alone needs ~{total:.0f}s")
             break
     return members, dropped

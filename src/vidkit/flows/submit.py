@@ -90,17 +90,18 @@ def _hms(seconds: float) -> str:
 
 def fit_to_budget(members: list, test: pd.DataFrame, budget_s: float, scale: float = 1.0) -> tuple[list, dict]:
     """Time each member on a few test videos, then cut views and members until the estimate fits."""
-    from vidkit.flows.infer import estimate_s, fit_budget, measure_speed
+    from vidkit.flows.infer import fit_budget, measure_member, total_s
     from vidkit.engine.runtime import process_state
     readable = test[test["n_frames"] > 0].reset_index(drop=True)
     if readable.empty:
         return members, {}
-    speeds = [measure_speed(m, readable) for m in members]
+    extractions: dict = {}  # a backbone's extraction, timed once for all its heads
+    speeds = [measure_member(m, readable, extractions) for m in members]
     n_videos = len(test) * scale
-    before = sum(estimate_s(m, sp, n_videos) for m, sp in zip(members, speeds))
+    before = total_s(members, speeds, n_videos)
     kept, dropped = fit_budget(members, speeds, n_videos, budget_s)
     speed_of = {m.run: sp for m, sp in zip(members, speeds)}
-    after = sum(estimate_s(k, speed_of[k.run], n_videos) for k in kept)
+    after = total_s(kept, [speed_of[k.run] for k in kept], n_videos)
     print(f"budget {_hms(budget_s)} for {n_videos:.0f} test videos: estimated {_hms(before)}"
           + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
     plan = {"budget_s": budget_s, "scale": scale, "estimate_s": round(after, 1), "dropped": dropped}
@@ -162,6 +163,7 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
             test = crop_test(comp, test, Path(out).parent / "crops", reuse=not processes.is_main_process)
     sample = read_csv(sample_path, (comp.id_column,), dtype={comp.id_column: str}, what="sample_submission")
     members, spec = resolve_members(comp, runs, tta_clips, ensemble_yaml, out_root)
+    heads_read(comp, members, out)
     for m in members if backend else ():
         m.cfg.video_backend = backend
     classes, prior = classes_and_prior(comp, members)
@@ -215,6 +217,23 @@ def submit_on_every_gpu(comp: Competition, runs: list[str] | None = None, out: s
                "ensemble": ensemble_yaml}
     launch("submit", [f"comp={spec}", f"out={out}", *(f"{k}={v}" for k, v in options.items() if v)], processes)
     return Path(out)
+
+
+def heads_read(comp: Competition, members: list, out: str | Path) -> None:
+    """Head members read their features through the competition being submitted (in a kernel: its mounted data,
+    not the paths in the run's config, which name the machine that trained it): a yaml of it, its paths made
+    absolute, beside `out`; heads on precomputed features read its features_dir."""
+    heads = [m for m in members if m.cfg.features]
+    if not heads:
+        return
+    keys = ("train_dir", "train_csv", "test_dir", "sample_submission", "features_dir")
+    paths = {k: str(comp.resolve(getattr(comp, k))) for k in keys if getattr(comp, k)}
+    spec = Path(out).with_name(f"{Path(out).stem}.competition.yaml")
+    save_config(dataclasses.replace(comp, **paths), spec)
+    for m in heads:
+        precomputed = (RunDir(m.run).meta().get("features") or {}).get("backbone") == "precomputed"
+        features = paths["features_dir"] if precomputed and comp.features_dir else m.cfg.features
+        m.cfg = dataclasses.replace(m.cfg, comp=str(spec), features=features)
 
 
 def write(sub: pd.DataFrame, out: str, meta: dict) -> Path:

@@ -44,7 +44,7 @@ LICENSES = ("CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2
             "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0", "FDL-1.3", "EU-ODP-Legal-Notice",
             "apache-2.0", "GPL-3.0")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-PATH_KEYS = ("train_dir", "train_csv", "test_dir", "sample_submission")
+PATH_KEYS = ("train_dir", "train_csv", "test_dir", "sample_submission", "features_dir")
 NOT_HASHED = ("manifest.json", "dataset-metadata.json")
 
 
@@ -145,8 +145,8 @@ def local_path(comp: Competition, value: str) -> Path:
 def competition_spec(comp: Competition) -> tuple[dict, dict]:
     """The competition yaml with its paths relative to the sample submission's folder (what Kaggle mounts
     as the competition's data), and what the kernel searches for: the sample's name and the test folder."""
-    if not comp.sample_submission or not comp.test_dir:
-        raise VidkitError(f"{comp.path}: sample_submission and test_dir are required for a kernel")
+    if not comp.sample_submission or not (comp.test_dir or comp.features_dir):
+        raise VidkitError(f"{comp.path}: sample_submission and test_dir (or features_dir) are required for a kernel")
     local = lambda value: str(local_path(comp, value))  # noqa: E731
     data = os.path.dirname(local(comp.sample_submission))
     spec = {k: v for k, v in dataclasses.asdict(comp).items() if k != "path"}
@@ -156,7 +156,9 @@ def competition_spec(comp: Competition) -> tuple[dict, dict]:
             if spec[key].startswith(".."):
                 log.warning("%s: %s lies outside the sample submission's folder %s; the kernel expects the "
                             "competition's Kaggle data to have the same layout", comp.path, key, data)
-    return spec, {"sample_submission": spec["sample_submission"], "test_dir": spec["test_dir"]}
+    # precomputed features (features_dir:): the test videos' features are the competition's data, found and mounted
+    # as the test media are
+    return spec, {"sample_submission": spec["sample_submission"], "test_dir": spec["test_dir"] or spec["features_dir"]}
 
 
 def member_folders(members) -> list[str]:
@@ -211,6 +213,8 @@ def build_bundle(comp: Competition, members, spec: dict, settings: KaggleSetting
             from vidkit.data import index_train
             counts = class_counts(index_train(comp), member.classes)
         copy_run(member, dest / folder, member.class_counts or counts)
+    from vidkit.kaggle.heads import bundle_heads
+    backbones = bundle_heads(members, folders, dest)  # each head's backbone once, its weights deduplicated
     blend = yaml.safe_dump(ensemble_spec(comp, members, spec, folders), sort_keys=False)
     header = "# written by `vidkit kernel`: the blend `make submit` would use; runs relative to this folder\n"
     write_text(ensemble_file(dest), header + blend)
@@ -224,7 +228,7 @@ def build_bundle(comp: Competition, members, spec: dict, settings: KaggleSetting
     title = f"vidkit {comp.name} bundle"
     title = title if len(title) <= 50 else f"{settings.slug[:43]} bundle"
     return write_dataset(dest, comp, settings, settings.slug, title, license,
-                         {"members": folders, "submit": submit})
+                         {"members": folders, "submit": submit, "backbones": backbones})
 
 
 # ---------------------------------------------------------------- the kernel
@@ -302,11 +306,9 @@ def build(comp: Competition | str, runs: list[str] | None = None, out: str = "ke
     check_license(license)
     from vidkit.flows.infer import resolve_members  # torch: imported after the quick checks above
     members, spec = resolve_members(comp, runs)
-    heads = [str(m.run) for m in members if m.cfg.features]
-    if heads:  # the bundle does not carry feature stores or their backbones yet (issue 24)
-        raise VidkitError(f"{heads[0]}: a head on cached features; `kernel` cannot bundle head runs yet "
-                          "(submit them locally, or pass runs= without them)")
     check_licences(comp, [m.run for m in members])
+    from vidkit.kaggle.heads import check_backbone_licences
+    check_backbone_licences(comp, members)  # heads: the weights of the backbone their features come from
     bundle = _fresh(Path(out) / settings.slug, "dataset-metadata.json")
     kernel_dir = _fresh(Path(out) / settings.kernel_slug, "kernel-metadata.json")
     build_bundle(comp, members, spec, settings, bundle, {"tta_clips": tta_clips, "budget": budget}, wheels, license)

@@ -201,7 +201,9 @@ def _classifier(model: nn.Module, num_classes: int) -> nn.Module | None:
 def backbone_tokens(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, P, D) features of a clip batch: the last feature map in a CNN layout whose channels are D and whose
     mean is the classifier's input: a 3D CNN's (N, D, t, h, w) as its t*h*w grid of tokens, a per-frame 2D
-    CNN's (N*t, D, h, w) averaged over space (P = t); else the classifier's input alone (P = 1)."""
+    CNN's (N*t, D, h, w) averaged over space (P = t); a transformers video model that mean-pools its tokens
+    (VideoMAE: fc_norm of their mean) its last hidden state averaged over space, one position per tubelet step
+    (P = T'); else the classifier's input alone (P = 1)."""
     head = _classifier(model, num_classes)
     if head is None:
         from vidkit.errors import VidkitError
@@ -217,8 +219,13 @@ def backbone_tokens(model: nn.Module, x: torch.Tensor, num_classes: int) -> torc
     def keep_map(module, args, out):
         if torch.is_tensor(out) and out.ndim in (4, 5) and out.shape[1] == dims and out.shape[-1] * out.shape[-2] > 1:
             maps.append(out)
+    def keep_sequence(module, args, out):
+        got["sequence"] = getattr(out, "last_hidden_state", None)
     handles = [head.register_forward_pre_hook(keep_input)]
     handles += [m.register_forward_hook(keep_map) for name, m in model.named_modules() if name]
+    base = getattr(getattr(model, "hf", None), "base_model", None)
+    if isinstance(base, nn.Module):
+        handles.append(base.register_forward_hook(keep_sequence))
     try:
         model(x)
     finally:
@@ -231,7 +238,32 @@ def backbone_tokens(model: nn.Module, x: torch.Tensor, num_classes: int) -> torc
         tokens = fmap.flatten(2).transpose(1, 2) if fmap.ndim == 5 else fmap.mean((-2, -1)).view(n, -1, dims)
         if tokens.shape[0] == n and torch.allclose(tokens.mean(1), pooled, atol=1e-4, rtol=1e-3):
             return tokens.contiguous()
-    return pooled[:, None]
+    positions = time_positions(model.hf, got.get("sequence"), pooled) if base is not None else None
+    return pooled[:, None] if positions is None else positions
+
+
+def _last(value) -> int:
+    return int(value[-1] if isinstance(value, (list, tuple)) else value)
+
+
+def time_positions(hf: nn.Module, sequence: torch.Tensor | None, pooled: torch.Tensor) -> torch.Tensor | None:
+    """(N, T', D): a transformers video model's last hidden state (N, [CLS +] T' x S, D) averaged over its S
+    spatial tokens, when the classifier's input is (its final norm of) their mean; else None."""
+    config = getattr(hf, "config", None)
+    if sequence is None or sequence.ndim != 3 or config is None or sequence.shape[-1] != pooled.shape[-1]:
+        return None
+    tubelet = getattr(config, "tubelet_size", 1)
+    steps = int(getattr(config, "num_frames", 0)) // int(tubelet[0] if isinstance(tubelet, (list, tuple)) else tubelet)
+    patch = _last(getattr(config, "patch_size", tubelet))
+    spatial = (_last(getattr(config, "image_size", 0)) // max(patch, 1)) ** 2
+    extra = sequence.shape[1] - steps * spatial
+    if steps < 2 or extra not in (0, 1):  # one step: nothing temporal to keep
+        return None
+    tokens = sequence[:, extra:].reshape(len(sequence), steps, spatial, -1).mean(2)
+    norm = getattr(hf, "fc_norm", None) or nn.Identity()
+    if not torch.allclose(norm(tokens.mean(1)), pooled, atol=1e-4, rtol=1e-3):
+        return None  # the classifier reads a CLS token or an attentive pooler: the pooled feature stays
+    return tokens.contiguous()
 
 
 class FrozenHead(nn.Module):

@@ -137,7 +137,7 @@ def main() -> None:
     data = find_data(inputs, bundle, spec)
     print(f"vidkit kernel: bundle {bundle}, competition data {data}")
     comp = load_competition(bundle / "competition.yaml")
-    for key in ("train_dir", "train_csv", "test_dir", "sample_submission"):
+    for key in ("train_dir", "train_csv", "test_dir", "sample_submission", "features_dir"):
         if getattr(comp, key):
             setattr(comp, key, str(data / getattr(comp, key)))
     settings = manifest.get("submit", {})
