@@ -120,6 +120,7 @@ class Fold:
     higher_is_better: bool  # the metric's direction, for early stopping
     out_dir: Path
     deadline: float | None = None  # time.time() past which the fold stops cleanly (`max_time`)
+    evaluate: object = None  # evaluate(run) -> the epoch's val_loss, val_score, metric in place of `validate`
 
 
 def make_loss(cfg: Config, weights: torch.Tensor | None, signal: bool = False):
@@ -354,7 +355,9 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
         record = {"fold": fold, "epoch": epoch, "step": progress.step, "train_loss": round(train_loss, 5),
                   "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total,
                   "data_wait": round(progress.data_s / max(progress.loop_s, 1e-9), 3)}
-        if run.val_dl is not None:
+        if run.evaluate is not None:  # e.g. spotting: sliding windows over the held-out videos
+            record.update(run.evaluate(run))
+        elif run.val_dl is not None:
             record.update(validate(run, val_table, y, metric))
         record.update(best=progress.improved(record["val_score"], run.higher_is_better) if "val_score" in record
                       else True,
