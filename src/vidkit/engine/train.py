@@ -245,7 +245,7 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
     data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
     bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
-    for batch in waiting(bar, progress):
+    for batch in waiting(bar, progress, resumed=progress.batch > 0):
         with acc.accumulate(model):
             video = batch["video"] if spec.layout == "features" else normalize(batch["video"], spec.mean, spec.std,
                                                                                spec.layout)
@@ -277,15 +277,19 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     return _mean_loss(run), False
 
 
-def waiting(batches, progress: Progress):
+def waiting(batches, progress: Progress, resumed: bool = False):
     """The batches, timing how long each was waited for (`progress.data_s`) against the whole loop (`loop_s`):
-    a high data-wait fraction says to raise num_workers or use the frame cache."""
+    a high data-wait fraction says to raise num_workers or use the frame cache. `resumed` (mid-epoch): the loader
+    starts without drawing from torch's RNG, whose saved state already holds this epoch's start (dropout after a
+    resume then draws what it would have uninterrupted)."""
     it, start = iter(batches), time.perf_counter()
     try:
         while True:
             asked = time.perf_counter()
             try:
-                batch = next(it)
+                with torch.random.fork_rng(devices=[], enabled=resumed):
+                    batch = next(it)
+                resumed = False
             except StopIteration:
                 return
             progress.data_s += time.perf_counter() - asked
