@@ -140,7 +140,8 @@ def sliding_scores(predict, frames: Iterable[np.ndarray], window: int, stride: i
 def model_predictor(models: list[nn.Module], spec, target: str, device):
     """predict() for `sliding_scores`: the mean score of every (fold) model on the same windows."""
     def predict(clips: np.ndarray) -> np.ndarray:
-        x = to_input(torch.from_numpy(clips).to(device), spec)
+        x = torch.from_numpy(clips).to(device)
+        x = x.float() if spec.layout == "features" else to_input(x, spec)  # features: (B, T, D) as stored
         with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
             return torch.stack([to_scores(m(x).float(), target) for m in models]).mean(0).cpu().numpy()
     return predict

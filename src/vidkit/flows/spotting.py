@@ -122,7 +122,11 @@ def setup_run(cfg: Config, comp: Competition, out_root: Path | None = None) -> S
     if accelerator.is_main_process:
         _write_run(out, cfg, comp, videos, events, classes, unit, spec)
     accelerator.wait_for_everyone()
-    arrays = _load_all(videos, spec.size, cfg.video_backend)
+    if cfg.features:  # spot_head on a per-frame feature store (`embed`: vidkit.flows.spotfeatures)
+        from vidkit.flows.spotfeatures import load_frame_features
+        arrays = load_frame_features(cfg, comp, videos)
+    else:
+        arrays = _load_all(videos, spec.size, cfg.video_backend)
     targets = {v: frame_targets(len(a), *_events_of(events, v, classes), len(classes), cfg.spot_sigma,
                                 cfg.spot_target) for v, a in arrays.items()}
     hard = hard_negatives(cfg, comp, events, videos, unit)
