@@ -110,3 +110,25 @@ def test_hard_negatives_are_the_earlier_runs_false_positive_peaks(tmp_path):
     with pytest.raises(VidkitError, match="spot_hard_negatives: needs spot_hard_from"):
         hard_negatives(load_config("configs/spot_demo.yaml", {"spot_hard_negatives": "0.5"}), comp, events,
                        videos, "time")
+
+
+@pytest.mark.slow
+def test_spot_head_trains_on_per_frame_features_above_the_constant_baseline(small_spot_comp, tmp_path):
+    """`embed` on a spotting competition stores every frame's backbone features once; `cv spot_head features=`
+    trains the temporal head on them into the same run folder as the end-to-end model's."""
+    from vidkit.config import load_config
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.embed import run_embed
+    store = run_embed(load_config("configs/spot_demo.yaml", {"comp": str(small_spot_comp), "model_args.stack": "1"}),
+                      out=str(tmp_path / "store"))
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["per_frame"] and manifest["complete"] and manifest["positions"] == 1
+    first = np.load(store / "all" / "train_g00.npy")
+    assert first.ndim == 2 and first.shape[1] == manifest["dims"] and len(list((store / "all").glob("*.npy"))) == 8
+    run = run_cv(load_config("configs/spot_head_demo.yaml", {"comp": str(small_spot_comp), "features": str(store),
+                                                             "out_dir": str(tmp_path / "run")}))
+    report = json.loads((run / "cv_report.json").read_text())
+    assert report["score"] > 2 * report["baseline_score"], report
+    assert len(list((run / "oof_scores").glob("*.npy"))) == 6 and (run / "oof.csv").is_file()
+    assert all((run / f"fold{k}" / "model.safetensors").is_file() for k in range(3))
+    assert json.loads((run / "run.json").read_text())["model"] == "spot_head"

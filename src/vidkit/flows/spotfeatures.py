@@ -24,11 +24,11 @@ def embed_frames(cfg: Config, comp: Competition, out: str | Path | None = None, 
     """Write (or finish: a video whose file is there is not redone while the manifest matches) the store."""
     import torch
     from vidkit.engine.runtime import build_model
-    from vidkit.flows.embed import default_out
     if cfg.model != "spot_dense" or int(cfg.model_args.get("stack", 1)) != 1:
         raise VidkitError(f"embed: per-frame features of a spotting competition come from a spot_dense config "
                           f"with model_args.stack=1 (got {cfg.model}, stack {cfg.model_args.get('stack', 1)})")
-    root = Path(out) if out else default_out(comp, cfg, None)
+    root = Path(out) if out else Path("features") / comp.name / (cfg.name or cfg.model)  # as embed's default
+    torch.manual_seed(int(cfg.seed))  # a random-init backbone: the same store every time
     model = build_model(cfg, 1, cfg.pretrained).eval()
     spec = model.input_spec
     manifest = {"competition": comp.name, "per_frame": True, "backbone": cfg.model_args.get("backbone", "resnet18"),

@@ -109,9 +109,12 @@ def spot_head(num_classes: int, pretrained: str | None = None, num_frames: int |
 
 
 class FeatureHead(nn.Module):
+    """Stored features come at any scale (a frozen random-init backbone's: ~1e-3): each frame's vector is
+    layer-normalised before the temporal head."""
+
     def __init__(self, head: TemporalHead):
         super().__init__()
-        self.head = head
+        self.norm, self.head = nn.LayerNorm(head.proj[0].in_features), head
 
     def forward(self, x):  # (B, T, D) features, or any (B, T, ...) flattened per frame
-        return self.head(x.flatten(2))
+        return self.head(self.norm(x.flatten(2)))
