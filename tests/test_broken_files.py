@@ -601,7 +601,6 @@ ALLOWED = {"files.py": set(WRITES),
            "spot_demo.py": {"to_csv", "write_text"},  # the spotting demo's synthetic data, rebuilt when missing
            "data/features.py": {"np.save"},  # store arrays, saved into an atomic_write file object
            "flows/spotting.py": {"np.save"},  # OOF score arrays, saved into an atomic_write file object
-           "engine/spotting.py": {"open_w"},  # metrics.jsonl, appended one line per epoch (as engine/train.py)
            "engine/train.py": {"write_text", "save_file", "torch.save", "open_w"}}  # resumable state: a temp
 # folder + os.replace; metrics.jsonl: appended one line per epoch
 

@@ -123,6 +123,8 @@ class Config:
     spot_smooth: int = 1                    # moving-average width (frames) of the per-frame scores before peak picking
     spot_min_distance: int = 4              # frames between two detections of one class
     spot_pos_weight: float = 5.0            # heat: loss weight of event frames (most frames have no event)
+    spot_hard_negatives: float = 0.0        # share of the random windows cut around spot_hard_from's OOF false positives
+    spot_hard_from: str | None = None       # a finished spotting cv run (its oof.csv) for spot_hard_negatives
 
 
 @dataclass

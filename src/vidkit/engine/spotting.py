@@ -1,23 +1,23 @@
-"""Spotting: training a dense per-frame model on windows, sliding-window inference over a whole video (streamed,
-memory bounded), and the event list from per-frame scores (smoothing, peaks at a minimum distance, thresholds)."""
+"""Spotting: training a dense per-frame model on windows (through `vidkit.engine.train.fit`), sliding-window
+inference over a whole video (streamed, memory bounded), and the event list from per-frame
+scores (smoothing, peaks at a minimum distance, thresholds)."""
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from vidkit.config import Config
-from vidkit.data.events import frame_targets, window_starts
-from vidkit.engine.optim import make_scheduler
+from vidkit.data.epochs import EpochSampler
+from vidkit.engine.optim import is_plateau, make_scheduler, param_groups
 from vidkit.engine.peaks import pick_events, smooth  # noqa: F401  (one import for the spotting engine)
-
-from vidkit.files import save_safetensors
+from vidkit.engine.runtime import bare, build_model, to_device
+from vidkit.engine.train import Fold, Progress, loader
 
 log = logging.getLogger(__name__)
 
@@ -140,31 +140,14 @@ def sliding_scores(predict, frames: Iterable[np.ndarray], window: int, stride: i
 def model_predictor(models: list[nn.Module], spec, target: str, device):
     """predict() for `sliding_scores`: the mean score of every (fold) model on the same windows."""
     def predict(clips: np.ndarray) -> np.ndarray:
-        x = to_input(torch.from_numpy(clips).to(device), spec)
+        x = torch.from_numpy(clips).to(device)
+        x = x.float() if spec.layout == "features" else to_input(x, spec)  # features: (B, T, D) as stored
         with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
             return torch.stack([to_scores(m(x).float(), target) for m in models]).mean(0).cpu().numpy()
     return predict
 
 
 # ---------------------------------------------------------------- training
-
-def window_batches(videos: list[np.ndarray], targets: list[np.ndarray], events: list[np.ndarray], window: int,
-                   per_video: int, batch_size: int, rng: np.random.Generator):
-    """One epoch of (uint8 clips (B, T, H, W, 3), targets (B, T[, K])) windows, around events and at random."""
-    items = [(v, s) for v, frames in enumerate(events)
-             for s in window_starts(len(videos[v]), frames, window, per_video, rng)]
-    order = rng.permutation(len(items))
-    for i in range(0, len(order), batch_size):
-        chosen = [items[j] for j in order[i:i + batch_size]]
-        clips = np.stack([_cut(videos[v], s, window) for v, s in chosen])
-        ys = np.stack([_cut(targets[v], s, window) for v, s in chosen])
-        yield torch.from_numpy(clips), torch.from_numpy(ys)
-
-
-def _cut(array: np.ndarray, start: int, window: int) -> np.ndarray:
-    idx = np.minimum(np.arange(start, start + window), len(array) - 1)
-    return array[idx]
-
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, cfg: Config, n_classes: int) -> torch.Tensor:
     """Heat: BCE with event frames weighted up; class: CE with the background class weighted down."""
@@ -176,47 +159,36 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, cfg: Config, n_classes: int) 
     return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), weight=weight)
 
 
-def train_spotter(cfg: Config, model: nn.Module, videos: list[np.ndarray], events: list, n_classes: int,
-                  accelerator, evaluate, fold_dir: Path) -> dict:
-    """Train on windows of the training videos (each in memory at the model's size); after each epoch
-    `evaluate(model) -> score` (validation mAP); the best epoch's weights are kept. Returns the best record."""
-    rng = np.random.default_rng(cfg.seed if isinstance(cfg.seed, int) else 0)
-    window = model.input_spec.num_frames
-    targets = [frame_targets(len(v), f, k, n_classes, cfg.spot_sigma, cfg.spot_target) for v, (f, k) in
-               zip(videos, events)]
-    steps = cfg.epochs * -(-len(videos) * cfg.spot_windows // cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg.scheduler, optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    spec, best, fold_dir = accelerator.unwrap_model(model).input_spec, None, Path(fold_dir)
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    log_file = (fold_dir / "metrics.jsonl").open("w")
-    for epoch in range(cfg.epochs):
-        model.train()
-        start, losses = time.time(), []
-        for clips, y in window_batches(videos, targets, [f for f, _ in events], window, cfg.spot_windows,
-                                       cfg.batch_size, rng):
-            logits = model(to_input(clips.to(accelerator.device), spec))
-            loss = loss_fn(logits.float(), y.to(accelerator.device), cfg, n_classes)
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        model.eval()
-        score = evaluate(accelerator.unwrap_model(model))
-        record = {"fold": fold_dir.name.removeprefix("fold"), "metric": "spotting_map", "epoch": epoch,
-                  "train_loss": float(np.mean(losses)), "val_score": score,
-                  "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - start, 1)}
-        record["best"] = best is None or score > best["val_score"]
-        if record["best"]:
-            best = record
-            state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-            save_safetensors(state, fold_dir / "model.safetensors")
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-        accelerator.print(f"{fold_dir.name} epoch {epoch}: loss {record['train_loss']:.4f} "
-                          f"val spotting_map {score:.4f}")
-    log_file.close()
-    return best
+def frame_loss(scores: np.ndarray, targets: np.ndarray, target: str) -> float:
+    """The validation loss of stitched per-frame scores (N, K): BCE against the heat, or the negative
+    log-likelihood of each frame's class (background: one minus the event scores)."""
+    p = np.clip(scores.astype(np.float64), 1e-6, 1 - 1e-6)
+    if target == "heat":
+        return float(-(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean())
+    full = np.concatenate([np.clip(1 - scores.sum(1, keepdims=True), 1e-6, 1), p], 1)
+    return float(-np.log(full[np.arange(len(full)), targets]).mean())
+
+
+def setup_spot_fold(cfg: Config, dataset, n_classes: int, fold: int, out_dir: Path, accelerator,
+                    evaluate=None):
+    """The pieces of training's `Fold` for a dense spotting model on `dataset` (`vidkit.data.windows.SpotWindows`):
+    per-frame targets, the spotting loss, validation by `evaluate(run)` (sliding windows over the held-out
+    videos: their spotting mAP, for early stopping); AMP, accumulation, schedules, EMA, resume as for clips."""
+    model = build_model(cfg, num_outputs(n_classes, cfg.spot_target), cfg.pretrained)
+    sampler = EpochSampler(len(dataset), int(cfg.seed) * 1000 + fold)
+    dataset.seed = sampler.seed
+    train_dl = loader(cfg, dataset, train=True, sampler=sampler)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay, cfg.head_lr_scale),
+                                  lr=cfg.lr)
+    total = cfg.epochs * -(-len(train_dl) // cfg.grad_accum)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, int(cfg.warmup_ratio * total), total, cfg.lr_factor,
+                               cfg.plateau_patience, "max" if evaluate else "min")
+    model = to_device(model, accelerator.device, cfg.channels_last)
+    if is_plateau(scheduler):
+        model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
+    else:
+        model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
+    ema = ModelEmaV3(bare(accelerator, model), decay=cfg.ema_decay) if cfg.ema else None
+    return Fold(cfg, accelerator, model, optimizer, scheduler, train_dl, None, sampler,
+                lambda logits, y, batch=None: loss_fn(logits.float(), y, cfg, n_classes), None, ema, Progress(),
+                True, out_dir, evaluate=evaluate)

@@ -120,6 +120,7 @@ class Fold:
     higher_is_better: bool  # the metric's direction, for early stopping
     out_dir: Path
     deadline: float | None = None  # time.time() past which the fold stops cleanly (`max_time`)
+    evaluate: object = None  # evaluate(run) -> the epoch's val_loss, val_score, metric in place of `validate`
 
 
 def make_loss(cfg: Config, weights: torch.Tensor | None, signal: bool = False):
@@ -245,7 +246,7 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     data = acc.skip_first_batches(run.train_dl, progress.batch) if progress.batch else run.train_dl
     data.set_epoch(epoch)  # the sampler's order depends on (seed, fold, epoch) only
     bar = tqdm(data, desc=f"epoch {epoch}", leave=False, disable=None if acc.is_local_main_process else True)
-    for batch in waiting(bar, progress):
+    for batch in waiting(bar, progress, resumed=progress.batch > 0):
         with acc.accumulate(model):
             video = batch["video"] if spec.layout == "features" else normalize(batch["video"], spec.mean, spec.std,
                                                                                spec.layout)
@@ -277,15 +278,19 @@ def train_one_epoch(run: Fold, epoch: int) -> tuple[float, bool]:
     return _mean_loss(run), False
 
 
-def waiting(batches, progress: Progress):
+def waiting(batches, progress: Progress, resumed: bool = False):
     """The batches, timing how long each was waited for (`progress.data_s`) against the whole loop (`loop_s`):
-    a high data-wait fraction says to raise num_workers or use the frame cache."""
+    a high data-wait fraction says to raise num_workers or use the frame cache. `resumed` (mid-epoch): the loader
+    starts without drawing from torch's RNG, whose saved state already holds this epoch's start (dropout after a
+    resume then draws what it would have uninterrupted)."""
     it, start = iter(batches), time.perf_counter()
     try:
         while True:
             asked = time.perf_counter()
             try:
-                batch = next(it)
+                with torch.random.fork_rng(devices=[], enabled=resumed):
+                    batch = next(it)
+                resumed = False
             except StopIteration:
                 return
             progress.data_s += time.perf_counter() - asked
@@ -355,7 +360,9 @@ def fit(run: Fold, val_table: pd.DataFrame, y: np.ndarray, metric: str, fold: in
         record = {"fold": fold, "epoch": epoch, "step": progress.step, "train_loss": round(train_loss, 5),
                   "lr": run.scheduler.get_last_lr()[0], "nonfinite_steps": progress.bad_total,
                   "data_wait": round(progress.data_s / max(progress.loop_s, 1e-9), 3)}
-        if run.val_dl is not None:
+        if run.evaluate is not None:  # e.g. spotting: sliding windows over the held-out videos
+            record.update(run.evaluate(run))
+        elif run.val_dl is not None:
             record.update(validate(run, val_table, y, metric))
         record.update(best=progress.improved(record["val_score"], run.higher_is_better) if "val_score" in record
                       else True,

@@ -174,6 +174,9 @@ def run_embed(cfg: Config, comp: Competition | str | None = None, run: str | Non
     if dtype not in DTYPES:
         raise VidkitError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     comp = as_competition(comp or cfg.comp)
+    if comp.task == "spotting":  # per-frame features of long videos (vidkit.flows.spotfeatures)
+        from vidkit.flows.spotfeatures import embed_frames
+        return embed_frames(cfg, comp, out, dtype)
     backbone, sources, run_classes = backbones(cfg, run)
     root = Path(out) if out else default_out(comp, cfg, run)
     table = embed_table(comp, backbone)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vidkit import metrics
-from vidkit.config import Competition, Config
+from vidkit.config import Competition, Config, parse_duration
 from vidkit.data.events import index_videos, iter_frames, load_video, read_events, resize_frames
 from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.errors import VidkitError
@@ -92,34 +92,99 @@ def prepare(cfg: Config, comp: Competition):
     return videos, events, classes, unit
 
 
-def run_cv(cfg: Config, comp: Competition, out_root: Path | None = None) -> Path:
-    """Every fold: train on windows, predict the held-out videos with sliding windows; then OOF scores
-    (oof_scores/<id>.npy), the OOF event list (oof.csv), per-class thresholds, cv_report.json and the plots."""
+@dataclass
+class SpotRun:
+    """What every fold of a spotting run shares, loaded once: videos (with their folds), events, classes, the
+    events' unit, the run folder, the accelerator, the model's input spec and the training videos in memory
+    with their per-frame targets and hard-negative frames."""
+    cfg: Config
+    comp: Competition
+    videos: pd.DataFrame
+    events: pd.DataFrame
+    classes: list
+    unit: str
+    out: RunDir
+    accelerator: object
+    spec: object
+    arrays: dict
+    targets: dict
+    hard: dict
+
+
+def setup_run(cfg: Config, comp: Competition, out_root: Path | None = None) -> SpotRun:
+    from vidkit.data.events import frame_targets
     from vidkit.engine.runtime import build_model, make_accelerator
     from vidkit.engine.spotting import num_outputs
-    start = time.time()
     videos, events, classes, unit = prepare(cfg, comp)
     out = CompDir(comp, out_root).run(cfg)
     accelerator = make_accelerator(cfg, out.path)
     spec = build_model(cfg, num_outputs(len(classes), cfg.spot_target)).input_spec
-    _write_run(out, cfg, comp, videos, events, classes, unit, spec)
-    arrays = _load_all(videos, spec.size, cfg.video_backend)
+    if accelerator.is_main_process:
+        _write_run(out, cfg, comp, videos, events, classes, unit, spec)
+    accelerator.wait_for_everyone()
+    if cfg.features:  # spot_head on a per-frame feature store (`embed`: vidkit.flows.spotfeatures)
+        from vidkit.flows.spotfeatures import load_frame_features
+        arrays = load_frame_features(cfg, comp, videos)
+    else:
+        arrays = _load_all(videos, spec.size, cfg.video_backend)
+    targets = {v: frame_targets(len(a), *_events_of(events, v, classes), len(classes), cfg.spot_sigma,
+                                cfg.spot_target) for v, a in arrays.items()}
+    hard = hard_negatives(cfg, comp, events, videos, unit)
+    return SpotRun(cfg, comp, videos, events, classes, unit, out, accelerator, spec, arrays, targets, hard)
+
+
+def _deadline(cfg: Config) -> float | None:
+    seconds = parse_duration(cfg.max_time, "max_time")
+    return time.time() + seconds if seconds else None
+
+
+def run_cv(cfg: Config, comp: Competition, out_root: Path | None = None) -> Path:
+    """Every fold: train on windows (`vidkit.engine.train.fit`), predict the held-out videos with sliding windows;
+    then OOF scores (oof_scores/<id>.npy), the OOF event list (oof.csv), per-class thresholds, cv_report.json and
+    the plots. `resume=true` reuses finished folds and continues an interrupted one."""
+    start, stop_at = time.time(), _deadline(cfg)
+    run = setup_run(cfg, comp, out_root)
+    acc, videos, classes = run.accelerator, run.videos, run.classes
     scores, fold_scores = {}, []
     for k in range(comp.n_folds):
-        val = videos[videos["fold"] == k]
-        part = _train_fold(cfg, videos, events, classes, unit, arrays, k, out, accelerator, comp.tolerances)
+        part = train_spot_fold(run, k, stop_at)
+        if part is None:  # stopped early, as a kill would: the later folds wait for resume=true too
+            why = f"max_time={cfg.max_time}" if stop_at and time.time() >= stop_at else f"max_steps={cfg.max_steps}"
+            acc.print(f"stopped in fold {k} at {why}; run again with resume=true to finish")
+            return run.out.path
         scores.update(part)
-        fold_scores.append(metrics.spotting_map(truth_of(events, val["video_id"]),
-                                                detect(part, val, classes, unit, cfg), comp.tolerances,
+        val = videos[videos["fold"] == k]
+        fold_scores.append(metrics.spotting_map(truth_of(run.events, val["video_id"]),
+                                                detect(part, val, classes, run.unit, cfg), comp.tolerances,
                                                 classes)["score"])
-    _save_scores(out.path / "oof_scores", scores)
-    report = write_report(out, cfg, videos, events, classes, unit, scores, comp.tolerances, fold_scores,
-                          time.time() - start)
-    accelerator.print(f"{cfg.name or cfg.model}: CV spotting_map {report['score']:.4f} ± {report['fold_std']:.4f} "
-                      f"(constant baseline {report['baseline_score']:.4f}; per tolerance " +
-                      ", ".join(f"{t}: {s:.3f}" for t, s in report["per_tolerance"].items()) + ")")
-    accelerator.print(out)
-    return out.path
+    if acc.is_main_process:
+        report = write_report(run.out, cfg, videos, run.events, classes, run.unit, scores, comp.tolerances,
+                              fold_scores, time.time() - start)
+        print(f"{cfg.name or cfg.model}: CV spotting_map {report['score']:.4f} ± {report['fold_std']:.4f} "
+              f"(constant baseline {report['baseline_score']:.4f}; per tolerance " +
+              ", ".join(f"{t}: {s:.3f}" for t, s in report["per_tolerance"].items()) + ")")
+    acc.wait_for_everyone()
+    acc.print(run.out)
+    return run.out.path
+
+
+def run_train(cfg: Config, comp: Competition, out_root: Path | None = None) -> Path:
+    """`train` of one fold (`fold=-1`: every video trains, none validates): the fold folder as `cv` writes it,
+    the held-out videos' per-frame scores in oof_scores/ and the fold's spotting mAP printed."""
+    if cfg.fold >= comp.n_folds or cfg.fold < -1:
+        raise VidkitError(f"fold: {cfg.fold} is out of range (-1 .. {comp.n_folds - 1})")
+    run = setup_run(cfg, comp, out_root)
+    part = train_spot_fold(run, cfg.fold, _deadline(cfg))
+    val = run.videos[run.videos["fold"] == cfg.fold]
+    if part and run.accelerator.is_main_process:
+        from vidkit.analysis import provenance
+        provenance.finish(run.out)
+        found = detect(part, val, run.classes, run.unit, cfg)
+        score = metrics.spotting_map(truth_of(run.events, val["video_id"]), found, comp.tolerances, run.classes)
+        print(f"fold {cfg.fold} spotting_map: {score['score']:.4f}")
+    run.accelerator.wait_for_everyone()
+    run.accelerator.print(run.out.fold(cfg.fold))
+    return run.out.fold(cfg.fold)
 
 
 def _write_run(out: RunDir, cfg, comp, videos, events, classes, unit, spec) -> None:
@@ -149,27 +214,104 @@ def _events_of(events: pd.DataFrame, vid: str, classes: list[str]) -> tuple[np.n
     return mine["frame"].to_numpy(), mine["event"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
 
-def _train_fold(cfg, videos, events, classes, unit, arrays, k, out: RunDir, accelerator, tolerances) -> dict:
-    """One fold: train, reload the best epoch, return the held-out videos' per-frame scores."""
-    import torch
+def hard_negatives(cfg: Config, comp: Competition, events: pd.DataFrame, videos: pd.DataFrame,
+                   unit: str) -> dict[str, np.ndarray]:
+    """`spot_hard_negatives` > 0: per video, the frames of `spot_hard_from`'s OOF detections (oof.csv) farther
+    than the largest tolerance from every true event of their class: the earlier run's false-positive peaks."""
+    if not cfg.spot_hard_negatives:
+        return {}
+    if not cfg.spot_hard_from:
+        raise VidkitError("spot_hard_negatives: needs spot_hard_from=RUN (a finished spotting cv run, its oof.csv)")
+    from vidkit.files import read_csv
+    found = read_csv(RunDir(cfg.spot_hard_from).oof_csv, ("video_id", "frame", "pos", "event"),
+                     numeric=("frame", "pos"), dtype={"video_id": str, "event": str}, what="spotting OOF events")
+    found = found[found["video_id"].isin(set(videos["video_id"]))]
+    reach = max(comp.tolerances)
+    near = found.merge(events[["video_id", "event", "pos"]], on=["video_id", "event"], how="left",
+                       suffixes=("", "_true"))
+    hit = near[(near["pos"] - near["pos_true"]).abs() <= reach].set_index(["video_id", "frame"]).index
+    false = found[~found.set_index(["video_id", "frame"]).index.isin(hit)]
+    log.info("hard negatives: %d false-positive peaks of %s", len(false), cfg.spot_hard_from)
+    return {v: g["frame"].to_numpy(int) for v, g in false.groupby("video_id")}
+
+
+def _windows(run: SpotRun, ids):
+    from vidkit.data.windows import SpotWindows
+    ids = list(ids)
+    return SpotWindows([run.arrays[v] for v in ids], [run.targets[v] for v in ids],
+                       [_events_of(run.events, v, run.classes)[0] for v in ids], run.spec.num_frames,
+                       run.cfg.spot_windows, [run.hard.get(v, np.zeros(0, int)) for v in ids],
+                       run.cfg.spot_hard_negatives)
+
+
+def _evaluator(run: SpotRun, val: pd.DataFrame):
+    """evaluate(fold) for `fit`: the held-out videos through sliding windows, their spotting mAP (early stopping
+    and the best epoch follow it) and per-frame loss."""
+    from vidkit.engine.runtime import bare
+    from vidkit.engine.spotting import frame_loss
+    arrays = {v: run.arrays[v] for v in val["video_id"]}
+    truth = truth_of(run.events, val["video_id"])
+
+    def evaluate(fold) -> dict:
+        model = bare(fold.accelerator, fold.ema.module if fold.ema is not None else fold.model).eval()
+        scores = predict_arrays([model], arrays, run.cfg, fold.accelerator.device)
+        found = detect(scores, val, run.classes, run.unit, run.cfg)
+        loss = np.mean([frame_loss(s, run.targets[v], run.cfg.spot_target) for v, s in scores.items()])
+        return {"val_loss": float(loss), "metric": "spotting_map",
+                "val_score": metrics.spotting_map(truth, found, run.comp.tolerances, run.classes)["score"]}
+    return evaluate
+
+
+def _fold_done(run: SpotRun, k: int, val: pd.DataFrame) -> bool:
+    from vidkit.rundir import state_dir
+    folder = run.out.path / "oof_scores"
+    return (run.out.checkpoint(k).is_file() and not state_dir(run.out.fold(k)).exists()
+            and all((folder / f"{v}.npy").is_file() for v in val["video_id"]))
+
+
+def train_spot_fold(run: SpotRun, k: int, stop_at: float | None) -> dict | None:
+    """Fold k through training's one loop (`vidkit.engine.train.fit`): the held-out videos' per-frame scores of
+    the best epoch (also in oof_scores/), or None when it stopped early (max_steps, max_time), resumable."""
+    import shutil
+    from accelerate.utils import set_seed
+    from vidkit.analysis import provenance
+    from vidkit.engine.spotting import setup_spot_fold
+    from vidkit.engine.train import fit, resume_or_restart
+    from vidkit.rundir import state_dir
+    cfg, acc, fold_dir = run.cfg, run.accelerator, run.out.fold(k)
+    val = run.videos[run.videos["fold"] == k]
+    if cfg.resume and _fold_done(run, k, val):
+        acc.print(f"fold {k}: done earlier, reusing {run.out.checkpoint(k)}")
+        return {v: np.load(run.out.path / "oof_scores" / f"{v}.npy").astype(np.float32) for v in val["video_id"]}
+    set_seed(int(cfg.seed) + max(k, 0))
+    acc.free_memory()
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    spot = setup_spot_fold(cfg, _windows(run, run.videos.loc[run.videos["fold"] != k, "video_id"]),
+                           len(run.classes), k, fold_dir, acc, _evaluator(run, val) if len(val) else None)
+    resume_or_restart(spot, stop_at)
+    stopped = fit(spot, val, np.zeros(0), "spotting_map", k)
+    if acc.is_main_process:
+        provenance.record_fold(run.out, fold_dir.name, time.time() - start, add=cfg.resume)
+    if stopped:
+        return None
+    scores = _best_scores(run, k, val)
+    if acc.is_main_process:
+        shutil.rmtree(state_dir(fold_dir), ignore_errors=True)  # optimiser state is large; the fold is done
+        _save_scores(run.out.path / "oof_scores", scores)
+    acc.wait_for_everyone()
+    return scores
+
+
+def _best_scores(run: SpotRun, k: int, val: pd.DataFrame) -> dict:
+    """The held-out videos' per-frame scores from the fold's best checkpoint."""
     from safetensors.torch import load_file
     from vidkit.engine.runtime import build_model
-    from vidkit.engine.spotting import num_outputs, train_spotter
-    torch.manual_seed(cfg.seed if isinstance(cfg.seed, int) else 0)
-    train, val = videos[videos["fold"] != k], videos[videos["fold"] == k]
-    model = build_model(cfg, num_outputs(len(classes), cfg.spot_target), cfg.pretrained)
-
-    def evaluate(m) -> float:
-        part = predict_arrays([m], {v: arrays[v] for v in val["video_id"]}, cfg, accelerator.device)
-        found = detect(part, val, classes, unit, cfg)
-        return metrics.spotting_map(truth_of(events, val["video_id"]), found, tolerances, classes)["score"]
-    train_spotter(cfg, model, [arrays[v] for v in train["video_id"]],
-                  [_events_of(events, v, classes) for v in train["video_id"]], len(classes), accelerator, evaluate,
-                  out.fold(k))
-    best = build_model(cfg, num_outputs(len(classes), cfg.spot_target))
-    best.load_state_dict(load_file(str(out.checkpoint(k))))
-    return predict_arrays([best.to(accelerator.device).eval()], {v: arrays[v] for v in val["video_id"]}, cfg,
-                          accelerator.device)
+    from vidkit.engine.spotting import num_outputs
+    best = build_model(run.cfg, num_outputs(len(run.classes), run.cfg.spot_target))
+    best.load_state_dict(load_file(str(run.out.checkpoint(k))))
+    device = run.accelerator.device
+    return predict_arrays([best.to(device).eval()], {v: run.arrays[v] for v in val["video_id"]}, run.cfg, device)
 
 
 def predict_arrays(models, arrays: dict[str, np.ndarray], cfg: Config, device) -> dict[str, np.ndarray]:

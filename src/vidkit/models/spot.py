@@ -94,23 +94,27 @@ def spot_dense(num_classes: int, pretrained: str | None = None, num_frames: int 
 @register_model
 def spot_head(num_classes: int, pretrained: str | None = None, num_frames: int | None = None,
               image_size: int | None = None, in_dim: int = 512, head: str = "gru", hidden: int = 128,
-              layers: int = 1, dropout: float = 0.1):
-    """Spotting on cached per-frame features (B, T, ...), flattened to (B, T, in_dim): the temporal head alone;
-    `pretrained`: a checkpoint of this head."""
-    model = FeatureHead(TemporalHead(in_dim, num_classes, head, hidden, layers, dropout=dropout))
+              layers: int = 1, dropout: float = 0.1, positions: int = 1):
+    """Spotting on cached per-frame features (B, T, ...), flattened to (B, T, in_dim * positions): the temporal
+    head alone (with `features=STORE`, in_dim and positions come from the store); `pretrained`: a checkpoint of
+    this head."""
+    model = FeatureHead(TemporalHead(in_dim * positions, num_classes, head, hidden, layers, dropout=dropout))
     if pretrained:
         path = require_path(pretrained, "spot_head", "a spot_head checkpoint (.safetensors or .pth)")
         load_matching(model, read_state_dict(path), str(path))
-    model.input_spec = InputSpec(num_frames or 64, image_size or 0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "TCHW")
+    model.input_spec = InputSpec(num_frames or 64, image_size or 0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "features")
     model.classifier_name = "head.out"
     model.per_frame = True
     return model
 
 
 class FeatureHead(nn.Module):
+    """Stored features come at any scale (a frozen random-init backbone's: ~1e-3): each frame's vector is
+    layer-normalised before the temporal head."""
+
     def __init__(self, head: TemporalHead):
         super().__init__()
-        self.head = head
+        self.norm, self.head = nn.LayerNorm(head.proj[0].in_features), head
 
     def forward(self, x):  # (B, T, D) features, or any (B, T, ...) flattened per frame
-        return self.head(x.flatten(2))
+        return self.head(self.norm(x.flatten(2)))
