@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
-from vidkit.files import load_checkpoint, save_figure
+from vidkit.files import load_checkpoint, read_csv, save_figure
 from vidkit.rundir import RunDir
 
 METHOD = "gradient x input over time"
@@ -63,7 +62,7 @@ def truth_of(meta: dict, video_id: str, fps: float) -> list[tuple[int, str]]:
         return []
     try:
         comp = load_competition(path)
-        events = pd.read_csv(comp.resolve(comp.events_csv), dtype={"video_id": str, "event": str})
+        events = read_csv(comp.resolve(comp.events_csv), dtype={"video_id": str, "event": str}, what="events CSV")
     except (VidkitError, OSError, ValueError):
         return []
     mine = events[events["video_id"] == video_id]

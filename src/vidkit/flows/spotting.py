@@ -18,7 +18,7 @@ from vidkit.data.folds import folds_path, load_or_make_folds
 from vidkit.errors import VidkitError
 from vidkit.rundir import CompDir, RunDir
 
-from vidkit.files import atomic_write, write_csv, write_yaml
+from vidkit.files import atomic_write, read_csv, write_csv, write_yaml
 
 log = logging.getLogger(__name__)
 THRESHOLD_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
@@ -86,7 +86,7 @@ def prepare(cfg: Config, comp: Competition):
     videos = index_videos(comp, "train")
     events, classes, unit = read_events(comp, videos)
     events = events.assign(pos=events["frame"] if unit == "frame" else
-                           pd.read_csv(comp.resolve(comp.events_csv))["time"].to_numpy())
+                           read_csv(comp.resolve(comp.events_csv), ["time"], ["time"], what="events CSV")["time"].to_numpy())
     folds = load_or_make_folds(folds_path(comp.path), videos[["video_id", "group", "label"]], comp.n_folds)
     videos = videos.assign(fold=folds["fold"].to_numpy())
     return videos, events, classes, unit
@@ -657,7 +657,7 @@ def run_submit(comp: Competition, runs: list[str] | None = None, out: str = "sub
             continue
         parts.append(detect({row["video_id"]: scores}, test, classes, "frame", cfg, thresholds))
     found = pd.concat(parts, ignore_index=True) if parts else to_positions([], "", 1.0, "frame")
-    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    sample = read_csv(comp.resolve(comp.sample_submission), what="sample submission")
     sub = submission_columns(found, sample, comp, test.set_index("video_id")["fps"])
     validate_events(sub, sample, comp, classes, set(test["video_id"]), str(out))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -716,8 +716,8 @@ def run_predict_events(runs: list[str | Path], video: str | Path, comp: Competit
 
 def validate_file(path: Path, comp: Competition) -> None:
     """Check a written spotting submission against the competition's sample and test videos."""
-    sample = pd.read_csv(comp.resolve(comp.sample_submission))
+    sample = read_csv(comp.resolve(comp.sample_submission), what="sample submission")
     test = index_videos(comp, "test")
     classes = [str(c) for c in comp.classes] if comp.classes else sorted(read_events(comp, index_videos(
         comp, "train"))[1])
-    validate_events(pd.read_csv(path), sample, comp, classes, set(test["video_id"]), str(path))
+    validate_events(read_csv(path, what="submission"), sample, comp, classes, set(test["video_id"]), str(path))
