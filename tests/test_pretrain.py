@@ -63,6 +63,7 @@ def test_pretraining_lowers_reconstruction_loss(pretrain_run):
         assert (pretrain_run / name).stat().st_size > 0
     meta = json.loads((pretrain_run / "run.json").read_text())
     assert meta["kind"] == "pretrain" and meta["videos"] == {"train": 24} and meta["provenance"]["finished"]
+    assert 0.9 < meta["constant_baseline_loss"] <= 1.0 and meta["final_reconstruction_loss"] > 0
     assert not (pretrain_run / "state").exists()
 
 
