@@ -116,7 +116,8 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
                 f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining "
                 + (f"reused from {pre}" if args.pretrained else f"{args.pretrain_epochs} epochs at lr "
                    f"{args.pretrain_lr}, mask_ratio {args.mask_ratio} {args.pretrain_args}".rstrip())
-                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}{versus}")
+                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+                + versus)
     return {"protocol": protocol, "pretrain_seconds": pre_seconds, "pretrain_loss": [losses[0], losses[-1]],
             "results": results, "n_videos": n_videos}
 
@@ -147,7 +148,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="smallest run: 2 seeds, 2 folds, 2+2 epochs, few videos")
     ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--finetune-args", default="", help="config key=value pairs for both arms' fine-tuning")
-    ap.add_argument("--pretrain-args", default="", help="config key=value pairs for pretraining, e.g. norm_pix_loss=false")
+    ap.add_argument("--pretrain-args", default="",
+                    help="config key=value pairs for pretraining, e.g. norm_pix_loss=false")
     ap.add_argument("--pretrained", default=None, help="reuse this pretraining run folder (of the same data)")
     args = ap.parse_args()
     if args.smoke:
