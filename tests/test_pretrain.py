@@ -143,6 +143,8 @@ def test_pretrained_folder_of_another_architecture_is_named(tiny_comp, tmp_path)
     TimesformerForVideoClassification(config).save_pretrained(str(other))
     with pytest.raises(VidkitError, match=rf"{other / 'config.json'} holds a timesformer, not a videomae"):
         run_pretrain(_cfg(tiny_comp, tmp_path / "run", pretrained=other, model_args="{}"))
+    with pytest.raises(VidkitError, match=rf"{other}/config.json holds a timesformer, not a videomae \(videomae\)"):
+        create_model("videomae", 4, pretrained=str(other))  # fine-tuning from it: the same one line
     with pytest.raises(VidkitError, match="no masked-autoencoding pretraining"):
         run_pretrain(load_config("r3d18_demo", {"comp": str(tiny_comp), "out_dir": str(tmp_path / "r")}))
 
