@@ -141,7 +141,8 @@ def main():
     ap.add_argument("--fraction", type=float, default=0.25, help="labelled fraction of each training fold")
     ap.add_argument("--epochs", type=int, default=16, help="fine-tuning epochs (both arms)")
     ap.add_argument("--pretrain-epochs", type=int, default=40)
-    ap.add_argument("--pretrain-lr", type=float, default=1.5e-3)
+    ap.add_argument("--pretrain-lr", type=float, default=1.5e-4,
+                    help="1.5e-3 (the default before issue 28's diagnosis) drove the demo's encoder to chance")
     ap.add_argument("--mask-ratio", type=float, default=0.9)
     ap.add_argument("--clips", type=int, default=None, help="ucf: use this many real clips (default all 101)")
     ap.add_argument("--ucf-fraction", type=float, default=None, help="ucf: labelled fraction (default --fraction)")
