@@ -92,7 +92,8 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
     start = cpu_seconds()
     pre = Path(args.pretrained) if args.pretrained else run_pretrain(load_config(args.config, {
         **overrides, "comp": str(comp_yaml), "out_dir": str(work / "pre"), "epochs": str(args.pretrain_epochs),
-        "lr": str(args.pretrain_lr), "mask_ratio": str(args.mask_ratio)}), comp)
+        "lr": str(args.pretrain_lr), "mask_ratio": str(args.mask_ratio),
+        **dict(kv.split("=", 1) for kv in args.pretrain_args.split())}), comp)
     pre_seconds = cpu_seconds() - start  # 0 for a reused run (its own run.json has the time it took)
     losses = [json.loads(line)["train_loss"] for line in (pre / "metrics.jsonl").read_text().splitlines()]
     arms = {"scratch": None, "own": str(pretrained_folder(pre))}
@@ -105,13 +106,18 @@ def compare(name: str, comp_yaml: Path, args, overrides: dict, work: Path) -> di
             results[arm]["seconds"] += seconds
             print(f"{name} seed {seed} {arm}: accuracy {np.mean(scores):.3f} (folds {np.round(scores, 3).tolist()})",
                   flush=True)
-    n_videos = sum(json.loads((pre / "run.json").read_text())["videos"].values())
+    meta = json.loads((pre / "run.json").read_text())
+    n_videos = sum(meta["videos"].values())
+    baseline = meta.get("constant_baseline_loss")  # the loss of predicting a constant (runs since issue 28's fix)
+    versus = (f" (reconstruction.png clips: {meta['final_reconstruction_loss']:.4f} against {baseline:.4f} for a "
+              "constant prediction)") if baseline else ""
     protocol = (f"{name}: {comp.n_folds} grouped folds ({', '.join(map(str, folds))} scored), {args.fraction:.0%} of "
                 f"each training fold's labels (stratified, drawn per fold and seed), seeds {seeds}; config "
                 f"{args.config} {' '.join(f'{k}={v}' for k, v in overrides.items())}; pretraining "
                 + (f"reused from {pre}" if args.pretrained else f"{args.pretrain_epochs} epochs at lr "
-                   f"{args.pretrain_lr}, mask_ratio {args.mask_ratio}")
-                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+                   f"{args.pretrain_lr}, mask_ratio {args.mask_ratio} {args.pretrain_args}".rstrip())
+                + f", on all {n_videos} training videos (labels unused), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+                + versus)
     return {"protocol": protocol, "pretrain_seconds": pre_seconds, "pretrain_loss": [losses[0], losses[-1]],
             "results": results, "n_videos": n_videos}
 
@@ -135,13 +141,16 @@ def main():
     ap.add_argument("--fraction", type=float, default=0.25, help="labelled fraction of each training fold")
     ap.add_argument("--epochs", type=int, default=16, help="fine-tuning epochs (both arms)")
     ap.add_argument("--pretrain-epochs", type=int, default=40)
-    ap.add_argument("--pretrain-lr", type=float, default=1.5e-3)
+    ap.add_argument("--pretrain-lr", type=float, default=1.5e-4,
+                    help="1.5e-3 (the default before issue 28's diagnosis) drove the demo's encoder to chance")
     ap.add_argument("--mask-ratio", type=float, default=0.9)
     ap.add_argument("--clips", type=int, default=None, help="ucf: use this many real clips (default all 101)")
     ap.add_argument("--ucf-fraction", type=float, default=None, help="ucf: labelled fraction (default --fraction)")
     ap.add_argument("--smoke", action="store_true", help="smallest run: 2 seeds, 2 folds, 2+2 epochs, few videos")
     ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--finetune-args", default="", help="config key=value pairs for both arms' fine-tuning")
+    ap.add_argument("--pretrain-args", default="",
+                    help="config key=value pairs for pretraining, e.g. norm_pix_loss=false")
     ap.add_argument("--pretrained", default=None, help="reuse this pretraining run folder (of the same data)")
     args = ap.parse_args()
     if args.smoke:

@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,8 +12,10 @@ from safetensors.torch import load_file
 
 from helpers import TINY
 from vidkit.analysis.report import licence_allowed, licence_label
-from vidkit.config import load_config
-from vidkit.engine.pretrain import TubeMasks
+from vidkit.config import load_competition, load_config
+from vidkit.data import index_train, normalize
+from vidkit.engine.pretrain import TubeMasks, build_pretraining_model, learned_little, reconstruct
+from vidkit.engine.train import train_dataset
 from vidkit.errors import VidkitError
 from vidkit.flows.pretrain import pretrained_folder, run_pretrain
 from vidkit.models import create_model
@@ -60,6 +63,7 @@ def test_pretraining_lowers_reconstruction_loss(pretrain_run):
         assert (pretrain_run / name).stat().st_size > 0
     meta = json.loads((pretrain_run / "run.json").read_text())
     assert meta["kind"] == "pretrain" and meta["videos"] == {"train": 24} and meta["provenance"]["finished"]
+    assert 0.9 < meta["constant_baseline_loss"] <= 1.0 and meta["final_reconstruction_loss"] > 0
     assert not (pretrain_run / "state").exists()
 
 
@@ -139,6 +143,8 @@ def test_pretrained_folder_of_another_architecture_is_named(tiny_comp, tmp_path)
     TimesformerForVideoClassification(config).save_pretrained(str(other))
     with pytest.raises(VidkitError, match=rf"{other / 'config.json'} holds a timesformer, not a videomae"):
         run_pretrain(_cfg(tiny_comp, tmp_path / "run", pretrained=other, model_args="{}"))
+    with pytest.raises(VidkitError, match=rf"{other}/config.json holds a timesformer, not a videomae \(videomae\)"):
+        create_model("videomae", 4, pretrained=str(other))  # fine-tuning from it: the same one line
     with pytest.raises(VidkitError, match="no masked-autoencoding pretraining"):
         run_pretrain(load_config("r3d18_demo", {"comp": str(tiny_comp), "out_dir": str(tmp_path / "r")}))
 
@@ -202,3 +208,47 @@ def test_kernel_passes_own_pretraining_and_judges_what_it_continued(tmp_path, ca
                                   "parent": {"source": "MCG-NJU/videomae-base", "license": "cc-by-nc-4.0"}})
     with pytest.raises(VidkitError, match=r"continued/run.json: .* 'own data \(from cc-by-nc-4.0\)', not one of"):
         check_licences(comp, [continued])
+
+
+def _clips(comp, spec, n=4):
+    rows = index_train(load_competition(comp)).sample(n, random_state=0)
+    dataset = train_dataset(load_config("videomae_demo", {"comp": str(comp)}), spec, rows, np.full(n, -1))
+    dataset.seed = 0
+    return torch.stack([dataset[i]["video"] for i in range(n)])
+
+
+def test_classifier_from_own_pretraining_sees_what_the_pretraining_encoder_saw(tiny_comp, tmp_path):
+    """Issue 28's finding (fine-tuning from own pretraining at chance) was not a loading fault: the classifier's
+    encoder, fed the clips as the classifier's input spec normalises them, gives the pretraining encoder's pooled
+    features (as pretraining normalised them) to 1e-5."""
+    torch.manual_seed(0)
+    mae = build_pretraining_model(_cfg(tiny_comp, tmp_path / "run"))
+    with torch.no_grad():  # weights unlike any fresh init, so a re-initialised tensor would show
+        for p in mae.hf.videomae.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    mae.hf.save_pretrained(str(tmp_path / "folder"))
+    model = create_model("videomae", 4, pretrained=str(tmp_path / "folder"), **DEMO_ARGS).eval()
+    clips = _clips(tiny_comp, model.input_spec)
+    spec, own = model.input_spec, mae.input_spec
+    with torch.no_grad():
+        theirs = mae.hf.videomae(normalize(clips, own.mean, own.std, own.layout)).last_hidden_state.mean(1)
+        ours = model.hf.videomae(normalize(clips, spec.mean, spec.std, spec.layout)).last_hidden_state.mean(1)
+    assert (spec.num_frames, spec.size) == (own.num_frames, own.size)
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+    assert model.hf.config.use_mean_pooling and (model.hf.fc_norm.weight == 1).all()  # fresh head, mean pooling
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_reconstruction_reports_the_constant_prediction_baseline(tiny_comp, tmp_path, norm_pix):
+    """A decoder that predicts a constant scores at least the baseline and is flagged as having learned little."""
+    mae = build_pretraining_model(_cfg(tiny_comp, tmp_path / "run", norm_pix_loss=norm_pix))
+    assert mae.hf.config.norm_pix_loss is norm_pix
+    with torch.no_grad():
+        mae.hf.decoder.head.weight.zero_()
+        mae.hf.decoder.head.bias.fill_(0.0 if norm_pix else 0.4)
+    views = reconstruct(mae, _clips(tiny_comp, mae.input_spec))
+    assert views["loss"] >= views["baseline"] * 0.999 and learned_little(views["loss"], views["baseline"])
+    assert 0.9 < views["baseline"] <= 1.0 if norm_pix else 0 < views["baseline"] < 0.2  # unit-variance patches
+    assert not learned_little(0.5 * views["baseline"], views["baseline"])
+    if not norm_pix:  # raw targets come back as predicted: grey 0.4 where hidden
+        assert np.isclose(views["reconstruction"], 0.4).mean() > 0.5

@@ -101,6 +101,7 @@ class Config:
     # self-supervised pretraining (`vidkit pretrain`: VideoMAE masked autoencoding, vidkit.engine.pretrain)
     mask_ratio: float = 0.9                 # pretrain: fraction of each clip's patches hidden (tube masking)
     use_test: bool = False                  # pretrain: the test videos too (labels unused; check the rules)
+    norm_pix_loss: bool = True              # pretrain: targets standardised per patch (VideoMAE); false: raw pixels
     # evaluation / TTA
     val_clips: int = 1                      # clips per video for the per-epoch validation
     tta_clips: int = 3                      # clips per video for OOF and test predictions

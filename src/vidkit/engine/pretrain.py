@@ -100,7 +100,7 @@ def pretraining_config(cfg: Config):
     args = {k: v for k, v in cfg.model_args.items() if k not in SKIP}
     if not cfg.pretrained:
         sizes = {k: v for k, v in (("num_frames", cfg.num_frames), ("image_size", cfg.image_size)) if v}
-        return VideoMAEConfig(**{**decoder_args(args), **args, **sizes, "norm_pix_loss": True}), None
+        return VideoMAEConfig(**{**decoder_args(args), **args, **sizes, "norm_pix_loss": cfg.norm_pix_loss}), None
     path = Path(require_path(cfg.pretrained, cfg.model, "a VideoMAE save_pretrained folder", folder=True))
     if not (path / "config.json").is_file():
         raise VidkitError(f"pretrained: {path} has no config.json; pretrain continues a VideoMAE "
@@ -111,7 +111,7 @@ def pretraining_config(cfg: Config):
                           "pretrain continues only VideoMAE checkpoints")
     for key, value in (("num_frames", cfg.num_frames), ("image_size", cfg.image_size)):
         setattr(config, key, value or getattr(config, key))  # fixed sinusoids: not in the weights
-    config.norm_pix_loss = True
+    config.norm_pix_loss = cfg.norm_pix_loss
     return config, path
 
 
@@ -201,8 +201,10 @@ def _unpatch(tokens: torch.Tensor, shape: tuple, tubelet: int, patch: int) -> to
 @torch.no_grad()
 def reconstruct(model: MaskedAutoencoder, uint8_clips: torch.Tensor, seed: int = 0) -> dict:
     """For uint8 clips (B, T, H, W, C): the input, the masked input and the reconstruction (visible patches
-    as given, hidden ones predicted, their normalised pixels mapped back with each patch's own mean and std),
-    each (B, T, H, W, C) in [0, 1], plus the loss."""
+    as given, hidden ones predicted; normalised-pixel predictions mapped back with each patch's own mean and std),
+    each (B, T, H, W, C) in [0, 1], plus the loss and `baseline`: the loss of the best constant prediction
+    (each target value's mean over the hidden patches; about 1 for normalised pixels). A loss near it means the
+    encoder learned next to nothing about the clips (see `learned_little`)."""
     model.eval()
     c = model.hf.config
     device = next(model.parameters()).device
@@ -214,11 +216,19 @@ def reconstruct(model: MaskedAutoencoder, uint8_clips: torch.Tensor, seed: int =
     patches = _patches(frames, c.tubelet_size, c.patch_size)
     mean, std = patches.mean(-2, keepdim=True), patches.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6
     predicted = out.logits.float().reshape(-1, *patches.shape[2:])  # the hidden patches, in token order
+    targets = ((patches - mean) / std if c.norm_pix_loss else patches)[mask].flatten(1)
     filled, hidden = patches.clone(), patches.clone()
-    filled[mask] = predicted * std[mask] + mean[mask]
+    filled[mask] = predicted * std[mask] + mean[mask] if c.norm_pix_loss else predicted
     hidden[mask] = 0.5  # grey where hidden
     shape = frames.shape
     return {"input": _unpatch(patches, shape, c.tubelet_size, c.patch_size).clamp(0, 1).cpu().numpy(),
             "masked": _unpatch(hidden, shape, c.tubelet_size, c.patch_size).clamp(0, 1).cpu().numpy(),
             "reconstruction": _unpatch(filled, shape, c.tubelet_size, c.patch_size).clamp(0, 1).cpu().numpy(),
-            "loss": float(out.loss)}
+            "loss": float(out.loss), "baseline": float(targets.var(0, unbiased=False).mean())}
+
+
+def learned_little(loss: float, baseline: float, margin: float = 0.1) -> bool:
+    """The reconstruction loss is not `margin` below that of predicting a constant. On the demo, normalised-pixel
+    targets of flat patches are noise, the loss stalls at 0.98 of that baseline, and the encoder learns backgrounds
+    only (issue 28: fine-tuning from it at chance after a high pretraining lr)."""
+    return loss > (1 - margin) * baseline

@@ -20,7 +20,7 @@ from vidkit.analysis import provenance
 from vidkit.analysis.reconstruction import plot_pretrain_curves, plot_reconstruction
 from vidkit.config import Competition, Config
 from vidkit.data import index_test, index_train
-from vidkit.engine.pretrain import check_enough, pretrain_loop, reconstruct
+from vidkit.engine.pretrain import check_enough, learned_little, pretrain_loop, reconstruct
 from vidkit.engine.runtime import make_accelerator, process_state
 from vidkit.engine.train import train_dataset
 from vidkit.flows.cv import _context, deadline
@@ -124,4 +124,10 @@ def write_figures(model, cfg: Config, table: pd.DataFrame, out: RunDir, n: int =
     clips = torch.stack([dataset[i]["video"] for i in range(len(rows))])
     views = reconstruct(model, clips, seed=int(cfg.seed))
     plot_reconstruction(views, out / "reconstruction.png")
-    out.update_meta(final_reconstruction_loss=round(views["loss"], 5))
+    out.update_meta(final_reconstruction_loss=round(views["loss"], 5),
+                    constant_baseline_loss=round(views["baseline"], 5))
+    if learned_little(views["loss"], views["baseline"]):
+        log.warning("pretrain: reconstruction loss %.4f is not 10%% below that of predicting a constant (%.4f) "
+                    "on %s: the encoder learned little, and fine-tuning from it may do worse than from scratch (try "
+                    "a lower lr, norm_pix_loss=false, a lower mask_ratio, more videos or epochs)", views["loss"],
+                    views["baseline"], out / "reconstruction.png")
