@@ -146,7 +146,7 @@ def main():
     ap.add_argument("--mask-ratio", type=float, default=0.9)
     ap.add_argument("--clips", type=int, default=None, help="ucf: use this many real clips (default all 101)")
     ap.add_argument("--ucf-fraction", type=float, default=None, help="ucf: labelled fraction (default --fraction)")
-    ap.add_argument("--smoke", action="store_true", help="smallest run: 2 seeds, 2 folds, 2+2 epochs, few videos")
+    ap.add_argument("--smoke", action="store_true", help="smallest run: 1 seed, 1 fold, 1+1 epochs, few videos")
     ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--finetune-args", default="", help="config key=value pairs for both arms' fine-tuning")
     ap.add_argument("--pretrain-args", default="",
@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--pretrained", default=None, help="reuse this pretraining run folder (of the same data)")
     args = ap.parse_args()
     if args.smoke:
-        args.seeds, args.folds, args.epochs, args.pretrain_epochs, args.clips = "0,1", "0,1", 2, 2, args.clips or 16
+        args.seeds, args.folds, args.epochs, args.pretrain_epochs, args.clips = "0", "0", 1, 1, args.clips or 16
     one_core()
     work = Path(tempfile.mkdtemp(prefix="bench_pretrain-"))
     base = {"num_workers": "0", "epochs": str(args.epochs), "mixed_precision": "no",

@@ -171,6 +171,9 @@ def fixed_positions(array: np.ndarray, positions: int) -> np.ndarray:
     return array[:, np.linspace(0, array.shape[1] - 1, positions).round().astype(int)]
 
 
+CACHE_BYTES = 1 << 30  # a store up to this size (as float32) is held in memory by each dataset
+
+
 class FeatureDataset:
     """The heads' dataset, in place of the clip datasets (same items): training items are one random view
     (P, D) of a video (`views="random"`), evaluation items every view (V, P, D) with `ok` 0 where the video has
@@ -187,6 +190,17 @@ class FeatureDataset:
         self.labels = labels if labels is not None else np.full(len(self.rows), -1)
         self.views, self.skip_errors, self.extras = views, skip_errors, extras or {}
         self.seed: int | None = None
+        size = len(self.rows) * self.n_views * self.positions * self.dims * 4
+        self.cache = {} if not manifest.get("precomputed") and size < CACHE_BYTES else None
+
+    def features(self, video_id: str) -> np.ndarray:
+        """A video's stored array, read into memory once when the store is small (opening a memory map costs
+        more than a small head's step: 2.6 of a 5-fold head cv's 8.6 s)."""
+        if self.cache is None:
+            return self.read(video_id, self.source)
+        if video_id not in self.cache:
+            self.cache[video_id] = np.array(self.read(video_id, self.source))
+        return self.cache[video_id]
 
     def __len__(self):
         return len(self.rows)
@@ -195,7 +209,7 @@ class FeatureDataset:
         epoch, i = divmod(i, len(self))
         row = self.rows[i]
         if self.views == "random":
-            x = fixed_positions(self.read(row["video_id"], self.source), self.positions)
+            x = fixed_positions(self.features(row["video_id"]), self.positions)
             seed = [self.seed, epoch, i] if self.seed is not None else None
             view = np.random.default_rng(seed).integers(len(x))
             # np.array copies: the store's memory map stays read-only
@@ -204,7 +218,7 @@ class FeatureDataset:
                     **{k: v[i] for k, v in self.extras.items()}}
         ok = 1
         try:
-            x = np.array(fixed_positions(self.read(row["video_id"], self.source), self.positions), np.float32)
+            x = np.array(fixed_positions(self.features(row["video_id"]), self.positions), np.float32)
         except VidkitError as e:
             if not self.skip_errors:
                 raise

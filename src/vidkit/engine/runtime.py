@@ -5,6 +5,7 @@ Training and inference both import it; verbs that need no model never do (torch 
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import torch
@@ -17,7 +18,17 @@ from vidkit.models.weights import trusting_pickles
 from vidkit.engine.precision import resolve_precision
 
 
+def freeze_imports() -> None:
+    """accelerate's free_memory() (once per fold, to drop the previous fold's objects) runs a full gc.collect():
+    0.6 s over the ~600k objects torch, transformers and timm leave behind, every fold, five folds a cv. Moved once
+    into the permanent generation, they are never scanned again; later collections see only what runs make."""
+    if not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
+
+
 def make_accelerator(cfg: Config, project_dir: Path | None = None) -> Accelerator:
+    freeze_imports()
     gpu = torch.cuda.is_available()
     precision = resolve_precision(cfg.mixed_precision)  # auto: bf16 on Ampere+, fp16 (+ scaler) on T4/P100
     # progressive unfreezing leaves frozen parameters without gradients, which DDP must be told about
