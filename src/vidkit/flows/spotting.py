@@ -122,7 +122,7 @@ def setup_run(cfg: Config, comp: Competition, out_root: Path | None = None) -> S
     if accelerator.is_main_process:
         _write_run(out, cfg, comp, videos, events, classes, unit, spec)
         if cfg.features:  # the store's backbone (checked) into the run folder: submit needs it, not the store
-            from vidkit.flows.spotfeatures import save_run_backbone
+            from vidkit.flows.spotbackbone import save_run_backbone
             save_run_backbone(cfg, comp, out.path)
     accelerator.wait_for_everyone()
     if cfg.features:  # spot_head on a per-frame feature store (`embed`: vidkit.flows.spotfeatures)
@@ -460,7 +460,7 @@ def load_member(run: Path, device) -> dict:
     backbone = None
     build_cfg = cfg
     if cfg.features:  # the head's input size from the run's backbone.json: the store is not read at submit
-        from vidkit.flows.spotfeatures import load_run_backbone
+        from vidkit.flows.spotbackbone import load_run_backbone
         backbone = load_run_backbone(run, device)
         build_cfg = replace(cfg, features=None, model_args={**cfg.model_args, "in_dim": backbone[2]["dims"],
                                                             "positions": 1})
@@ -608,14 +608,14 @@ def predict_video(row, members: list[dict], weights: list[float], backend: str) 
 
 def member_slider(member: dict, n_frames: int):
     """A member's sliding windows over one video's frames: its Slider, or (a head on features) the Slider behind
-    the backbone (`vidkit.flows.spotfeatures.FeatureSlider`)."""
+    the backbone (`vidkit.flows.spotbackbone.FeatureSlider`)."""
     from vidkit.engine.spotting import Slider
     m = member
     slider = Slider(m["predict"], m["spec"].num_frames, stride_of(m["cfg"], m["spec"].num_frames), len(m["classes"]),
                     m["cfg"].eval_batch_size or 2 * m["cfg"].batch_size, n_frames)
     if not m["backbone"]:
         return slider
-    from vidkit.flows.spotfeatures import FeatureSlider
+    from vidkit.flows.spotbackbone import FeatureSlider
     model, spec, info = m["backbone"]
     return FeatureSlider(slider, model, spec, info["dtype"], m["device"])
 
