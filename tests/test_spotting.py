@@ -340,6 +340,11 @@ def test_head_store_without_recipe_or_other_backbone_is_refused(spot_head_run, s
     (head / "backbone.json").write_text(json.dumps({**info, "weights_sha256": "0" * 16}))
     with pytest.raises(VidkitError, match=r"head/backbone.safetensors: not the backbone weights"):
         load_member(head, torch.device("cpu"))
+    (head / "backbone.json").write_text(json.dumps(info))
+    weights = (head / "backbone.safetensors").read_bytes()
+    (head / "backbone.safetensors").write_bytes(weights[:len(weights) // 2])
+    with pytest.raises(VidkitError, match=r"head/backbone.safetensors: not a readable safetensors backbone"):
+        load_member(head, torch.device("cpu"))
     (head / "backbone.json").unlink()
     with pytest.raises(VidkitError, match=r"head/backbone.json: missing"):
         load_member(head, torch.device("cpu"))

@@ -10,6 +10,8 @@ A run folder (`RunDir`; by default <out_root>/<competition>/<config>/):
                     save_state, progress.json, ema.safetensors, plateau.pt; swapped in through state.tmp/, state.old/)
   oof.csv           every fold's out-of-fold predictions; cv_report.json: the CV report; its plots (PLOTS);
                     errors.png + errors.html: the error gallery; explain/<video id>.png: saliency
+  backbone.safetensors + backbone.json   a spotting head on per-frame features: the store's backbone and its
+                    recipe (vidkit.flows.spotbackbone), so the run folder alone submits
 A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensemble.yaml, runs.md and runs.csv.
 """
 from __future__ import annotations

@@ -16,8 +16,7 @@ from vidkit.flows.spotfeatures import BATCH, embed_batch
 def store_backbone(cfg: Config, comp: Competition):
     """The store's backbone rebuilt from its manifest's recipe (seed, config, pretrained weights, as `embed` built
     it) and checked against the weights hash it recorded: (spot_dense model, manifest, its hash)."""
-    from vidkit.engine.features import store_of
-    from vidkit.engine.features import weights_hash
+    from vidkit.engine.features import store_of, weights_hash
     from vidkit.flows.embed import load_backbone, recipe_of
     root, manifest = store_of(cfg, comp)
     where = Path(root) / "manifest.json"
@@ -49,20 +48,21 @@ def save_run_backbone(cfg: Config, comp: Competition, run) -> None:
 def load_run_backbone(run, device):
     """(backbone module on `device`, its input spec, backbone.json) of a spotting head run (`save_run_backbone`);
     weights other than the recorded ones are refused naming the file."""
-    from safetensors.torch import load_file
     from vidkit.config import apply
     from vidkit.engine.runtime import build_model
-    from vidkit.files import read_json
+    from vidkit.files import load_checkpoint, read_json
     from vidkit.engine.features import weights_hash
     from vidkit.rundir import BACKBONE_JSON, BACKBONE_WEIGHTS
     info_file, weights = Path(run) / BACKBONE_JSON, Path(run) / BACKBONE_WEIGHTS
-    if not info_file.is_file() or not weights.is_file():
-        raise VidkitError(f"{info_file}: missing (a spotting head run trained before its backbone was saved with "
-                          f"it); run `cv` again to submit it")
-    info = read_json(info_file)
+    for path in (info_file, weights):
+        if not path.exists():
+            raise VidkitError(f"{path}: missing (a spotting head run trained before its backbone was saved with "
+                              f"it?); run `cv` again to submit it")
+    info = read_json(info_file, "spotting head's backbone record", keys={"recipe": dict, "weights_sha256": str,
+                                                                          "dims": int, "dtype": str})
     backbone_cfg = apply(Config(), info["recipe"]["config"], where=f"{info_file}: recipe: ")
     model = build_model(backbone_cfg, int(info["recipe"]["num_classes"]), None)
-    model.load_state_dict(load_file(str(weights)))
+    load_checkpoint(model, weights, "backbone")
     if weights_hash(model) != info["weights_sha256"]:
         raise VidkitError(f"{weights}: not the backbone weights {info_file} records; run `cv` again")
     return model.backbone.to(device).eval(), model.input_spec, info
