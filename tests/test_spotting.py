@@ -300,7 +300,9 @@ def test_head_run_submits_from_frames_as_the_store_has_them(spot_head_run, spot_
     import torch
     from vidkit.config import load_competition
     from vidkit.data.events import index_videos
-    from vidkit.flows.spotting import backbone_seconds, frame_seconds, load_member, predict_arrays, predict_video
+    from vidkit.flows import spotting
+    from vidkit.flows.spotting import (backbone_seconds, frame_seconds, load_member, predict_arrays, predict_events,
+                                       predict_video)
     run, store = spot_head_run
     test = index_videos(load_competition(spot_comp), "test")
     stored = {v: np.load(store / "all" / f"{v}.npy").astype(np.float32) for v in test["video_id"]}
@@ -309,7 +311,12 @@ def test_head_run_submits_from_frames_as_the_store_has_them(spot_head_run, spot_
     try:
         member = load_member(run, torch.device("cpu"))
         got = {r["video_id"]: predict_video(r, [member], [1.0], "cv2") for _, r in test.iterrows()}
-        assert frame_seconds(member) > backbone_seconds(member) > 0  # the budget counts the backbone
+        events = predict_events([run], test["path"].iloc[0])  # `predict`: the same stream, the store away too
+        assert list(events.columns) == ["video_id", "time", "event", "score"]
+        assert backbone_seconds(member) > 0 and backbone_seconds({**member, "backbone": None}) == 0
+        with pytest.MonkeyPatch.context() as patch:  # the budget's per-frame cost counts the backbone
+            patch.setattr(spotting, "backbone_seconds", lambda m, repeats=2: 1.0)
+            assert 1.0 < frame_seconds(member) < 1.1
     finally:
         away.rename(store)
     want = predict_arrays(member["models"], stored, member["cfg"], torch.device("cpu"))
