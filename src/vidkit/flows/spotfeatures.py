@@ -5,7 +5,7 @@ store's layout (`vidkit.data.features`: all/<video_id>.npy and manifest.json wit
 config then trains on them: `cv spot_head_demo comp=C features=DIR` (`vidkit.flows.spotting`). The manifest
 records the backbone's recipe (its config) and weights hash; `cv` rebuilds it, checks the hash and saves it into the
 run folder (backbone.safetensors, backbone.json), so `submit` computes the test videos' features from their frames
-with the run folder alone (`FeatureSlider`), as the store has them."""
+with the run folder alone, as the store has them (`vidkit.flows.spotbackbone`)."""
 from __future__ import annotations
 
 import logging
