@@ -270,12 +270,16 @@ def test_kernel_dry_run_matches_submit(spot_run, spot_head_run, spot_comp, kaggl
     from vidkit.flows.submit import run_submit
     from vidkit.kaggle.kernel import build, dry_run
     comp = load_competition(spot_comp)
-    runs = [str(spot_run), str(spot_head_run[0])]
-    bundle, kernel_dir = build(comp, runs, out=str(tmp_path / "kernels"), user="alice",
-                               competition="spot-videos", kernel_type="script")
-    assert len(list(bundle.rglob("backbone.safetensors"))) == 1 and not (bundle / "backbones").exists()
-    sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
-    want = pd.read_csv(run_submit(comp, runs, str(tmp_path / "local.csv")))
+    runs, store = [str(spot_run), str(spot_head_run[0])], spot_head_run[1]
+    store.rename(store.with_name("store.away"))  # neither the bundle nor a submit reads the feature store
+    try:
+        bundle, kernel_dir = build(comp, runs, out=str(tmp_path / "kernels"), user="alice",
+                                   competition="spot-videos", kernel_type="script")
+        assert len(list(bundle.rglob("backbone.safetensors"))) == 1 and not (bundle / "backbones").exists()
+        sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
+        want = pd.read_csv(run_submit(comp, runs, str(tmp_path / "local.csv")))
+    finally:
+        store.with_name("store.away").rename(store)
     assert set(want["video_id"]) == {"test_g00", "test_g01"}  # every test video has events
     pd.testing.assert_frame_equal(sub, want)
 
