@@ -451,6 +451,12 @@ def test_budget_plan_cuts_fold_models_then_members_by_weight():
     assert keep == [1, 0] and dropped[-1] == "member b (weight 0.3)" and len(dropped) == 5
     keep, dropped = plan_budget(*args, budget_s=5.0)
     assert keep == [1, 0] and dropped[-1] == "nothing left to cut: a alone needs ~20s"
+    # b a head on features: 1 ms per fold model, and its backbone 5 ms per frame whatever its fold models
+    head = (["a", "b"], [0.7, 0.3], [3, 3], [3e-3, 3e-3], 1e-3, 10_000)
+    assert plan_budget(*head, budget_s=119.0, fixed_s=[0.0, 5e-3])[0] == [3, 2]  # 120 s -> 110 s
+    assert plan_budget(*head, budget_s=85.0, fixed_s=[0.0, 5e-3])[0] == [1, 1]  # 80 s: the backbone stays
+    keep, dropped = plan_budget(*head, budget_s=45.0, fixed_s=[0.0, 5e-3])  # b and its backbone go: 20 s
+    assert keep == [1, 0] and dropped[-1] == "member b (weight 0.3)"
 
 
 @pytest.mark.slow

@@ -480,8 +480,13 @@ def load_member(run: Path, device) -> dict:
 # ---------------------------------------------------------------- submit budget=: frames x measured speed
 
 def frame_seconds(member: dict, repeats: int = 2) -> float:
-    """Seconds of model time per video frame: one batch of windows timed (after a warm-up call), divided by the
-    frames the windows advance (batch x stride; each frame is in window / stride windows)."""
+    """Seconds of model time per video frame: the fold models' (`model_seconds`) and a head's backbone's."""
+    return model_seconds(member, repeats) + backbone_seconds(member, repeats)
+
+
+def model_seconds(member: dict, repeats: int = 2) -> float:
+    """Seconds of fold-model time per video frame: one batch of windows timed (after a warm-up call), divided by
+    the frames the windows advance (batch x stride; each frame is in window / stride windows)."""
     import torch
     spec, cfg = member["spec"], member["cfg"]
     batch, stride = cfg.eval_batch_size or 2 * cfg.batch_size, stride_of(cfg, spec.num_frames)
@@ -496,7 +501,7 @@ def frame_seconds(member: dict, repeats: int = 2) -> float:
         member["predict"](clips)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (repeats * batch * stride) + backbone_seconds(member, repeats)
+    return (time.perf_counter() - start) / (repeats * batch * stride)
 
 
 def backbone_seconds(member: dict, repeats: int = 2) -> float:
@@ -536,15 +541,17 @@ def decode_seconds(test: pd.DataFrame, sizes: list[int], backend: str, n_frames:
 
 
 def plan_budget(names: list[str], weights: list[float], folds: list[int], frame_s: list[float], decode_s: float,
-                n_frames: float, budget_s: float) -> tuple[list[int], list[str]]:
+                n_frames: float, budget_s: float, fixed_s: list[float] | None = None) -> tuple[list[int], list[str]]:
     """Fold models per member (0: member dropped) whose estimate n_frames x (decode + sum of the members' per-frame
-    model time, proportional to their fold models) fits `budget_s`: fold models cut first (the slowest member
-    first, down to one), then members (lowest weight first), as classification cuts views then members."""
+    model time, proportional to their fold models, plus `fixed_s`: a head's backbone, once per kept member) fits
+    `budget_s`: fold models cut first (the slowest member first, down to one), then members (lowest weight
+    first), as classification cuts views then members."""
+    fixed = fixed_s or [0.0] * len(folds)
     per_fold = [s / f for s, f in zip(frame_s, folds)]
     keep, dropped = list(folds), []
 
     def estimate() -> float:
-        return n_frames * (decode_s + sum(k * p for k, p in zip(keep, per_fold)))
+        return n_frames * (decode_s + sum(k * p + (x if k else 0.0) for k, p, x in zip(keep, per_fold, fixed)))
     while estimate() > budget_s:
         cuttable = [(keep[i] * per_fold[i], i) for i in range(len(keep)) if keep[i] > 1]
         alive = [i for i in range(len(keep)) if keep[i]]
@@ -574,13 +581,15 @@ def fit_to_budget(members: list[dict], weights: list[float], test: pd.DataFrame,
     model time; fold models, then members, cut until the estimate fits (`plan_budget`)."""
     from vidkit.engine.spotting import model_predictor
     n_frames = float(test["n_frames"].clip(lower=0).sum()) * scale
-    frame_s = [frame_seconds(m) for m in members]
+    frame_s = [model_seconds(m) for m in members]
+    fixed_s = [backbone_seconds(m) for m in members]  # a head's backbone: once per frame, whatever its fold models
     decode_s = decode_seconds(test, sorted({m["frame_size"] for m in members}), backend)
     names = [Path(m["run"]).name for m in members]
     folds = [len(m["models"]) for m in members]
-    before = n_frames * (decode_s + sum(frame_s))
-    keep, dropped = plan_budget(names, weights, folds, frame_s, decode_s, n_frames, budget_s)
-    after = n_frames * (decode_s + sum(k / f * s for k, f, s in zip(keep, folds, frame_s)))
+    before = n_frames * (decode_s + sum(frame_s) + sum(fixed_s))
+    keep, dropped = plan_budget(names, weights, folds, frame_s, decode_s, n_frames, budget_s, fixed_s)
+    after = n_frames * (decode_s + sum(k / f * s + (x if k else 0.0) for k, f, s, x in zip(keep, folds, frame_s,
+                                                                                          fixed_s)))
     print(f"budget {_hms(budget_s)} for {n_frames:.0f} test frames: estimated {_hms(before)}"
           + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
     kept = []
