@@ -263,17 +263,102 @@ def test_ensemble_and_submit_write_a_valid_event_list(spot_run, spot_comp, tmp_p
 
 
 @pytest.mark.slow
-def test_kernel_dry_run_matches_submit(spot_run, spot_comp, kaggle_python, tmp_path):
+def test_kernel_dry_run_matches_submit(spot_run, spot_head_run, spot_comp, kaggle_python, tmp_path):
+    """A frame run and a head on per-frame features in one blend: the bundle carries the head's backbone in its
+    run folder, the kernel computes the test features from the frames, and equals the local submit."""
     from vidkit.config import load_competition
     from vidkit.flows.submit import run_submit
     from vidkit.kaggle.kernel import build, dry_run
     comp = load_competition(spot_comp)
-    bundle, kernel_dir = build(comp, [str(spot_run)], out=str(tmp_path / "kernels"), user="alice",
-                               competition="spot-videos", kernel_type="script")
-    sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
-    want = pd.read_csv(run_submit(comp, [str(spot_run)], str(tmp_path / "local.csv")))
-    assert len(sub) > 0
+    runs, store = [str(spot_run), str(spot_head_run[0])], spot_head_run[1]
+    store.rename(store.with_name("store.away"))  # neither the bundle nor a submit reads the feature store
+    try:
+        bundle, kernel_dir = build(comp, runs, out=str(tmp_path / "kernels"), user="alice",
+                                   competition="spot-videos", kernel_type="script")
+        assert len(list(bundle.rglob("backbone.safetensors"))) == 1 and not (bundle / "backbones").exists()
+        sub = pd.read_csv(dry_run(kernel_dir, bundle, comp, tmp_path / "fake", python=kaggle_python))
+        want = pd.read_csv(run_submit(comp, runs, str(tmp_path / "local.csv")))
+    finally:
+        store.with_name("store.away").rename(store)
+    assert set(want["video_id"]) == {"test_g00", "test_g01"}  # every test video has events
     pd.testing.assert_frame_equal(sub, want)
+
+
+@pytest.fixture(scope="session")
+def spot_head_run(spot_comp, tmp_path_factory) -> tuple[Path, Path]:
+    """(run, store): `embed` of every training and test video's frames, then a spot_head trained on them."""
+    from vidkit.config import load_config
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.embed import run_embed
+    out = tmp_path_factory.mktemp("spot_head")
+    store = run_embed(load_config("configs/spot_demo.yaml", {"comp": str(spot_comp), "model_args.stack": "1"}),
+                      out=str(out / "store"))
+    return run_cv(load_config("configs/spot_head_demo.yaml", {**SPOT_TINY, "comp": str(spot_comp),
+                                                             "features": str(store), "out_dir": str(out / "run")})), store
+
+
+@pytest.mark.slow
+def test_head_run_submits_from_frames_as_the_store_has_them(spot_head_run, spot_comp):
+    """submit's scores of a feature-head run (features computed from the decoded frames by the run folder's
+    backbone, the store moved away) equal the head on the stored features of the same videos."""
+    import torch
+    from vidkit.config import load_competition
+    from vidkit.data.events import index_videos
+    from vidkit.flows import spotting
+    from vidkit.flows.spotting import (backbone_seconds, frame_seconds, load_member, predict_arrays, predict_events,
+                                       predict_video)
+    run, store = spot_head_run
+    test = index_videos(load_competition(spot_comp), "test")
+    stored = {v: np.load(store / "all" / f"{v}.npy").astype(np.float32) for v in test["video_id"]}
+    away = store.with_name("store.away")
+    store.rename(away)
+    try:
+        member = load_member(run, torch.device("cpu"))
+        got = {r["video_id"]: predict_video(r, [member], [1.0], "cv2") for _, r in test.iterrows()}
+        events = predict_events([run], test["path"].iloc[0])  # `predict`: the same stream, the store away too
+        assert list(events.columns) == ["video_id", "time", "event", "score"]
+        assert backbone_seconds(member) > 0 and backbone_seconds({**member, "backbone": None}) == 0
+        with pytest.MonkeyPatch.context() as patch:  # the budget's per-frame cost counts the backbone
+            patch.setattr(spotting, "backbone_seconds", lambda m, repeats=2: 1.0)
+            assert 1.0 < frame_seconds(member) < 1.1
+    finally:
+        away.rename(store)
+    want = predict_arrays(member["models"], stored, member["cfg"], torch.device("cpu"))
+    for v in stored:
+        assert got[v].shape == want[v].shape == (len(stored[v]), 2)
+        np.testing.assert_allclose(got[v], want[v], atol=1e-5)
+
+
+def test_head_store_without_recipe_or_other_backbone_is_refused(spot_head_run, spot_comp, tmp_path):
+    import shutil
+    import torch
+    from vidkit.config import load_config
+    from vidkit.flows.cv import run_cv
+    from vidkit.flows.spotting import load_member
+    run, store = spot_head_run
+    copy = Path(shutil.copytree(store, tmp_path / "store"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    cfg = load_config("configs/spot_head_demo.yaml", {**SPOT_TINY, "comp": str(spot_comp), "features": str(copy),
+                                                      "out_dir": str(tmp_path / "run")})
+    (copy / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "recipe"}))
+    with pytest.raises(VidkitError, match=r"store/manifest.json: no backbone recipe .* re-run `vidkit embed`"):
+        run_cv(cfg)
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "sources": {"all": "0" * 16}}))
+    with pytest.raises(VidkitError, match=r"store/manifest.json: its recipe's backbone .* other weights"):
+        run_cv(cfg)
+    head = Path(shutil.copytree(run, tmp_path / "head"))
+    info = json.loads((head / "backbone.json").read_text())
+    (head / "backbone.json").write_text(json.dumps({**info, "weights_sha256": "0" * 16}))
+    with pytest.raises(VidkitError, match=r"head/backbone.safetensors: not the backbone weights"):
+        load_member(head, torch.device("cpu"))
+    (head / "backbone.json").write_text(json.dumps(info))
+    weights = (head / "backbone.safetensors").read_bytes()
+    (head / "backbone.safetensors").write_bytes(weights[:len(weights) // 2])
+    with pytest.raises(VidkitError, match=r"head/backbone.safetensors: not a readable safetensors backbone"):
+        load_member(head, torch.device("cpu"))
+    (head / "backbone.json").unlink()
+    with pytest.raises(VidkitError, match=r"head/backbone.json: missing"):
+        load_member(head, torch.device("cpu"))
 
 
 # ---------------------------------------------------------------- predict, check, submit budget=, explain
@@ -366,6 +451,12 @@ def test_budget_plan_cuts_fold_models_then_members_by_weight():
     assert keep == [1, 0] and dropped[-1] == "member b (weight 0.3)" and len(dropped) == 5
     keep, dropped = plan_budget(*args, budget_s=5.0)
     assert keep == [1, 0] and dropped[-1] == "nothing left to cut: a alone needs ~20s"
+    # b a head on features: 1 ms per fold model, and its backbone 5 ms per frame whatever its fold models
+    head = (["a", "b"], [0.7, 0.3], [3, 3], [3e-3, 3e-3], 1e-3, 10_000)
+    assert plan_budget(*head, budget_s=119.0, fixed_s=[0.0, 5e-3])[0] == [3, 2]  # 120 s -> 110 s
+    assert plan_budget(*head, budget_s=85.0, fixed_s=[0.0, 5e-3])[0] == [1, 1]  # 80 s: the backbone stays
+    keep, dropped = plan_budget(*head, budget_s=45.0, fixed_s=[0.0, 5e-3])  # b and its backbone go: 20 s
+    assert keep == [1, 0] and dropped[-1] == "member b (weight 0.3)"
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ A run folder (`RunDir`; by default <out_root>/<competition>/<config>/):
                     save_state, progress.json, ema.safetensors, plateau.pt; swapped in through state.tmp/, state.old/)
   oof.csv           every fold's out-of-fold predictions; cv_report.json: the CV report; its plots (PLOTS);
                     errors.png + errors.html: the error gallery; explain/<video id>.png: saliency
+  backbone.safetensors + backbone.json   a spotting head on per-frame features: the store's backbone and its
+                    recipe (vidkit.flows.spotbackbone), so the run folder alone submits
 A competition's folder (`CompDir`; <out_root>/<competition>/): its runs, ensemble.yaml, runs.md and runs.csv.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ STATE, PROGRESS, EMA_WEIGHTS, PLATEAU = "state", "progress.json", "ema.safetenso
 PLOTS = {"confusion": "confusion_matrix.png", "per_class": "per_class.png", "curves": "curves.png",
          "class_distribution": "class_distribution.png"}  # the CV report's plots, by what they show
 GALLERY_PNG, GALLERY_HTML, EXPLAIN = "errors.png", "errors.html", "explain"
+# a spotting head on per-frame features: the backbone that made them (weights + recipe), so the run folder alone submits
+BACKBONE_WEIGHTS, BACKBONE_JSON = "backbone.safetensors", "backbone.json"
 GALLERY_SIZE = 24  # videos in the error gallery (cv writes it; `vidkit gallery n=` changes it)
 REPORT_KEYS = {"metric": str, "score": (int, float), "fold_scores": list}  # what every reader of a report needs
 CHECKPOINTS = (f"fold*/{WEIGHTS}", f"full/{WEIGHTS}", f"seed*/fold*/{WEIGHTS}", f"seed*/full/{WEIGHTS}")

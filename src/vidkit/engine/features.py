@@ -4,6 +4,7 @@ keep a store and a head run together, and the gbdt head's fit (LightGBM, no grad
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -122,3 +123,22 @@ def protocol(cfg: Config) -> str:
 
 def fits_itself(cfg: Config) -> bool:
     return cfg.model == "gbdt"
+
+
+# ---------------------------------------------------------------- what made a store (flows.embed, flows.spotfeatures)
+
+def weights_hash(model) -> str:
+    """sha256 of the state_dict (names, shapes, values): the same weights, however they were loaded."""
+    import torch
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def backbone_recipe(backbone: Config, sources: dict, num_classes: int) -> dict:
+    """What rebuilds a store's backbone without the store's arrays (`submit` on test videos the store lacks, the
+    kernel): its config, head size and each source's checkpoint (None: the config's pretrained weights)."""
+    return {"config": json.loads(json.dumps(dataclasses.asdict(backbone))), "num_classes": num_classes,
+            "checkpoints": {s: str(Path(p).resolve()) if p else None for s, p in sources.items()}}

@@ -12,7 +12,6 @@ prior at submit).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ from vidkit.data.check import drop_bad
 from vidkit.data.dataset import loader_settings
 from vidkit.data.features import estimate_bytes, feature_path, read_manifest, write_features, write_manifest
 from vidkit.data.shard import in_shard, parse_shard
+from vidkit.engine.features import backbone_recipe, weights_hash  # noqa: F401  (spotting stores record them too)
 from vidkit.engine.runtime import build_model, make_accelerator
 from vidkit.engine.tta import eval_batch, eval_dataset, tta_spec
 from vidkit.errors import VidkitError
@@ -44,15 +44,6 @@ DTYPES = ("float16", "float32")
 # how backbone_tokens lays out positions; a store made under another rule is rebuilt (2: transformers video models
 # that mean-pool their tokens keep one position per tubelet step)
 POSITIONS_RULE = 2
-
-
-def weights_hash(model: torch.nn.Module) -> str:
-    """sha256 of the state_dict (names, shapes, values): the same weights, however they were loaded."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def embed_table(comp: Competition, cfg: Config) -> pd.DataFrame:
@@ -205,13 +196,6 @@ def run_embed(cfg: Config, comp: Competition | str | None = None, run: str | Non
 
 
 # ---------------------------------------------------------------- test videos at submit time (and in a kernel)
-
-def backbone_recipe(backbone: Config, sources: dict, num_classes: int) -> dict:
-    """What rebuilds a store's backbone without the store's arrays (`submit` on test videos the store lacks, the
-    kernel): its config, head size and each source's checkpoint (None: the config's pretrained weights)."""
-    return {"config": json.loads(json.dumps(dataclasses.asdict(backbone))), "num_classes": num_classes,
-            "checkpoints": {s: str(Path(p).resolve()) if p else None for s, p in sources.items()}}
-
 
 def recipe_of(root: Path, manifest: dict) -> tuple[Config, int, dict]:
     """(backbone config, head size, source -> checkpoint or None); a checkpoint path may be relative to the store."""

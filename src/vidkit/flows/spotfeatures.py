@@ -2,7 +2,10 @@
 config's spot_dense backbone (with its `pretrained=` weights, `model_args.stack=1`) on every frame of every
 training and test video, each video decoded once and streamed, stored as (n_frames, D) arrays in the feature
 store's layout (`vidkit.data.features`: all/<video_id>.npy and manifest.json with `per_frame: true`). A `spot_head`
-config then trains on them: `cv spot_head_demo comp=C features=DIR` (`vidkit.flows.spotting`)."""
+config then trains on them: `cv spot_head_demo comp=C features=DIR` (`vidkit.flows.spotting`). The manifest
+records the backbone's recipe (its config) and weights hash; `cv` rebuilds it, checks the hash and saves it into the
+run folder (backbone.safetensors, backbone.json), so `submit` computes the test videos' features from their frames
+with the run folder alone, as the store has them (`vidkit.flows.spotbackbone`)."""
 from __future__ import annotations
 
 import logging
@@ -24,6 +27,7 @@ def embed_frames(cfg: Config, comp: Competition, out: str | Path | None = None, 
     """Write (or finish: a video whose file is there is not redone while the manifest matches) the store."""
     import torch
     from vidkit.engine.runtime import build_model
+    from vidkit.engine.features import backbone_recipe, weights_hash
     if cfg.model != "spot_dense" or int(cfg.model_args.get("stack", 1)) != 1:
         raise VidkitError(f"embed: per-frame features of a spotting competition come from a spot_dense config "
                           f"with model_args.stack=1 (got {cfg.model}, stack {cfg.model_args.get('stack', 1)})")
@@ -33,7 +37,8 @@ def embed_frames(cfg: Config, comp: Competition, out: str | Path | None = None, 
     spec = model.input_spec
     manifest = {"competition": comp.name, "per_frame": True, "backbone": cfg.model_args.get("backbone", "resnet18"),
                 "pretrained": cfg.pretrained, "image_size": spec.size, "dims": int(model.backbone.num_features),
-                "positions": 1, "n_views": 1, "dtype": dtype, "sources": {"all": cfg.pretrained or "random init"}}
+                "positions": 1, "n_views": 1, "dtype": dtype, "sources": {"all": weights_hash(model)},
+                "recipe": backbone_recipe(cfg, {"all": None}, 1)}  # rebuilt and checked by `cv` (save_run_backbone)
     old = read_manifest(root) or {}
     keep = {k: v for k, v in old.items() if k != "complete"} == manifest
     write_manifest(root, {**manifest, "complete": False})
@@ -58,24 +63,26 @@ def embed_frames(cfg: Config, comp: Competition, out: str | Path | None = None, 
 
 def frame_features(backbone, spec, row, backend: str, device) -> np.ndarray:
     """(n_frames, D) features of one video, streamed `BATCH` frames at a time."""
-    import torch
-    from vidkit.engine.spotting import to_input
     parts, batch = [], []
-
-    def flush():
-        with torch.no_grad():
-            x = to_input(torch.from_numpy(np.stack(batch))[None].to(device), spec)[0]
-            parts.append(backbone(x).float().cpu().numpy())
-        batch.clear()
     for frame in iter_frames(row, spec.size, backend):
         batch.append(frame)
         if len(batch) == BATCH:
-            flush()
+            parts.append(embed_batch(backbone, spec, batch, device))
+            batch = []
     if batch:
-        flush()
+        parts.append(embed_batch(backbone, spec, batch, device))
     if not parts:
         raise VidkitError(f"{row['path']}: no frames could be decoded")
     return np.concatenate(parts)
+
+
+def embed_batch(backbone, spec, frames: list[np.ndarray], device) -> np.ndarray:
+    """(len(frames), D) float32 features of uint8 (H, W, 3) frames at the backbone's size (embed and submit)."""
+    import torch
+    from vidkit.engine.spotting import to_input
+    with torch.no_grad():
+        x = to_input(torch.from_numpy(np.stack(frames))[None].to(device), spec)[0]
+        return backbone(x).float().cpu().numpy()
 
 
 def load_frame_features(cfg: Config, comp: Competition, videos: pd.DataFrame) -> dict[str, np.ndarray]:

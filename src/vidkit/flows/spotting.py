@@ -121,6 +121,9 @@ def setup_run(cfg: Config, comp: Competition, out_root: Path | None = None) -> S
     spec = build_model(cfg, num_outputs(len(classes), cfg.spot_target)).input_spec
     if accelerator.is_main_process:
         _write_run(out, cfg, comp, videos, events, classes, unit, spec)
+        if cfg.features:  # the store's backbone (checked) into the run folder: submit needs it, not the store
+            from vidkit.flows.spotbackbone import save_run_backbone
+            save_run_backbone(cfg, comp, out.path)
     accelerator.wait_for_everyone()
     if cfg.features:  # spot_head on a per-frame feature store (`embed`: vidkit.flows.spotfeatures)
         from vidkit.flows.spotfeatures import load_frame_features
@@ -446,33 +449,52 @@ def run_ensemble(comp: Competition, runs: list[str] | None = None, out: str | No
 # ---------------------------------------------------------------- submission
 
 def load_member(run: Path, device) -> dict:
-    """A run's config, classes and every fold checkpoint on `device`, for sliding-window inference."""
+    """A run's config, classes and every fold checkpoint on `device`, for sliding-window inference; a head on
+    per-frame features (`features=`) also its backbone from the run folder (`frame_size`: the frames it takes)."""
+    from dataclasses import replace
     from safetensors.torch import load_file
     from vidkit.engine.runtime import build_model
     from vidkit.engine.spotting import model_predictor, num_outputs
     rd = RunDir(run)
     cfg, meta = rd.read_config(), rd.meta()
+    backbone = None
+    build_cfg = cfg
+    if cfg.features:  # the head's input size from the run's backbone.json: the store is not read at submit
+        from vidkit.flows.spotbackbone import load_run_backbone
+        backbone = load_run_backbone(run, device)
+        build_cfg = replace(cfg, features=None, model_args={**cfg.model_args, "in_dim": backbone[2]["dims"],
+                                                            "positions": 1})
     models = []
     for ckpt in rd.checkpoints():
-        m = build_model(cfg, num_outputs(len(meta["classes"]), cfg.spot_target))
+        m = build_model(build_cfg, num_outputs(len(meta["classes"]), cfg.spot_target))
         m.load_state_dict(load_file(str(ckpt)))
         models.append(m.to(device).eval())
     if not models:
         raise VidkitError(f"{run}: no fold checkpoints (fold*/model.safetensors)")
     spec = models[0].input_spec
     return {"run": run, "cfg": cfg, "classes": meta["classes"], "spec": spec, "models": models, "device": device,
-            "predict": model_predictor(models, spec, cfg.spot_target, device)}
+            "predict": model_predictor(models, spec, cfg.spot_target, device), "backbone": backbone,
+            "frame_size": backbone[1].size if backbone else spec.size}
 
 
 # ---------------------------------------------------------------- submit budget=: frames x measured speed
 
 def frame_seconds(member: dict, repeats: int = 2) -> float:
-    """Seconds of model time per video frame: one batch of windows timed (after a warm-up call), divided by the
-    frames the windows advance (batch x stride; each frame is in window / stride windows)."""
+    """Seconds of model time per video frame: the fold models' (`model_seconds`) and a head's backbone's."""
+    return model_seconds(member, repeats) + backbone_seconds(member, repeats)
+
+
+def model_seconds(member: dict, repeats: int = 2) -> float:
+    """Seconds of fold-model time per video frame: one batch of windows timed (after a warm-up call), divided by
+    the frames the windows advance (batch x stride; each frame is in window / stride windows)."""
     import torch
     spec, cfg = member["spec"], member["cfg"]
     batch, stride = cfg.eval_batch_size or 2 * cfg.batch_size, stride_of(cfg, spec.num_frames)
-    clips = np.random.default_rng(0).integers(0, 256, (batch, spec.num_frames, spec.size, spec.size, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    if member["backbone"]:  # a head on features: (B, T, D) vectors, and each frame through the backbone once
+        clips = rng.standard_normal((batch, spec.num_frames, member["backbone"][2]["dims"])).astype(np.float32)
+    else:
+        clips = rng.integers(0, 256, (batch, spec.num_frames, spec.size, spec.size, 3), np.uint8)
     member["predict"](clips)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -480,6 +502,23 @@ def frame_seconds(member: dict, repeats: int = 2) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / (repeats * batch * stride)
+
+
+def backbone_seconds(member: dict, repeats: int = 2) -> float:
+    """Seconds per frame through a feature head's backbone (0 for an end-to-end member): one batch timed."""
+    if not member["backbone"]:
+        return 0.0
+    import torch
+    from vidkit.flows.spotfeatures import BATCH, embed_batch
+    model, spec, _ = member["backbone"]
+    frames = list(np.random.default_rng(0).integers(0, 256, (BATCH, spec.size, spec.size, 3), np.uint8))
+    embed_batch(model, spec, frames, member["device"])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        embed_batch(model, spec, frames, member["device"])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / (repeats * BATCH)
 
 
 def decode_seconds(test: pd.DataFrame, sizes: list[int], backend: str, n_frames: int = 100) -> float:
@@ -502,15 +541,17 @@ def decode_seconds(test: pd.DataFrame, sizes: list[int], backend: str, n_frames:
 
 
 def plan_budget(names: list[str], weights: list[float], folds: list[int], frame_s: list[float], decode_s: float,
-                n_frames: float, budget_s: float) -> tuple[list[int], list[str]]:
+                n_frames: float, budget_s: float, fixed_s: list[float] | None = None) -> tuple[list[int], list[str]]:
     """Fold models per member (0: member dropped) whose estimate n_frames x (decode + sum of the members' per-frame
-    model time, proportional to their fold models) fits `budget_s`: fold models cut first (the slowest member
-    first, down to one), then members (lowest weight first), as classification cuts views then members."""
+    model time, proportional to their fold models, plus `fixed_s`: a head's backbone, once per kept member) fits
+    `budget_s`: fold models cut first (the slowest member first, down to one), then members (lowest weight
+    first), as classification cuts views then members."""
+    fixed = fixed_s or [0.0] * len(folds)
     per_fold = [s / f for s, f in zip(frame_s, folds)]
     keep, dropped = list(folds), []
 
     def estimate() -> float:
-        return n_frames * (decode_s + sum(k * p for k, p in zip(keep, per_fold)))
+        return n_frames * (decode_s + sum(k * p + (x if k else 0.0) for k, p, x in zip(keep, per_fold, fixed)))
     while estimate() > budget_s:
         cuttable = [(keep[i] * per_fold[i], i) for i in range(len(keep)) if keep[i] > 1]
         alive = [i for i in range(len(keep)) if keep[i]]
@@ -540,13 +581,15 @@ def fit_to_budget(members: list[dict], weights: list[float], test: pd.DataFrame,
     model time; fold models, then members, cut until the estimate fits (`plan_budget`)."""
     from vidkit.engine.spotting import model_predictor
     n_frames = float(test["n_frames"].clip(lower=0).sum()) * scale
-    frame_s = [frame_seconds(m) for m in members]
-    decode_s = decode_seconds(test, sorted({m["spec"].size for m in members}), backend)
+    frame_s = [model_seconds(m) for m in members]
+    fixed_s = [backbone_seconds(m) for m in members]  # a head's backbone: once per frame, whatever its fold models
+    decode_s = decode_seconds(test, sorted({m["frame_size"] for m in members}), backend)
     names = [Path(m["run"]).name for m in members]
     folds = [len(m["models"]) for m in members]
-    before = n_frames * (decode_s + sum(frame_s))
-    keep, dropped = plan_budget(names, weights, folds, frame_s, decode_s, n_frames, budget_s)
-    after = n_frames * (decode_s + sum(k / f * s for k, f, s in zip(keep, folds, frame_s)))
+    before = n_frames * (decode_s + sum(frame_s) + sum(fixed_s))
+    keep, dropped = plan_budget(names, weights, folds, frame_s, decode_s, n_frames, budget_s, fixed_s)
+    after = n_frames * (decode_s + sum(k / f * s + (x if k else 0.0) for k, f, s, x in zip(keep, folds, frame_s,
+                                                                                          fixed_s)))
     print(f"budget {_hms(budget_s)} for {n_frames:.0f} test frames: estimated {_hms(before)}"
           + (f", {_hms(after)} after dropping: " + "; ".join(dropped) if dropped else " (fits)"))
     kept = []
@@ -561,18 +604,29 @@ def fit_to_budget(members: list[dict], weights: list[float], test: pd.DataFrame,
 
 def predict_video(row, members: list[dict], weights: list[float], backend: str) -> np.ndarray:
     """One test video's blended per-frame scores: decoded once, every member's windows cut from the same frames."""
-    from vidkit.engine.spotting import Slider
-    sliders = [Slider(m["predict"], m["spec"].num_frames, stride_of(m["cfg"], m["spec"].num_frames),
-                      len(m["classes"]), m["cfg"].eval_batch_size or 2 * m["cfg"].batch_size,
-                      int(row["n_frames"])) for m in members]
-    sizes = sorted({m["spec"].size for m in members})
+    sliders = [member_slider(m, int(row["n_frames"])) for m in members]
+    sizes = sorted({m["frame_size"] for m in members})
     for frame in iter_frames(row, None, backend):
         resized = {s: resize_frames(frame[None], s)[0] for s in sizes}
         for m, slider in zip(members, sliders):
-            slider.push(resized[m["spec"].size])
+            slider.push(resized[m["frame_size"]])
     scores = [s.finish() for s in sliders]
     n = min(len(s) for s in scores)
     return sum(w * s[:n] for w, s in zip(weights, scores)) / sum(weights)
+
+
+def member_slider(member: dict, n_frames: int):
+    """A member's sliding windows over one video's frames: its Slider, or (a head on features) the Slider behind
+    the backbone (`vidkit.flows.spotbackbone.FeatureSlider`)."""
+    from vidkit.engine.spotting import Slider
+    m = member
+    slider = Slider(m["predict"], m["spec"].num_frames, stride_of(m["cfg"], m["spec"].num_frames), len(m["classes"]),
+                    m["cfg"].eval_batch_size or 2 * m["cfg"].batch_size, n_frames)
+    if not m["backbone"]:
+        return slider
+    from vidkit.flows.spotbackbone import FeatureSlider
+    model, spec, info = m["backbone"]
+    return FeatureSlider(slider, model, spec, info["dtype"], m["device"])
 
 
 def submission_columns(found: pd.DataFrame, sample: pd.DataFrame, comp: Competition, fps: pd.Series) -> pd.DataFrame:

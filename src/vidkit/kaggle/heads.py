@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 from vidkit.errors import VidkitError
-from vidkit.files import read_yaml_file, save_safetensors, write_json, write_yaml
+from vidkit.files import read_json, read_yaml_file, save_safetensors, write_json, write_yaml
 from vidkit.kaggle.template.kernel_code import sha256
+from vidkit.rundir import BACKBONE_JSON, BACKBONE_WEIGHTS
 
 BACKBONES = "backbones"
 
@@ -63,8 +64,8 @@ def bundle_heads(members, folders: list[str], dest: Path) -> list[str]:
     from vidkit.engine.features import cached_store, store_key
     known, stores = weights_in(dest), {}
     for folder, member in zip(folders, members):
-        if not member.cfg.features:
-            continue
+        if not member.cfg.features or (Path(member.run) / BACKBONE_WEIGHTS).is_file():
+            continue  # a spotting head run carries its backbone itself (copied with the run folder)
         root, manifest = cached_store(member.cfg)
         if manifest.get("precomputed"):
             continue  # `submit` reads the competition's own features_dir (vidkit.flows.submit.heads_read)
@@ -85,7 +86,11 @@ def backbone_pretrained(member) -> dict:
     from vidkit.flows.embed import recipe_of
     from vidkit.models.weights import pretrained_license
     from vidkit.rundir import RunDir
-    root, manifest = cached_store(member.cfg)
+    own = Path(member.run) / BACKBONE_JSON
+    if own.is_file():  # a spotting head run: its backbone's recipe travels with it, the store is not needed
+        root, manifest = Path(member.run), {"recipe": read_json(own)["recipe"]}
+    else:
+        root, manifest = cached_store(member.cfg)
     if manifest.get("precomputed"):
         return {}
     cfg, _, checkpoints = recipe_of(Path(root), manifest)

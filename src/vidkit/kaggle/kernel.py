@@ -24,7 +24,7 @@ from vidkit.config import Competition, as_competition, load_competition, read_ya
 from vidkit.choices import check_choice
 from vidkit.errors import VidkitError
 from vidkit.files import read_json, write_text
-from vidkit.rundir import RunDir, ensemble_file
+from vidkit.rundir import BACKBONE_JSON, BACKBONE_WEIGHTS, RunDir, ensemble_file
 from vidkit.kaggle.template.kernel_code import sha256
 from vidkit.analysis.report import licence_allowed, licence_label, pretrained_of
 
@@ -131,6 +131,9 @@ def copy_run(member, dest: Path, counts: dict) -> None:
     out.write_meta({**src.meta(), "class_counts": counts})
     if src.report_file.is_file():
         shutil.copyfile(src.report_file, out.report_file)
+    for name in (BACKBONE_WEIGHTS, BACKBONE_JSON):  # a spotting head's backbone (vidkit.flows.spotfeatures)
+        if (Path(run) / name).is_file():
+            shutil.copyfile(Path(run) / name, dest / name)
     for ckpt in member.checkpoints:
         target = dest / ckpt.relative_to(run)
         target.parent.mkdir(parents=True, exist_ok=True)
