@@ -103,12 +103,13 @@ def test_previous_output_and_weight_inputs(tmp_path):
 def test_training_kernel_resumes_in_its_next_version_then_feeds_inference(probs_comp, kaggle_python, tmp_path,
                                                                           monkeypatch):
     """On the Kaggle stand-in (Kaggle's packages only, inputs read-only, network refused), with the training
-    data mounted: version 1 (a 1 s budget) stops inside the first config's first fold; version 2 (resume=true)
+    data mounted: version 1 (a 1 s budget, one step) stops inside the first config's first fold; version 2 (resume=true)
     copies that output in, finishes both configs, ensembles them and writes the bundle; the inference kernel
     built with runs_from=notebook then reads that output and writes what `submit` writes from those runs."""
     comp, configs = load_competition(probs_comp), ["r3d18_demo", "videomae_demo"]
-    code, nb = build_train(str(probs_comp), configs, TINY_TRAIN, out=str(tmp_path / "k1"), time_budget="1s",
-                           gpu=False, **KAGGLE)
+    # max_steps=1 too: on a fast machine 1 s covers the whole 2-step fold, leaving version 2 nothing to go on with
+    code, nb = build_train(str(probs_comp), configs, {**TINY_TRAIN, "max_steps": "1"}, out=str(tmp_path / "k1"),
+                           time_budget="1s", gpu=False, **KAGGLE)
     assert dry_run_train(code, nb, comp, tmp_path / "v1", python=kaggle_python) == configs
     first = tmp_path / "v1" / "kaggle" / "working"
     runs = first / "vidkit" / "weights" / "tinyprobs"

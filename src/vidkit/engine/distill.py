@@ -234,6 +234,13 @@ def signal_loss(logits, batch: dict, class_weights, label_smoothing: float, alph
     hard = F.cross_entropy(logits.float(), target.nan_to_num(0.0), weight=class_weights,
                            label_smoothing=label_smoothing, reduction="none")
     kd = distill_kl(logits.float(), teacher.nan_to_num(1.0), temperature)
+    return mix_signal(hard, kd, weight, has_label, has_teacher, alpha)
+
+
+def mix_signal(hard, kd, weight, has_label, has_teacher, alpha: float):
+    """The mean over videos of weight * ((1 - a) * hard + a * kd): a = alpha with both a label and a teacher, 1
+    with a teacher alone, 0 with a label alone; a missing term counts 0 (its NaN never reaches the sum)."""
+    import torch
     a = torch.where(has_teacher, torch.where(has_label, torch.full_like(kd, alpha), torch.ones_like(kd)),
                     torch.zeros_like(kd))
     per_video = weight * ((1 - a) * torch.where(has_label, hard, torch.zeros_like(hard)) +
@@ -263,11 +270,7 @@ def multilabel_signal_loss(logits, batch: dict, pos_weight, label_smoothing: flo
     hard = F.binary_cross_entropy_with_logits(logits.float(), smoothed, pos_weight=pos_weight,
                                               reduction="none").mean(1)
     kd = distill_bce(logits.float(), teacher.nan_to_num(0.5), temperature)
-    a = torch.where(has_teacher, torch.where(has_label, torch.full_like(kd, alpha), torch.ones_like(kd)),
-                    torch.zeros_like(kd))
-    per_video = weight * ((1 - a) * torch.where(has_label, hard, torch.zeros_like(hard)) +
-                          a * torch.where(has_teacher, kd, torch.zeros_like(kd)))
-    return per_video.mean()
+    return mix_signal(hard, kd, weight, has_label, has_teacher, alpha)
 
 
 def prepare(cfg: Config, comp: Competition, table: pd.DataFrame, classes: list[str], out,
