@@ -35,12 +35,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vidkit demo $(ARGS)
 
-# one pytest-xdist worker per core plus one (worksteal evens out the long learning tests; the extra worker fills
-# the cores while others wait on subprocesses, notebook kernels and kills: 2 cores were 80% busy with 2 workers);
-# both print the 15 slowest tests; test-fast leaves out the tests marked slow (learning tests, end-to-end runs in
-# several processes). ARGS="-n0" runs in one process.
-WORKERS := $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
-PYTEST := $(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15
+# one pytest-xdist worker per core (worksteal evens out the long learning tests); both print the 15 slowest
+# tests; test-fast leaves out the tests marked slow (learning tests, end-to-end runs in several processes).
+# ARGS="-n0" runs in one process.
+PYTEST := $(PY) -m pytest -q -n auto --dist worksteal --durations=15
 test: $(STAMP)
 	$(PYTEST) $(ARGS)
 
