@@ -145,16 +145,14 @@ def run_submit(comp: Competition | str, runs: list[str] | None = None, out: str 
     from vidkit.flows.infer import ensemble, resolve_members  # torch and the models: not for `validate`
     from vidkit.engine.runtime import process_state
     comp = as_competition(comp)
+    if scale <= 0:
+        raise VidkitError(f"scale: must be > 0, got {scale}")
     if comp.task == "spotting":  # an event list, not one row per video: vidkit.flows.spotting
         from vidkit.flows.spotting import run_submit as spotting_submit
-        if scale <= 0:
-            raise VidkitError(f"scale: must be > 0, got {scale}")
         return spotting_submit(comp, runs, out, ensemble_yaml, backend, out_root, parse_duration(budget), scale)
     processes = process_state()  # under torchrun (`launch`), each process predicts a shard of the test set
     if not comp.sample_submission:
         raise VidkitError(f"{comp.path}: sample_submission is required to submit")
-    if scale <= 0:
-        raise VidkitError(f"scale: must be > 0, got {scale}")
     sample_path = comp.resolve(comp.sample_submission)
     test = index_test(comp)  # checks the sample's file and id column
     if comp.crop_detector:  # the region crops training saw (`crop`), made the same way from the test media
